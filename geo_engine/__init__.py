@@ -1,0 +1,61 @@
+"""geo-engine: a geolocation and proximity engine for location-triggered store offers.
+
+Exact WGS84 geodesics, an R-tree over geofences, a k-d tree over stores, and a SQLite store.
+"""
+
+from .config import SETTINGS, Setting, Settings
+from .engine import Engine, FenceHit, Location, StoreHit
+from .errors import (
+    Conflict,
+    GeoEngineError,
+    InvalidCampaign,
+    InvalidCoordinate,
+    InvalidGeometry,
+    InvalidInput,
+    NotFound,
+    Problem,
+    StorageError,
+    ValidationFailed,
+)
+from .fences import Dataset, load_files, parse_csv, parse_geojson
+from .geometry import boundary_distance_m, check_lat_lon, distance_m, distances_m
+from .index import FenceIndex, StoreIndex
+from .model import Confidence, Geofence, Store
+from .store import Database
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "SETTINGS",
+    "Confidence",
+    "Conflict",
+    "Database",
+    "Dataset",
+    "Engine",
+    "FenceHit",
+    "FenceIndex",
+    "GeoEngineError",
+    "Geofence",
+    "InvalidCampaign",
+    "InvalidCoordinate",
+    "InvalidGeometry",
+    "InvalidInput",
+    "Location",
+    "NotFound",
+    "Problem",
+    "Setting",
+    "Settings",
+    "StorageError",
+    "Store",
+    "StoreHit",
+    "StoreIndex",
+    "ValidationFailed",
+    "__version__",
+    "boundary_distance_m",
+    "check_lat_lon",
+    "distance_m",
+    "distances_m",
+    "load_files",
+    "parse_csv",
+    "parse_geojson",
+]

@@ -1,0 +1,158 @@
+"""The ``geo-engine`` command: thin over :class:`geo_engine.engine.Engine`.
+
+Every :class:`GeoEngineError` becomes one sentence on stderr and a non-zero exit; nothing a
+user types leads to a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from functools import wraps
+
+import click
+
+from . import __version__
+from .config import SETTINGS, Settings
+from .engine import Engine
+from .errors import GeoEngineError, ValidationFailed
+
+__all__ = ["main"]
+
+_DB_HELP = next(s for s in SETTINGS if s.name == "db").help + " [env GEO_ENGINE_DB]"
+
+
+def _fails_cleanly(fn: Callable) -> Callable:
+    """Turn library errors into one line on stderr and exit 1."""
+
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except ValidationFailed as exc:
+            for problem in exc.problems:
+                click.echo(f"error: {problem}", err=True)
+            n = len(exc.problems)
+            click.echo(f"{n} problem{'s' if n != 1 else ''} found; nothing was changed", err=True)
+            sys.exit(1)
+        except GeoEngineError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+def _engine(db: str | None) -> Engine:
+    return Engine(Settings.from_env(db=db))
+
+
+def _db_option(fn: Callable) -> Callable:
+    return click.option("--db", "db", default=None, metavar="PATH", help=_DB_HELP)(fn)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="geo-engine")
+def cli() -> None:
+    """geo-engine: stores, geofences and location-triggered offers, exact on the WGS84 ellipsoid."""
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--db", "db", default=None, metavar="PATH",
+              help="also accept store_ids already in this database [env GEO_ENGINE_DB]")
+@_fails_cleanly
+def validate(files: tuple[str, ...], db: str | None) -> None:
+    """Check GeoJSON/CSV store and geofence FILES; print every problem (exit 1 if any)."""
+    settings = Settings.from_env(db=db)
+    from pathlib import Path
+
+    from .fences import load_files
+    from .store import Database
+
+    known: set[str] = set()
+    if db is not None or Path(settings.db).exists():
+        known = Database(settings.db).store_ids()
+    data = load_files(files, known_store_ids=known)
+    for notice in data.notices:
+        click.echo(f"note: {notice}")
+    click.echo(f"ok: {len(data.stores)} stores, {len(data.geofences)} geofences in "
+               f"{len(files)} file{'s' if len(files) != 1 else ''}")
+
+
+@cli.command(name="import")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@_db_option
+@_fails_cleanly
+def import_(files: tuple[str, ...], db: str | None) -> None:
+    """Validate FILES, then load them into the database, all or nothing."""
+    engine = _engine(db)
+    counts, data = engine.import_files(files)
+    for notice in data.notices:
+        click.echo(f"note: {notice}")
+    total = engine.db.counts()
+    click.echo(f"imported {counts['stores']} stores and {counts['geofences']} geofences into "
+               f"{engine.db.path} (now {total['stores']} stores, {total['geofences']} geofences)")
+
+
+def _point_options(fn: Callable) -> Callable:
+    fn = click.option("--lon", type=float, required=True, help="longitude, degrees")(fn)
+    return click.option("--lat", type=float, required=True, help="latitude, degrees")(fn)
+
+
+@cli.command()
+@_point_options
+@click.option("-k", "k", type=int, default=None, help="how many stores (default 1)")
+@click.option("--radius-m", type=float, default=None, help="every store within this many metres")
+@_db_option
+@click.option("--json", "as_json", is_flag=True, help="print the same JSON as the HTTP API")
+@_fails_cleanly
+def nearest(lat: float, lon: float, k: int | None, radius_m: float | None, db: str | None,
+            as_json: bool) -> None:
+    """The nearest stores to a point, with WGS84 geodesic distances."""
+    hits = _engine(db).nearest(lat, lon, k=k, radius_m=radius_m)
+    if as_json:
+        click.echo(json.dumps({"stores": [h.as_dict() for h in hits]}))
+        return
+    if not hits:
+        click.echo("no stores" + (f" within {radius_m:g} m" if radius_m is not None else ""))
+        return
+    width = max(len(h.store_id) for h in hits)
+    for rank, h in enumerate(hits, 1):
+        click.echo(f"{rank:>3}  {h.store_id:<{width}}  {h.distance_m:>12,.1f} m  "
+                   f"({h.lat:.6f}, {h.lon:.6f})  {h.name}")
+
+
+@cli.command()
+@_point_options
+@click.option("--accuracy-m", type=float, default=0.0, show_default=True,
+              help="GPS accuracy radius, metres")
+@_db_option
+@click.option("--json", "as_json", is_flag=True, help="print the same JSON as GET /v1/locate")
+@_fails_cleanly
+def locate(lat: float, lon: float, accuracy_m: float, db: str | None, as_json: bool) -> None:
+    """What a ping at a point would see: geofences (with confidence) and the nearest store."""
+    where = _engine(db).locate(lat, lon, accuracy_m)
+    if as_json:
+        click.echo(json.dumps(where.as_dict()))
+        return
+    if not where.geofences:
+        click.echo("in no geofence")
+    for hit in where.geofences:
+        click.echo(f"in geofence {hit.geofence_id} (store {hit.store_id}), confidence "
+                   f"{hit.confidence}")
+    if where.nearest_store:
+        s = where.nearest_store
+        click.echo(f"nearest store: {s.store_id} {s.name}, {s.distance_m:,.1f} m")
+
+
+def main() -> None:
+    """Entry point: run the CLI; an unexpected error is reported in one line, as a bug."""
+    try:
+        cli(standalone_mode=True)
+    except SystemExit:
+        raise
+    except Exception as exc:  # a bug: still no traceback for the user
+        click.echo(f"error: internal error ({type(exc).__name__}: {exc}); this is a bug, please "
+                   "report it", err=True)
+        sys.exit(70)

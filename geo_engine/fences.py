@@ -1,0 +1,516 @@
+"""Read and validate store and geofence files: GeoJSON FeatureCollections and CSV store lists.
+
+Validation collects *every* problem in a file (feature index or CSV line, id, what is wrong and
+how to fix it) before raising :class:`~geo_engine.errors.ValidationFailed`, so a marketer fixes
+a file in one pass. See SPEC section 3.1 for the format.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import zoneinfo
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyproj
+
+from .errors import InvalidGeometry, Problem, ValidationFailed
+from .geometry import polygon_parts
+from .model import Geofence, Store
+
+__all__ = [
+    "Dataset",
+    "geofence_from_geometry",
+    "load_files",
+    "parse_csv",
+    "parse_geojson",
+]
+
+MIN_RADIUS_M, MAX_RADIUS_M = 1.0, 50_000.0
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_KNOWN_STORE = {"kind", "id", "name", "tags", "metadata", "timezone", "opening_hours", "address"}
+_KNOWN_FENCE = {"kind", "id", "store_id", "name", "radius_m", "tags", "enabled", "expires_at",
+                "metadata"}
+_LONLAT_CRS = {"EPSG:4326", "OGC:CRS84", "EPSG:4979", "OGC:CRS84H"}
+# Web Mercator's extent: a coordinate inside it but outside lon/lat ranges is probably metres.
+_MERCATOR_X, _MERCATOR_Y = 20037508.35, 20048966.11
+
+
+@dataclass
+class Dataset:
+    """What a set of files holds: stores, geofences, and notes on what was done to them."""
+
+    stores: list[Store] = field(default_factory=list)
+    geofences: list[Geofence] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
+    # where each item came from, by id(item): (source, index or line, "feature" or "line")
+    origins: dict[int, tuple[str, int | None, str]] = field(default_factory=dict, repr=False)
+
+    def add(self, item: Store | Geofence, source: str, index: int | None, unit: str) -> None:
+        (self.stores if isinstance(item, Store) else self.geofences).append(item)
+        self.origins[id(item)] = (source, index, unit)
+
+    def extend(self, other: Dataset) -> None:
+        self.stores += other.stores
+        self.geofences += other.geofences
+        self.notices += other.notices
+        self.origins.update(other.origins)
+
+
+class _Bad(Exception):
+    """One problem with the feature being read; becomes a Problem with its index and id."""
+
+
+# --- small checkers ----------------------------------------------------------------------------
+
+def _id_string(value: Any, what: str) -> str:
+    if isinstance(value, bool) or value is None:
+        raise _Bad(f"{what} must be a string or a number, got {json.dumps(value)}")
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise _Bad(f"{what} must be a string or a number, got {value}")
+        return str(int(value)) if value.is_integer() else repr(value)
+    if isinstance(value, str):
+        if not value.strip():
+            raise _Bad(f"{what} is empty; give it a non-empty string")
+        return value
+    raise _Bad(f"{what} must be a string or a number, got {type(value).__name__}")
+
+
+def _tags(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
+        raise _Bad(f'tags must be a list of strings, like ["coffee", "downtown"]; got '
+                   f"{json.dumps(value)[:60]}")
+    return tuple(value)
+
+
+def _hhmm(value: Any, day: str) -> int:
+    try:
+        hh, mm = value.split(":")
+        minutes = int(hh) * 60 + int(mm)
+        if len(hh) == 2 and len(mm) == 2 and 0 <= int(mm) < 60 and 0 <= minutes <= 24 * 60:
+            return minutes
+    except (AttributeError, ValueError):
+        pass
+    raise _Bad(f'opening_hours.{day}: {json.dumps(value)} is not a time "HH:MM" (00:00 to 24:00)')
+
+
+def _opening_hours(value: Any) -> dict[str, list[list[str]]] | None:
+    if value is None:
+        return None
+    example = 'like {"mon": [["09:00", "21:00"]], "sun": []}'
+    if not isinstance(value, dict):
+        raise _Bad(f"opening_hours must be an object of weekdays, {example}")
+    for day, spans in value.items():
+        if day not in _DAYS:
+            raise _Bad(f"opening_hours has an unknown day {day!r}; use {', '.join(_DAYS)}")
+        if not isinstance(spans, list):
+            raise _Bad(f"opening_hours.{day} must be a list of [open, close] pairs, {example}")
+        for span in spans:
+            if not (isinstance(span, list) and len(span) == 2):
+                raise _Bad(f"opening_hours.{day} must be a list of [open, close] pairs, {example}")
+            if _hhmm(span[0], day) >= _hhmm(span[1], day) and span[1] != "24:00":
+                # a span past midnight is written as two: ["22:00","24:00"] and next day's
+                raise _Bad(f"opening_hours.{day}: {span[0]} to {span[1]} closes before it opens; "
+                           f"split a span past midnight into [\"{span[0]}\", \"24:00\"] and the "
+                           "next day's [\"00:00\", ...]")
+    return {day: [list(s) for s in value[day]] for day in value}
+
+
+def _timezone(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _Bad(f"timezone must be an IANA name like \"America/Los_Angeles\", got "
+                   f"{json.dumps(value)}")
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise _Bad(f"timezone {value!r} is not an IANA time zone name; use one like "
+                   "\"Europe/Paris\", or leave it out to have it derived from the location") from None
+    return value
+
+
+def _expires_at(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        at = datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        at = None
+    if at is None or at.tzinfo is None:
+        raise _Bad(f"expires_at must be an RFC 3339 time with a zone, like "
+                   f"\"2026-12-24T18:00:00Z\"; got {json.dumps(value)}")
+    return at
+
+
+def _metadata(props: dict[str, Any], known: set[str]) -> dict[str, Any]:
+    meta = {k: v for k, v in props.items() if k not in known}
+    given = props.get("metadata")
+    if given is not None:
+        if not isinstance(given, dict):
+            raise _Bad("metadata must be a JSON object of names to values")
+        meta.update(given)
+    return meta
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# --- coordinates -------------------------------------------------------------------------------
+
+def _positions(value: Any, what: str, min_count: int) -> np.ndarray:
+    """Return an (n, 2) float array of lon/lat positions; altitude is dropped."""
+    if not isinstance(value, list):
+        raise _Bad(f"{what} must be a list of [lon, lat] positions")
+    out = np.empty((len(value), 2))
+    for i, pos in enumerate(value):
+        if not (isinstance(pos, list) and len(pos) >= 2 and _number(pos[0]) and _number(pos[1])):
+            raise _Bad(f"{what}, position {i}: {json.dumps(pos)[:60]} is not a [lon, lat] pair "
+                       "of numbers")
+        out[i] = pos[0], pos[1]
+    if len(out) < min_count:
+        raise _Bad(f"{what} has {len(out)} position{'s' if len(out) != 1 else ''}; it needs at "
+                   f"least {min_count}")
+    return out
+
+
+def _check_lonlat(arr: np.ndarray, what: str) -> None:
+    """Raise _Bad when positions are not finite WGS84 lon/lat, saying what they look like."""
+    bad_num = ~np.isfinite(arr).all(axis=1)
+    if bad_num.any():
+        i = int(np.argmax(bad_num))
+        raise _Bad(f"{what}, position {i}: coordinates must be finite numbers, got "
+                   f"{arr[i, 0]}, {arr[i, 1]}")
+    lon, lat = arr[:, 0], arr[:, 1]
+    out = (np.abs(lon) > 180) | (np.abs(lat) > 90)
+    if not out.any():
+        return
+    i = int(np.argmax(out))
+    x, y = float(lon[i]), float(lat[i])
+    if (np.abs(arr) > 1000).any() and (np.abs(lon) <= _MERCATOR_X).all() and \
+            (np.abs(lat) <= _MERCATOR_Y).all():
+        raise _Bad(f"{what}, position {i}: [{x}, {y}] is not lon/lat; it looks like Web "
+                   "Mercator (EPSG:3857) metres: export as WGS84 (EPSG:4326) or add a \"crs\" "
+                   "member naming EPSG:3857")
+    if abs(x) <= 90 and abs(y) <= 180:
+        raise _Bad(f"{what}, position {i}: [{x}, {y}] has latitude {y} outside [-90, 90]; it "
+                   "looks like [lat, lon]: GeoJSON positions are [lon, lat], so swap them")
+    raise _Bad(f"{what}, position {i}: [{x}, {y}] is outside WGS84: lon must be in [-180, 180] "
+               "and lat in [-90, 90]")
+
+
+class _Reprojector:
+    """Carries a legacy GeoJSON 2008 ``crs`` member: lon/lat ones pass, others are reprojected."""
+
+    def __init__(self, crs_member: Any):
+        self.transformer = None
+        self.name = None
+        if crs_member is None:
+            return
+        try:
+            name = crs_member["properties"]["name"]
+            crs = pyproj.CRS.from_user_input(name)
+        except (KeyError, TypeError, pyproj.exceptions.CRSError):
+            raise _Bad(f"the \"crs\" member {json.dumps(crs_member)[:80]} names no CRS pyproj "
+                       "knows; remove it (GeoJSON is WGS84 lon/lat) or name one like "
+                       "\"EPSG:3857\"") from None
+        authority = crs.to_authority()
+        code = ":".join(authority) if authority else crs.name
+        if code in _LONLAT_CRS:
+            return
+        self.name = code
+        self.transformer = pyproj.Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
+
+    def __call__(self, arr: np.ndarray) -> np.ndarray:
+        if self.transformer is None:
+            return arr
+        lon, lat = self.transformer.transform(arr[:, 0], arr[:, 1])
+        return np.column_stack([lon, lat])
+
+
+# --- features ----------------------------------------------------------------------------------
+
+def _ring(value: Any, what: str, project: _Reprojector) -> np.ndarray:
+    arr = project(_positions(value, what, 4))
+    _check_lonlat(arr, what)
+    if not np.array_equal(arr[0], arr[-1]):
+        raise _Bad(f"{what} is not closed: its last position {arr[-1].tolist()} must repeat its "
+                   f"first {arr[0].tolist()}")
+    return arr
+
+
+def _polygon_rings(coords: Any, what: str, project: _Reprojector) -> list[np.ndarray]:
+    if not isinstance(coords, list) or not coords:
+        raise _Bad(f"{what} must be a list of rings (exterior first, then holes)")
+    return [_ring(r, f"{what} ring {j}", project) for j, r in enumerate(coords)]
+
+
+def geofence_from_geometry(geometry: dict[str, Any], **fields: Any) -> Geofence:
+    """Return a polygon Geofence from a WGS84 Polygon/MultiPolygon, with its parts and edges.
+
+    Raises :class:`~geo_engine.errors.InvalidGeometry` for a geometry that cannot be one.
+    """
+    try:
+        return _polygon_fence(geometry, _Reprojector(None), fields)[0]
+    except _Bad as exc:
+        raise InvalidGeometry(str(exc)) from None
+
+
+def _polygon_fence(geom: dict, project: _Reprojector, fields: dict) -> tuple[Geofence, dict]:
+    kind, coords = geom["type"], geom.get("coordinates")
+    if kind == "Polygon":
+        polygons = [_polygon_rings(coords, "polygon", project)]
+    else:
+        if not isinstance(coords, list) or not coords:
+            raise _Bad("MultiPolygon coordinates must be a non-empty list of polygons")
+        polygons = [_polygon_rings(p, f"polygon {k}", project) for k, p in enumerate(coords)]
+    parts, edges = [], []
+    for k, rings in enumerate(polygons):
+        try:
+            p, e = polygon_parts(rings)
+        except InvalidGeometry as exc:
+            where = f"polygon {k}: " if len(polygons) > 1 else ""
+            raise _Bad(f"{where}{exc}") from None
+        parts += p
+        edges.append(e)
+    all_edges = np.concatenate(edges)
+    # A polygon already cut at the antimeridian (RFC 7946 3.1.9) has seam edges along ±180
+    # that are no boundary when parts lie on both sides.
+    on_seam = (np.abs(all_edges[:, 0]) == 180) & (all_edges[:, 0] == all_edges[:, 2])
+    if on_seam.any() and (all_edges[:, 0] == 180).any() and (all_edges[:, 0] == -180).any():
+        all_edges = all_edges[~on_seam]
+    # Keep the geometry as WGS84 GeoJSON: positions reprojected, altitude dropped.
+    clean = {"type": kind, "coordinates": (
+        [[r.tolist() for r in polygons[0]]] if kind == "Polygon" else
+        [[r.tolist() for r in rings] for rings in polygons])}
+    if kind == "Polygon":
+        clean["coordinates"] = clean["coordinates"][0]
+    fence = Geofence(geometry=clean, parts=tuple(parts), edges=all_edges, **fields)
+    return fence, clean
+
+
+def _store_feature(props: dict, geom: dict, fid: str, project: _Reprojector) -> Store:
+    if geom.get("type") != "Point":
+        raise _Bad(f"a store must be a Point (its location), got a {geom.get('type')}")
+    arr = project(_positions([geom.get("coordinates")], "Point", 1))
+    _check_lonlat(arr, "Point")
+    name = props.get("name") or ""
+    address = props.get("address") or ""
+    if not isinstance(name, str) or not isinstance(address, str):
+        raise _Bad("name and address must be strings")
+    return Store(id=fid, lon=float(arr[0, 0]), lat=float(arr[0, 1]), name=name,
+                 tags=_tags(props.get("tags")), timezone=_timezone(props.get("timezone")),
+                 opening_hours=_opening_hours(props.get("opening_hours")), address=address,
+                 metadata=_metadata(props, _KNOWN_STORE))
+
+
+def _fence_feature(props: dict, geom: dict, fid: str, project: _Reprojector) -> Geofence:
+    if "store_id" not in props or props["store_id"] is None:
+        raise _Bad("a geofence needs the store_id of the store it belongs to")
+    enabled = props.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise _Bad(f"enabled must be true or false, got {json.dumps(enabled)}")
+    name = props.get("name") or ""
+    if not isinstance(name, str):
+        raise _Bad("name must be a string")
+    fields = dict(id=fid, store_id=_id_string(props["store_id"], "store_id"), name=name,
+                  tags=_tags(props.get("tags")), enabled=enabled,
+                  expires_at=_expires_at(props.get("expires_at")),
+                  metadata=_metadata(props, _KNOWN_FENCE))
+    kind = geom.get("type")
+    if kind == "Point":
+        radius = props.get("radius_m")
+        if radius is None:
+            raise _Bad("a Point geofence needs radius_m, the circle's radius in metres "
+                       f"({MIN_RADIUS_M:g} to {MAX_RADIUS_M:,.0f})")
+        if not _number(radius) or not math.isfinite(radius) or \
+                not MIN_RADIUS_M <= radius <= MAX_RADIUS_M:
+            raise _Bad(f"radius_m must be a number of metres from {MIN_RADIUS_M:g} to "
+                       f"{MAX_RADIUS_M:,.0f}, got {json.dumps(radius)}")
+        arr = project(_positions([geom.get("coordinates")], "Point", 1))
+        _check_lonlat(arr, "Point")
+        return Geofence(lon=float(arr[0, 0]), lat=float(arr[0, 1]), radius_m=float(radius),
+                        **fields)
+    if kind in ("Polygon", "MultiPolygon"):
+        if props.get("radius_m") is not None:
+            raise _Bad("radius_m applies only to a Point geofence; remove it from this polygon")
+        return _polygon_fence(geom, project, fields)[0]
+    raise _Bad(f"a geofence must be a Polygon, a MultiPolygon or a Point with radius_m; got a "
+               f"{kind} (lines and points without radius_m enclose no area)")
+
+
+
+
+def parse_geojson(text: str, source: str = "") -> tuple[Dataset, list[Problem]]:
+    """Return the stores and geofences of a GeoJSON FeatureCollection, and every problem in it.
+
+    Store references are not checked here (a store may be in another file or already loaded):
+    :func:`load_files` checks them across everything.
+    """
+    problems: list[Problem] = []
+    data = Dataset()
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return data, [Problem(source, None, None, f"malformed JSON at line {exc.lineno}, column "
+                              f"{exc.colno}: {exc.msg}; fix the JSON there (geojson.io shows it)")]
+    if not isinstance(doc, dict) or doc.get("type") != "FeatureCollection":
+        got = doc.get("type") if isinstance(doc, dict) else type(doc).__name__
+        return data, [Problem(source, None, None, f"not a GeoJSON FeatureCollection (type is "
+                              f"{json.dumps(got)}); wrap the features in "
+                              '{"type": "FeatureCollection", "features": [...]}')]
+    features = doc.get("features")
+    if not isinstance(features, list):
+        return data, [Problem(source, None, None, "the FeatureCollection has no \"features\" list")]
+    try:
+        project = _Reprojector(doc.get("crs"))
+    except _Bad as exc:
+        return data, [Problem(source, None, None, str(exc))]
+    if project.name:
+        data.notices.append(f"{source or 'input'}: coordinates reprojected from {project.name} "
+                            "to WGS84 lon/lat (the file's \"crs\" member)")
+    for i, feature in enumerate(features):
+        fid = None
+        try:
+            if not isinstance(feature, dict) or feature.get("type") != "Feature":
+                raise _Bad("not a GeoJSON Feature (needs \"type\": \"Feature\")")
+            props = feature.get("properties") or {}
+            if not isinstance(props, dict):
+                raise _Bad("properties must be a JSON object")
+            raw_id = props.get("id", feature.get("id"))
+            if raw_id is None:
+                raise _Bad("has no id: add an \"id\" property (unique across the file)")
+            fid = _id_string(raw_id, "id")
+            kind = props.get("kind", "geofence")
+            geom = feature.get("geometry")
+            if kind not in ("store", "geofence"):
+                raise _Bad(f"kind must be \"store\" or \"geofence\", got {json.dumps(kind)}")
+            if not isinstance(geom, dict) or "type" not in geom:
+                raise _Bad(f"has no geometry (null); draw a {'Point' if kind == 'store' else 'Polygon'}"
+                           " for it")
+            make = _store_feature if kind == "store" else _fence_feature
+            data.add(make(props, geom, fid, project), source, i, "feature")
+        except _Bad as exc:
+            problems.append(Problem(source, i, fid, str(exc)))
+    return data, problems
+
+
+def parse_csv(text: str, source: str = "") -> tuple[Dataset, list[Problem]]:
+    """Return stores and circle geofences from a CSV ``id, store_id, lat, lon, radius_m`` list.
+
+    Optional columns: ``name``, and ``tags`` separated by ``|``. A row makes its store (once per
+    ``store_id``) and a circle geofence ``id`` around it; an empty ``radius_m`` makes the store
+    alone. Problems carry the 1-based line number.
+    """
+    problems: list[Problem] = []
+    data = Dataset()
+    reader = csv.DictReader(io.StringIO(text))
+    header = [h.strip() for h in (reader.fieldnames or [])]
+    missing = [c for c in ("id", "store_id", "lat", "lon", "radius_m") if c not in header]
+    if missing:
+        return data, [Problem(source, 1, None, f"the header lacks column{'s' if len(missing) > 1 else ''}"
+                              f" {', '.join(missing)}; a store list needs id, store_id, lat, lon,"
+                              " radius_m (and may add name, tags)", unit="line")]
+    reader.fieldnames = header
+    stores: dict[str, Store] = {}
+    for row in reader:
+        line = reader.line_num
+        rid = (row.get("id") or "").strip() or None
+        try:
+            sid = (row.get("store_id") or "").strip()
+            if not sid:
+                raise _Bad("store_id is empty; every row names its store")
+            try:
+                lat, lon = float(row["lat"]), float(row["lon"])
+            except (TypeError, ValueError):
+                raise _Bad(f"lat {row.get('lat')!r} and lon {row.get('lon')!r} must be numbers") from None
+            _check_lonlat(np.array([[lon, lat]]), "lat/lon")
+            tags = tuple(t.strip() for t in (row.get("tags") or "").split("|") if t.strip())
+            name = (row.get("name") or "").strip()
+            known = stores.get(sid)
+            if known is None:
+                stores[sid] = known = Store(id=sid, lat=lat, lon=lon, name=name, tags=tags)
+                data.add(known, source, line, "line")
+            elif (known.lat, known.lon) != (lat, lon):
+                raise _Bad(f"store {sid!r} is at lat {known.lat}, lon {known.lon} on an earlier "
+                           f"line but at lat {lat}, lon {lon} here; give one store one place")
+            radius_text = (row.get("radius_m") or "").strip()
+            if not radius_text:
+                continue
+            if rid is None:
+                raise _Bad("id is empty; a row with radius_m makes a geofence and needs its id")
+            try:
+                radius = float(radius_text)
+            except ValueError:
+                radius = math.nan
+            if not MIN_RADIUS_M <= radius <= MAX_RADIUS_M:
+                raise _Bad(f"radius_m must be a number of metres from {MIN_RADIUS_M:g} to "
+                           f"{MAX_RADIUS_M:,.0f}, got {radius_text!r}")
+            data.add(Geofence(id=rid, store_id=sid, name=name, lat=lat, lon=lon, radius_m=radius,
+                              tags=tags), source, line, "line")
+        except _Bad as exc:
+            problems.append(Problem(source, line, rid, str(exc), unit="line"))
+    return data, problems
+
+
+def _check_references(data: Dataset, known_store_ids: Iterable[str]) -> list[Problem]:
+    """Duplicate ids and geofences whose store is nowhere to be found, across all files."""
+    problems = []
+    for kind, items in (("store", data.stores), ("geofence", data.geofences)):
+        seen: dict[str, tuple[str, int | None, str]] = {}
+        for item in items:
+            src, idx, unit = data.origins[id(item)]
+            if item.id in seen:
+                first = seen[item.id]
+                problems.append(Problem(src, idx, item.id, f"duplicate {kind} id: {first[2]} "
+                                        f"{first[1]} of {first[0] or 'the input'} has it too; "
+                                        "give each a unique id", unit=unit))
+            else:
+                seen[item.id] = (src, idx, unit)
+    store_ids = {s.id for s in data.stores} | set(known_store_ids)
+    for fence in data.geofences:
+        if fence.store_id not in store_ids:
+            src, idx, unit = data.origins[id(fence)]
+            problems.append(Problem(src, idx, fence.id, f"store_id {fence.store_id!r} is no store"
+                                    " in these files or the database; add that store (a Point "
+                                    "feature with \"kind\": \"store\") or fix the store_id",
+                                    unit=unit))
+    return problems
+
+
+def load_files(paths: Sequence[str | Path], known_store_ids: Iterable[str] = ()) -> Dataset:
+    """Return everything in these GeoJSON/CSV files, or raise ValidationFailed with every problem.
+
+    ``known_store_ids`` are stores already loaded (a geofence file may refer to them). A file
+    ending in ``.csv`` is a store list; anything else is read as GeoJSON.
+    """
+    data, problems = Dataset(), []
+    for path in paths:
+        path = Path(path)
+        source = str(path)
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.append(Problem(source, None, None, f"cannot be read: {exc}"))
+            continue
+        parse = parse_csv if path.suffix.lower() == ".csv" else parse_geojson
+        part, found = parse(text, source)
+        problems += found
+        data.extend(part)
+    problems += _check_references(data, known_store_ids)
+    if problems:
+        raise ValidationFailed(problems)
+    return data
