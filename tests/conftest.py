@@ -1,0 +1,73 @@
+"""Shared fixtures: the demo chain, fresh databases, and a worldwide store set for brute force."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pyproj import Geod
+
+from geo_engine import Database, Engine, Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / "data" / "demo_stores.geojson"
+WGS84 = Geod(ellps="WGS84")  # the reference every answer is checked against
+
+
+def brute_nearest(lat, lon, lats, lons, k=None, radius_m=None):
+    """Every store ranked by a plain geodesic scan: (positions, metres), ties by position."""
+    n = len(lats)
+    d = np.asarray(WGS84.inv(np.full(n, lon), np.full(n, lat), lons, lats)[2], dtype=float)
+    order = np.lexsort((np.arange(n), d))
+    if radius_m is not None:
+        order = order[d[order] <= radius_m]
+    if k is not None:
+        order = order[:k]
+    return order, d[order]
+
+
+def worldwide_stores(seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
+    """Stores all over the globe, with clusters where geography is hardest."""
+    rng = np.random.default_rng(seed)
+    parts = [
+        # uniform on the sphere
+        (np.degrees(np.arcsin(rng.uniform(-1, 1, 1500))), rng.uniform(-180, 180, 1500)),
+        # the antimeridian
+        (rng.uniform(-5, 5, 200), np.where(rng.random(200) < 0.5, 1, -1) * rng.uniform(179.9, 180, 200)),
+        # both poles
+        (rng.uniform(89.9, 90, 100), rng.uniform(-180, 180, 100)),
+        (rng.uniform(-90, -89.9, 100), rng.uniform(-180, 180, 100)),
+        # lat 60-75: a degree of longitude is half a degree of latitude or less
+        (rng.uniform(60, 75, 300), rng.uniform(20, 30, 300)),
+        # exact duplicates: ties that only the id can break
+        (np.full(5, 48.8566), np.full(5, 2.3522)),
+    ]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+@pytest.fixture(scope="session")
+def world():
+    from geo_engine import StoreIndex
+
+    lats, lons = worldwide_stores()
+    return lats, lons, StoreIndex(lats, lons)
+
+
+@pytest.fixture
+def fresh_db():
+    db = Database(":memory:")
+    yield db
+    db.close()
+
+
+@pytest.fixture
+def db_path(tmp_path):
+    return tmp_path / "geo.db"
+
+
+@pytest.fixture
+def demo_engine(tmp_path):
+    engine = Engine(Settings(db=str(tmp_path / "demo.db")))
+    engine.import_files([DEMO])
+    return engine

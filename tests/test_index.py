@@ -1,0 +1,278 @@
+"""The indexes against a brute-force geodesic scan: same ids, same order, ties by id."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+import shapely
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from geo_engine import Confidence, FenceIndex, Geofence, StoreIndex
+from geo_engine.fences import geofence_from_geometry
+
+from .conftest import WGS84, brute_nearest
+
+lats = st.floats(-90, 90)
+lons = st.floats(-180, 180)
+
+# Places where a planar or careless index goes wrong (SPEC section 2).
+NAMED = [
+    pytest.param(0.0, 179.99999, id="antimeridian-east"),
+    pytest.param(0.0, -179.99999, id="antimeridian-west"),
+    pytest.param(3.0, 180.0, id="on-the-antimeridian"),
+    pytest.param(90.0, 0.0, id="north-pole"),
+    pytest.param(-90.0, 123.0, id="south-pole"),
+    pytest.param(89.95, -45.0, id="near-north-pole"),
+    pytest.param(-89.99, 170.0, id="near-south-pole"),
+    pytest.param(70.0, 25.0, id="lat-70"),
+    pytest.param(65.0, -150.0, id="lat-65-empty-region"),
+    pytest.param(48.8566, 2.3522, id="on-five-duplicates"),
+]
+
+
+@pytest.mark.parametrize(("lat", "lon"), NAMED)
+@pytest.mark.parametrize("k", [1, 5, 12])
+def test_nearest_named_places(world, lat, lon, k):
+    slats, slons, index = world
+    got_i, got_d = index.nearest(lat, lon, k)
+    want_i, want_d = brute_nearest(lat, lon, slats, slons, k=k)
+    assert got_i.tolist() == want_i.tolist()
+    np.testing.assert_allclose(got_d, want_d, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize(("lat", "lon"), NAMED)
+@pytest.mark.parametrize("radius_m", [0.0, 50.0, 5_000.0, 200_000.0])
+def test_within_named_places(world, lat, lon, radius_m):
+    slats, slons, index = world
+    got_i, got_d = index.within(lat, lon, radius_m)
+    want_i, _ = brute_nearest(lat, lon, slats, slons, radius_m=radius_m)
+    assert got_i.tolist() == want_i.tolist()
+
+
+def test_across_the_antimeridian_the_store_on_the_other_side_is_nearest():
+    # SPEC 2: a store at lon 179.9999 is about 22 m from a phone at lon -179.9999
+    index = StoreIndex([0.0, 0.0], [179.9999, -179.0])
+    idx, dist = index.nearest(0.0, -179.9999, 1)
+    assert idx.tolist() == [0]
+    assert dist[0] == pytest.approx(22.26, abs=0.05)
+
+
+def test_ties_are_broken_by_id_order():
+    index = StoreIndex([10.0] * 4, [20.0] * 4)
+    assert index.nearest(10.001, 20.0, 3)[0].tolist() == [0, 1, 2]
+    assert index.within(10.0, 20.0, 0.0)[0].tolist() == [0, 1, 2, 3]
+
+
+@settings(max_examples=400, deadline=None)
+@given(lats, lons, st.integers(1, 8))
+def test_nearest_equals_brute_force_anywhere(world, lat, lon, k):
+    slats, slons, index = world
+    got_i, got_d = index.nearest(lat, lon, k)
+    want_i, want_d = brute_nearest(lat, lon, slats, slons, k=k)
+    assert got_i.tolist() == want_i.tolist()
+    np.testing.assert_allclose(got_d, want_d, rtol=0, atol=1e-6)
+
+
+@settings(max_examples=300, deadline=None)
+@given(lats, lons, st.floats(0, 2_000_000))
+def test_within_equals_brute_force_anywhere(world, lat, lon, radius_m):
+    slats, slons, index = world
+    got_i, got_d = index.within(lat, lon, radius_m)
+    want_i, want_d = brute_nearest(lat, lon, slats, slons, radius_m=radius_m)
+    assert got_i.tolist() == want_i.tolist()
+    np.testing.assert_allclose(got_d, want_d, rtol=0, atol=1e-6)
+
+
+points = st.tuples(lats, lons)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(points, min_size=1, max_size=40), points, st.integers(1, 6))
+def test_small_random_store_sets(stores, query, k):
+    """Tiny and degenerate sets (duplicates, one store, k beyond the size)."""
+    slats = np.array([p[0] for p in stores] * 2)  # every store twice: ties everywhere
+    slons = np.array([p[1] for p in stores] * 2)
+    index = StoreIndex(slats, slons)
+    got_i, _ = index.nearest(*query, k)
+    want_i, _ = brute_nearest(*query, slats, slons, k=k)
+    assert got_i.tolist() == want_i.tolist()
+    bulk_i, _ = index.nearest_bulk([query[0]], [query[1]], k)
+    assert bulk_i[0][: len(want_i)].tolist() == want_i.tolist()
+
+
+def test_nearest_bulk_equals_single_queries(world):
+    slats, slons, index = world
+    rng = np.random.default_rng(3)
+    qlats = np.concatenate([np.degrees(np.arcsin(rng.uniform(-1, 1, 400))), slats[:300] + 1e-4])
+    qlons = np.concatenate([rng.uniform(-180, 180, 400), slons[:300]])
+    for k in (1, 4):
+        bi, bd = index.nearest_bulk(qlats, qlons, k)
+        for r in range(len(qlats)):
+            want_i, want_d = brute_nearest(qlats[r], qlons[r], slats, slons, k=k)
+            assert bi[r].tolist() == want_i.tolist()
+            np.testing.assert_allclose(bd[r], want_d, atol=1e-6)
+
+
+def test_bulk_pads_when_fewer_stores_than_k():
+    index = StoreIndex([1.0], [2.0])
+    idx, dist = index.nearest_bulk([0.0, 5.0], [0.0, 5.0], 3)
+    assert idx.tolist() == [[0, -1, -1], [0, -1, -1]]
+    assert np.isinf(dist[:, 1:]).all()
+    assert StoreIndex([], []).nearest(0, 0, 3)[0].tolist() == []
+
+
+def test_count_within_bulk_equals_brute_force(world):
+    slats, slons, index = world
+    rng = np.random.default_rng(5)
+    qlats = np.concatenate([rng.uniform(-90, 90, 200), [90.0, -90.0, 0.0, 48.8566]])
+    qlons = np.concatenate([rng.uniform(-180, 180, 200), [0.0, 0.0, 180.0, 2.3522]])
+    for radius in (0.0, 10_000.0, 500_000.0):
+        got = index.count_within_bulk(qlats, qlons, radius)
+        want = [len(brute_nearest(a, o, slats, slons, radius_m=radius)[0])
+                for a, o in zip(qlats, qlons, strict=True)]
+        assert got.tolist() == want
+
+
+# --- geofences -----------------------------------------------------------------------------
+
+def _wrap(lon):
+    return (lon + 180.0) % 360.0 - 180.0
+
+
+def _square(fid, lon, lat, half, **kw):
+    """A square as GeoJSON writes it: longitudes wrapped into [-180, 180)."""
+    ring = [[_wrap(lon - half), lat - half], [_wrap(lon + half), lat - half],
+            [_wrap(lon + half), lat + half], [_wrap(lon - half), lat + half],
+            [_wrap(lon - half), lat - half]]
+    return geofence_from_geometry({"type": "Polygon", "coordinates": [ring]}, id=fid,
+                                  store_id="s", **kw)
+
+
+def _circle(fid, lat, lon, radius_m, **kw):
+    return Geofence(id=fid, store_id="s", lat=lat, lon=lon, radius_m=radius_m, **kw)
+
+
+@pytest.fixture(scope="module")
+def fence_world():
+    rng = np.random.default_rng(11)
+    fences = []
+    for i in range(300):
+        lat = float(np.degrees(np.arcsin(rng.uniform(-0.99, 0.99))))
+        lon = float(rng.uniform(-180, 180))
+        if i % 2:
+            fences.append(_circle(f"c{i:04d}", lat, lon, float(rng.uniform(1, 50_000))))
+        else:
+            fences.append(_square(f"p{i:04d}", lon, lat, float(rng.uniform(0.001, 0.5))))
+    # the hard places: a circle over each pole, fences across the antimeridian, lat 70
+    fences += [
+        _circle("pole-n", 89.99, 0.0, 5_000.0),
+        _circle("pole-s", -89.995, 45.0, 2_000.0),
+        _circle("dateline-circle", 0.0, 179.999, 800.0),
+        _square("dateline-square", 180.0, -10.0, 0.2),  # runs 179.8 .. 180.2 = -179.8
+        _square("lat70", 25.0, 70.0, 0.3),
+    ]
+    fences.sort(key=lambda f: f.id)
+    return fences, FenceIndex(fences)
+
+
+def _brute_contains(fences, lat, lon):
+    out = []
+    for i, f in enumerate(fences):
+        if f.is_circle:
+            inside = WGS84.inv(f.lon, f.lat, lon, lat)[2] <= f.radius_m
+        else:
+            inside = any(shapely.intersects_xy(p, lon, lat) for p in f.parts)
+        if inside:
+            out.append(i)
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(lats, lons)
+def test_contains_equals_brute_force(fence_world, lat, lon):
+    fences, index = fence_world
+    got = [i for i, _ in index.containing(lat, lon)]
+    assert got == _brute_contains(fences, lat, lon)
+
+
+@pytest.mark.parametrize(("lat", "lon", "fid"), [
+    (90.0, 0.0, "pole-n"),  # the pole itself, inside a circle centred 1.1 km from it
+    (89.995, 180.0, "pole-n"),  # across the pole
+    (-90.0, -170.0, "pole-s"),
+    (0.0, -179.9985, "dateline-circle"),  # the centre is on the other side of ±180
+    (-10.0, -179.9, "dateline-square"),
+    (-10.0, 179.9, "dateline-square"),
+    (70.25, 25.25, "lat70"),
+])
+def test_contains_named_places(fence_world, lat, lon, fid):
+    fences, index = fence_world
+    got = {fences[i].id for i, _ in index.containing(lat, lon)}
+    assert fid in got
+    assert [i for i, _ in index.containing(lat, lon)] == _brute_contains(fences, lat, lon)
+
+
+def test_containing_bulk_equals_single(fence_world):
+    fences, index = fence_world
+    rng = np.random.default_rng(2)
+    qlats = np.concatenate([rng.uniform(-90, 90, 2000),
+                            [f.lat for f in fences if f.is_circle]])
+    qlons = np.concatenate([rng.uniform(-180, 180, 2000),
+                            [f.lon for f in fences if f.is_circle]])
+    pts, fs = index.containing_bulk(qlats, qlons)
+    got = sorted(zip(pts.tolist(), fs.tolist(), strict=True))
+    want = sorted((r, i) for r in range(len(qlats)) for i in _brute_contains(fences, qlats[r], qlons[r]))
+    assert got == want
+    assert len(want) > 150  # the check is not vacuous
+
+
+def test_confidence_for_a_circle():
+    index = FenceIndex([_circle("c", 45.0, 7.0, 100.0)])
+    lon_at = lambda d: WGS84.fwd(7.0, 45.0, 90.0, d)[0]  # noqa: E731 - a point d metres east
+    assert index.containing(45.0, lon_at(50), accuracy_m=30) == [(0, Confidence.HIGH)]
+    assert index.containing(45.0, lon_at(90), accuracy_m=30) == [(0, Confidence.MEDIUM)]
+    assert index.containing(45.0, lon_at(120), accuracy_m=30) == [(0, Confidence.LOW)]
+    assert index.containing(45.0, lon_at(140), accuracy_m=30) == []
+
+
+def test_confidence_for_a_polygon_with_a_hole():
+    outer = [[0, 0], [0.01, 0], [0.01, 0.01], [0, 0.01], [0, 0]]
+    hole = [[0.004, 0.004], [0.006, 0.004], [0.006, 0.006], [0.004, 0.006], [0.004, 0.004]]
+    f = geofence_from_geometry({"type": "Polygon", "coordinates": [outer, hole]}, id="h",
+                               store_id="s")
+    index = FenceIndex([f])
+    # the hole is 0.002 degrees wide: its middle is about 111 m from its edge
+    assert index.containing(0.005, 0.005, accuracy_m=0) == []
+    assert index.containing(0.005, 0.005, accuracy_m=100) == []
+    assert index.containing(0.005, 0.005, accuracy_m=120) == [(0, Confidence.LOW)]
+    # halfway between the hole and the outer edge (~221 m from both), and near one edge
+    assert index.containing(0.002, 0.005, accuracy_m=200) == [(0, Confidence.HIGH)]
+    assert index.containing(0.002, 0.005, accuracy_m=240) == [(0, Confidence.MEDIUM)]
+    assert index.containing(0.0001, 0.005, accuracy_m=5) == [(0, Confidence.HIGH)]
+    assert index.containing(0.0001, 0.005, accuracy_m=20) == [(0, Confidence.MEDIUM)]
+    assert index.containing(-0.0001, 0.005, accuracy_m=20) == [(0, Confidence.LOW)]
+
+
+def test_distance_to_a_fence(fence_world):
+    fences, index = fence_world
+    i = next(j for j, f in enumerate(fences) if f.id == "dateline-square")
+    # 0.2 degrees of latitude south of the square's south edge, across the antimeridian
+    d = index.distance_m(i, -10.4, 179.95)
+    assert d == pytest.approx(WGS84.inv(179.95, -10.4, 179.95, -10.2)[2], rel=1e-4)
+    assert index.distance_m(i, -10.0, -179.9) == 0.0
+    j = next(j for j, f in enumerate(fences) if f.id == "pole-n")
+    assert index.distance_m(j, 89.0, 0.0) == pytest.approx(
+        WGS84.inv(0, 89.0, 0, 89.99)[2] - 5_000.0, abs=1e-6)
+
+
+def test_disabled_and_expired_fences_never_match():
+    now = datetime(2026, 11, 23, tzinfo=UTC)
+    fences = [_circle("a", 0, 0, 100, enabled=False),
+              _circle("b", 0, 0, 100, expires_at=datetime(2026, 11, 1, tzinfo=UTC)),
+              _circle("c", 0, 0, 100, expires_at=datetime(2027, 1, 1, tzinfo=UTC))]
+    index = FenceIndex(fences)
+    assert [i for i, _ in index.containing(0, 0, at=now)] == [2]
+    pts, fs = index.containing_bulk([0.0], [0.0], at=now)
+    assert fs.tolist() == [2]
