@@ -30,7 +30,6 @@ class Setting:
 SETTINGS: tuple[Setting, ...] = (
     Setting("db", "geo-engine.db", "path of the SQLite database file (created if missing)"),
     Setting("default_k", 1, "how many stores `nearest` returns when -k is not given"),
-    Setting("score_radius_m", 5000.0, "radius in metres within which stores are counted"),
 )
 
 
@@ -40,7 +39,6 @@ class Settings:
 
     db: str = "geo-engine.db"
     default_k: int = 1
-    score_radius_m: float = 5000.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

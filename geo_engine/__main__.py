@@ -1,0 +1,6 @@
+"""``python -m geo_engine`` runs the ``geo-engine`` command."""
+
+from .cli import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,32 @@
+"""The README documents every setting and the two set-up commands."""
+
+import pytest
+
+from geo_engine import SETTINGS, Settings
+
+from .conftest import ROOT
+
+README = (ROOT / "README.md").read_text()
+
+
+@pytest.mark.parametrize("setting", SETTINGS, ids=lambda s: s.name)
+def test_setting_is_documented(setting):
+    assert f"`{setting.env}`" in README
+    assert getattr(Settings(), setting.name) == setting.default
+
+
+def test_setup_commands_are_documented():
+    assert "make run" in README and "make test" in README
+
+
+def test_settings_come_from_the_environment_and_flags_win():
+    s = Settings.from_env({"GEO_ENGINE_DB": "/tmp/a.db", "GEO_ENGINE_DEFAULT_K": "3"})
+    assert (s.db, s.default_k) == ("/tmp/a.db", 3)
+    assert Settings.from_env({"GEO_ENGINE_DB": "/tmp/a.db"}, db="/tmp/b.db").db == "/tmp/b.db"
+
+
+def test_a_bad_setting_value_names_the_variable():
+    from geo_engine import InvalidInput
+
+    with pytest.raises(InvalidInput, match="GEO_ENGINE_DEFAULT_K='many' is not a valid int"):
+        Settings.from_env({"GEO_ENGINE_DEFAULT_K": "many"})

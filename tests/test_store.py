@@ -1,0 +1,111 @@
+"""The SQLite store: WAL file, schema version, round trips, and imports that are all or nothing."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from geo_engine import Database, Engine, Geofence, Settings, StorageError, Store, ValidationFailed
+from geo_engine.fences import Dataset, geofence_from_geometry
+from geo_engine.store import MIGRATIONS
+
+from .conftest import DEMO
+
+
+def snapshot(path):
+    with sqlite3.connect(path) as conn:
+        return (conn.execute("SELECT * FROM stores ORDER BY id").fetchall(),
+                conn.execute("SELECT * FROM geofences ORDER BY id").fetchall())
+
+
+def test_a_file_database_is_wal_and_versioned(db_path):
+    db = Database(db_path)
+    assert db.journal_mode == "wal"
+    assert db.schema_version == len(MIGRATIONS)
+    db.close()
+    assert Database(db_path).schema_version == len(MIGRATIONS)  # reopening migrates nothing
+
+
+def test_a_newer_schema_is_refused(db_path):
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("PRAGMA user_version = 99")
+    with pytest.raises(StorageError, match="schema version 99, newer than this geo-engine knows"):
+        Database(db_path)
+
+
+def test_import_round_trips_and_reimport_updates(db_path):
+    engine = Engine(Settings(db=str(db_path)))
+    counts, data = engine.import_files([DEMO])
+    assert counts == {"stores": len(data.stores), "geofences": len(data.geofences)}
+    stores = {s.id: s for s in engine.db.stores()}
+    for s in data.stores:
+        assert stores[s.id] == s
+    fences = {g.id: g for g in engine.db.geofences()}
+    for g in data.geofences:
+        assert fences[g.id] == g
+        if not g.is_circle:
+            assert [p.wkb for p in fences[g.id].parts] == [p.wkb for p in g.parts]
+    # a re-import of the same id replaces it
+    moved = Dataset(stores=[Store(id=data.stores[0].id, lat=1.0, lon=2.0, name="moved")])
+    engine.db.import_dataset(moved)
+    assert engine.db.stores([data.stores[0].id])[0].name == "moved"
+    assert engine.db.counts()["stores"] == len(data.stores)
+
+
+def test_a_failed_validation_changes_nothing(db_path, tmp_path):
+    engine = Engine(Settings(db=str(db_path)))
+    engine.import_files([DEMO])
+    before = snapshot(db_path)
+    bad = tmp_path / "bad.geojson"
+    bad.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "geometry": {"type": "Point", "coordinates": [0, 0]},
+         "properties": {"kind": "store", "id": "fc-ferry", "name": "overwritten?"}},
+        {"type": "Feature", "geometry": {"type": "Point", "coordinates": [0, 0]},
+         "properties": {"id": "bad", "store_id": "fc-ferry"}}]}))
+    with pytest.raises(ValidationFailed, match="needs radius_m"):
+        engine.import_files([bad])
+    assert snapshot(db_path) == before
+
+
+def test_a_write_refused_midway_rolls_back_the_whole_import(db_path):
+    db = Database(db_path)
+    db.import_dataset(Dataset(stores=[Store(id="keep", lat=0, lon=0)]))
+    before = snapshot(db_path)
+    # the stores go in first; the geofence's store does not exist, so SQLite refuses it
+    data = Dataset(stores=[Store(id="new", lat=1, lon=1), Store(id="keep", lat=5, lon=5)],
+                   geofences=[Geofence(id="g", store_id="missing", lat=0, lon=0, radius_m=10)])
+    with pytest.raises(StorageError, match="refused and nothing was changed"):
+        db.import_dataset(data)
+    assert snapshot(db_path) == before
+
+
+def test_store_arrays_are_sorted_by_id(fresh_db):
+    fresh_db.import_dataset(Dataset(stores=[Store(id=i, lat=0, lon=0) for i in ("b", "a", "ä", "B")]))
+    assert fresh_db.store_arrays().ids.tolist() == sorted(["b", "a", "ä", "B"])
+
+
+text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(text.filter(bool), st.floats(-90, 90), st.floats(-180, 180), text,
+                          st.lists(text, max_size=3)), max_size=8, unique_by=lambda t: t[0]),
+       st.floats(1, 50_000))
+def test_stores_and_fences_round_trip(fresh_db, stores, radius):
+    data = Dataset(stores=[Store(id=i, lat=la, lon=lo, name=n, tags=tuple(t))
+                           for i, la, lo, n, t in stores])
+    data.geofences = [Geofence(id=f"g-{s.id}", store_id=s.id, lat=s.lat, lon=s.lon, radius_m=radius)
+                      for s in data.stores]
+    if data.stores:
+        ring = [[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]]
+        data.geofences.append(geofence_from_geometry({"type": "Polygon", "coordinates": [ring]},
+                                                     id="poly", store_id=data.stores[0].id))
+    fresh_db.import_dataset(data)
+    assert fresh_db.stores() == sorted(data.stores, key=lambda s: s.id)
+    assert fresh_db.geofences() == sorted(data.geofences, key=lambda g: g.id)
+    fresh_db._conn.execute("DELETE FROM geofences")
+    fresh_db._conn.execute("DELETE FROM stores")
