@@ -8,25 +8,29 @@ a file in one pass. See SPEC section 3.1 for the format.
 from __future__ import annotations
 
 import csv
+import gc
 import io
 import json
 import math
 import zoneinfo
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pyproj
 
 from .errors import InvalidGeometry, Problem, ValidationFailed
-from .geometry import polygon_parts
 from .model import Geofence, Store
+from .shapes import ShapeBatch, check_lonlat
 
 __all__ = [
     "Dataset",
+    "build_geofences",
     "geofence_from_geometry",
     "load_files",
     "parse_csv",
@@ -39,8 +43,6 @@ _KNOWN_STORE = {"kind", "id", "name", "tags", "metadata", "timezone", "opening_h
 _KNOWN_FENCE = {"kind", "id", "store_id", "name", "radius_m", "tags", "enabled", "expires_at",
                 "metadata"}
 _LONLAT_CRS = {"EPSG:4326", "OGC:CRS84", "EPSG:4979", "OGC:CRS84H"}
-# Web Mercator's extent: a coordinate inside it but outside lon/lat ranges is probably metres.
-_MERCATOR_X, _MERCATOR_Y = 20037508.35, 20048966.11
 
 
 @dataclass
@@ -169,49 +171,6 @@ def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-# --- coordinates -------------------------------------------------------------------------------
-
-def _positions(value: Any, what: str, min_count: int) -> np.ndarray:
-    """Return an (n, 2) float array of lon/lat positions; altitude is dropped."""
-    if not isinstance(value, list):
-        raise _Bad(f"{what} must be a list of [lon, lat] positions")
-    out = np.empty((len(value), 2))
-    for i, pos in enumerate(value):
-        if not (isinstance(pos, list) and len(pos) >= 2 and _number(pos[0]) and _number(pos[1])):
-            raise _Bad(f"{what}, position {i}: {json.dumps(pos)[:60]} is not a [lon, lat] pair "
-                       "of numbers")
-        out[i] = pos[0], pos[1]
-    if len(out) < min_count:
-        raise _Bad(f"{what} has {len(out)} position{'s' if len(out) != 1 else ''}; it needs at "
-                   f"least {min_count}")
-    return out
-
-
-def _check_lonlat(arr: np.ndarray, what: str) -> None:
-    """Raise _Bad when positions are not finite WGS84 lon/lat, saying what they look like."""
-    bad_num = ~np.isfinite(arr).all(axis=1)
-    if bad_num.any():
-        i = int(np.argmax(bad_num))
-        raise _Bad(f"{what}, position {i}: coordinates must be finite numbers, got "
-                   f"{arr[i, 0]}, {arr[i, 1]}")
-    lon, lat = arr[:, 0], arr[:, 1]
-    out = (np.abs(lon) > 180) | (np.abs(lat) > 90)
-    if not out.any():
-        return
-    i = int(np.argmax(out))
-    x, y = float(lon[i]), float(lat[i])
-    if (np.abs(arr) > 1000).any() and (np.abs(lon) <= _MERCATOR_X).all() and \
-            (np.abs(lat) <= _MERCATOR_Y).all():
-        raise _Bad(f"{what}, position {i}: [{x}, {y}] is not lon/lat; it looks like Web "
-                   "Mercator (EPSG:3857) metres: export as WGS84 (EPSG:4326) or add a \"crs\" "
-                   "member naming EPSG:3857")
-    if abs(x) <= 90 and abs(y) <= 180:
-        raise _Bad(f"{what}, position {i}: [{x}, {y}] has latitude {y} outside [-90, 90]; it "
-                   "looks like [lat, lon]: GeoJSON positions are [lon, lat], so swap them")
-    raise _Bad(f"{what}, position {i}: [{x}, {y}] is outside WGS84: lon must be in [-180, 180] "
-               "and lat in [-90, 90]")
-
-
 class _Reprojector:
     """Carries a legacy GeoJSON 2008 ``crs`` member: lon/lat ones pass, others are reprojected."""
 
@@ -235,27 +194,30 @@ class _Reprojector:
         self.transformer = pyproj.Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
 
     def __call__(self, arr: np.ndarray) -> np.ndarray:
-        if self.transformer is None:
-            return arr
         lon, lat = self.transformer.transform(arr[:, 0], arr[:, 1])
         return np.column_stack([lon, lat])
 
 
 # --- features ----------------------------------------------------------------------------------
 
-def _ring(value: Any, what: str, project: _Reprojector) -> np.ndarray:
-    arr = project(_positions(value, what, 4))
-    _check_lonlat(arr, what)
-    if not np.array_equal(arr[0], arr[-1]):
-        raise _Bad(f"{what} is not closed: its last position {arr[-1].tolist()} must repeat its "
-                   f"first {arr[0].tolist()}")
-    return arr
+def build_geofences(records: Sequence[tuple[dict[str, Any], dict[str, Any]]]) -> list[Geofence]:
+    """Return polygon Geofences from ``(WGS84 geometry, fields)`` pairs, built in one batch.
 
-
-def _polygon_rings(coords: Any, what: str, project: _Reprojector) -> list[np.ndarray]:
-    if not isinstance(coords, list) or not coords:
-        raise _Bad(f"{what} must be a list of rings (exterior first, then holes)")
-    return [_ring(r, f"{what} ring {j}", project) for j, r in enumerate(coords)]
+    Raises :class:`~geo_engine.errors.InvalidGeometry` naming the first geometry that cannot be
+    a geofence.
+    """
+    batch = ShapeBatch()
+    for geometry, fields in records:
+        try:
+            batch.add(geometry, point_ok=False, polygon_ok=True)
+        except InvalidGeometry as exc:
+            raise InvalidGeometry(f"geofence {fields.get('id')!r}: {exc}") from None
+    out = []
+    for (_, fields), shape in zip(records, batch.build(), strict=True):
+        if isinstance(shape, str):
+            raise InvalidGeometry(f"geofence {fields.get('id')!r}: {shape}")
+        out.append(Geofence(geometry=shape.geometry, parts=shape.parts, edges=shape.edges, **fields))
+    return out
 
 
 def geofence_from_geometry(geometry: dict[str, Any], **fields: Any) -> Geofence:
@@ -263,61 +225,22 @@ def geofence_from_geometry(geometry: dict[str, Any], **fields: Any) -> Geofence:
 
     Raises :class:`~geo_engine.errors.InvalidGeometry` for a geometry that cannot be one.
     """
-    try:
-        return _polygon_fence(geometry, _Reprojector(None), fields)[0]
-    except _Bad as exc:
-        raise InvalidGeometry(str(exc)) from None
+    return build_geofences([(geometry, fields)])[0]
 
 
-def _polygon_fence(geom: dict, project: _Reprojector, fields: dict) -> tuple[Geofence, dict]:
-    kind, coords = geom["type"], geom.get("coordinates")
-    if kind == "Polygon":
-        polygons = [_polygon_rings(coords, "polygon", project)]
-    else:
-        if not isinstance(coords, list) or not coords:
-            raise _Bad("MultiPolygon coordinates must be a non-empty list of polygons")
-        polygons = [_polygon_rings(p, f"polygon {k}", project) for k, p in enumerate(coords)]
-    parts, edges = [], []
-    for k, rings in enumerate(polygons):
-        try:
-            p, e = polygon_parts(rings)
-        except InvalidGeometry as exc:
-            where = f"polygon {k}: " if len(polygons) > 1 else ""
-            raise _Bad(f"{where}{exc}") from None
-        parts += p
-        edges.append(e)
-    all_edges = np.concatenate(edges)
-    # A polygon already cut at the antimeridian (RFC 7946 3.1.9) has seam edges along ±180
-    # that are no boundary when parts lie on both sides.
-    on_seam = (np.abs(all_edges[:, 0]) == 180) & (all_edges[:, 0] == all_edges[:, 2])
-    if on_seam.any() and (all_edges[:, 0] == 180).any() and (all_edges[:, 0] == -180).any():
-        all_edges = all_edges[~on_seam]
-    # Keep the geometry as WGS84 GeoJSON: positions reprojected, altitude dropped.
-    clean = {"type": kind, "coordinates": (
-        [[r.tolist() for r in polygons[0]]] if kind == "Polygon" else
-        [[r.tolist() for r in rings] for rings in polygons])}
-    if kind == "Polygon":
-        clean["coordinates"] = clean["coordinates"][0]
-    fence = Geofence(geometry=clean, parts=tuple(parts), edges=all_edges, **fields)
-    return fence, clean
-
-
-def _store_feature(props: dict, geom: dict, fid: str, project: _Reprojector) -> Store:
+def _store_fields(props: dict, geom: dict) -> dict[str, Any]:
     if geom.get("type") != "Point":
         raise _Bad(f"a store must be a Point (its location), got a {geom.get('type')}")
-    arr = project(_positions([geom.get("coordinates")], "Point", 1))
-    _check_lonlat(arr, "Point")
     name = props.get("name") or ""
     address = props.get("address") or ""
     if not isinstance(name, str) or not isinstance(address, str):
         raise _Bad("name and address must be strings")
-    return Store(id=fid, lon=float(arr[0, 0]), lat=float(arr[0, 1]), name=name,
-                 tags=_tags(props.get("tags")), timezone=_timezone(props.get("timezone")),
-                 opening_hours=_opening_hours(props.get("opening_hours")), address=address,
-                 metadata=_metadata(props, _KNOWN_STORE))
+    return dict(name=name, tags=_tags(props.get("tags")), timezone=_timezone(props.get("timezone")),
+                opening_hours=_opening_hours(props.get("opening_hours")), address=address,
+                metadata=_metadata(props, _KNOWN_STORE))
 
 
-def _fence_feature(props: dict, geom: dict, fid: str, project: _Reprojector) -> Geofence:
+def _fence_fields(props: dict, geom: dict) -> dict[str, Any]:
     if "store_id" not in props or props["store_id"] is None:
         raise _Bad("a geofence needs the store_id of the store it belongs to")
     enabled = props.get("enabled", True)
@@ -326,13 +249,13 @@ def _fence_feature(props: dict, geom: dict, fid: str, project: _Reprojector) -> 
     name = props.get("name") or ""
     if not isinstance(name, str):
         raise _Bad("name must be a string")
-    fields = dict(id=fid, store_id=_id_string(props["store_id"], "store_id"), name=name,
+    fields = dict(store_id=_id_string(props["store_id"], "store_id"), name=name,
                   tags=_tags(props.get("tags")), enabled=enabled,
                   expires_at=_expires_at(props.get("expires_at")),
                   metadata=_metadata(props, _KNOWN_FENCE))
     kind = geom.get("type")
+    radius = props.get("radius_m")
     if kind == "Point":
-        radius = props.get("radius_m")
         if radius is None:
             raise _Bad("a Point geofence needs radius_m, the circle's radius in metres "
                        f"({MIN_RADIUS_M:g} to {MAX_RADIUS_M:,.0f})")
@@ -340,18 +263,40 @@ def _fence_feature(props: dict, geom: dict, fid: str, project: _Reprojector) -> 
                 not MIN_RADIUS_M <= radius <= MAX_RADIUS_M:
             raise _Bad(f"radius_m must be a number of metres from {MIN_RADIUS_M:g} to "
                        f"{MAX_RADIUS_M:,.0f}, got {json.dumps(radius)}")
-        arr = project(_positions([geom.get("coordinates")], "Point", 1))
-        _check_lonlat(arr, "Point")
-        return Geofence(lon=float(arr[0, 0]), lat=float(arr[0, 1]), radius_m=float(radius),
-                        **fields)
-    if kind in ("Polygon", "MultiPolygon"):
-        if props.get("radius_m") is not None:
+        fields["radius_m"] = float(radius)
+    elif kind in ("Polygon", "MultiPolygon"):
+        if radius is not None:
             raise _Bad("radius_m applies only to a Point geofence; remove it from this polygon")
-        return _polygon_fence(geom, project, fields)[0]
-    raise _Bad(f"a geofence must be a Polygon, a MultiPolygon or a Point with radius_m; got a "
-               f"{kind} (lines and points without radius_m enclose no area)")
+    else:
+        raise _Bad(f"a geofence must be a Polygon, a MultiPolygon or a Point with radius_m; got a "
+                   f"{kind} (lines and points without radius_m enclose no area)")
+    return fields
 
 
+def _loads(text: str) -> Any:
+    """Parse JSON with orjson (fast); the standard library names the line of an error, and
+    reads the NaN and Infinity some exporters write (the coordinate check then reports them)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a file's objects are made.
+
+    A 100,000-feature file makes millions of lists and dicts, none of them cyclic; the
+    collector would otherwise rescan the growing heap again and again (it doubled the time to
+    parse one, as measured for the RESULTS.md figures). Reference counting still frees memory.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def parse_geojson(text: str, source: str = "") -> tuple[Dataset, list[Problem]]:
@@ -360,10 +305,15 @@ def parse_geojson(text: str, source: str = "") -> tuple[Dataset, list[Problem]]:
     Store references are not checked here (a store may be in another file or already loaded):
     :func:`load_files` checks them across everything.
     """
+    with _gc_paused():
+        return _parse_geojson(text, source)
+
+
+def _parse_geojson(text: str, source: str) -> tuple[Dataset, list[Problem]]:
     problems: list[Problem] = []
     data = Dataset()
     try:
-        doc = json.loads(text)
+        doc = _loads(text)
     except json.JSONDecodeError as exc:
         return data, [Problem(source, None, None, f"malformed JSON at line {exc.lineno}, column "
                               f"{exc.colno}: {exc.msg}; fix the JSON there (geojson.io shows it)")]
@@ -382,6 +332,8 @@ def parse_geojson(text: str, source: str = "") -> tuple[Dataset, list[Problem]]:
     if project.name:
         data.notices.append(f"{source or 'input'}: coordinates reprojected from {project.name} "
                             "to WGS84 lon/lat (the file's \"crs\" member)")
+    batch = ShapeBatch()
+    pending = []  # (index, id, kind, fields, batch item): built once every geometry is in
     for i, feature in enumerate(features):
         fid = None
         try:
@@ -401,10 +353,24 @@ def parse_geojson(text: str, source: str = "") -> tuple[Dataset, list[Problem]]:
             if not isinstance(geom, dict) or "type" not in geom:
                 raise _Bad(f"has no geometry (null); draw a {'Point' if kind == 'store' else 'Polygon'}"
                            " for it")
-            make = _store_feature if kind == "store" else _fence_feature
-            data.add(make(props, geom, fid, project), source, i, "feature")
-        except _Bad as exc:
+            fields = (_store_fields if kind == "store" else _fence_fields)(props, geom)
+            item = batch.add(geom, point_ok=True, polygon_ok=kind == "geofence")
+            pending.append((i, fid, kind, fields, item))
+        except (_Bad, InvalidGeometry) as exc:
             problems.append(Problem(source, i, fid, str(exc)))
+    shapes = batch.build(project if project.transformer is not None else None)
+    for i, fid, kind, fields, item in pending:
+        shape = shapes[item]
+        if isinstance(shape, str):
+            problems.append(Problem(source, i, fid, shape))
+        elif kind == "store":
+            data.add(Store(id=fid, lon=shape.lon, lat=shape.lat, **fields), source, i, "feature")
+        elif shape.parts:
+            data.add(Geofence(id=fid, geometry=shape.geometry, parts=shape.parts, edges=shape.edges,
+                              **fields), source, i, "feature")
+        else:
+            data.add(Geofence(id=fid, lon=shape.lon, lat=shape.lat, **fields), source, i, "feature")
+    problems.sort(key=lambda p: p.index if p.index is not None else -1)
     return data, problems
 
 
@@ -437,7 +403,8 @@ def parse_csv(text: str, source: str = "") -> tuple[Dataset, list[Problem]]:
                 lat, lon = float(row["lat"]), float(row["lon"])
             except (TypeError, ValueError):
                 raise _Bad(f"lat {row.get('lat')!r} and lon {row.get('lon')!r} must be numbers") from None
-            _check_lonlat(np.array([[lon, lat]]), "lat/lon")
+            if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):  # NaN fails too
+                check_lonlat(np.array([[lon, lat]]), "lat/lon")
             tags = tuple(t.strip() for t in (row.get("tags") or "").split("|") if t.strip())
             name = (row.get("name") or "").strip()
             known = stores.get(sid)
@@ -461,7 +428,7 @@ def parse_csv(text: str, source: str = "") -> tuple[Dataset, list[Problem]]:
                            f"{MAX_RADIUS_M:,.0f}, got {radius_text!r}")
             data.add(Geofence(id=rid, store_id=sid, name=name, lat=lat, lon=lon, radius_m=radius,
                               tags=tags), source, line, "line")
-        except _Bad as exc:
+        except (_Bad, InvalidGeometry) as exc:
             problems.append(Problem(source, line, rid, str(exc), unit="line"))
     return data, problems
 

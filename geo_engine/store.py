@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import StorageError
-from .fences import Dataset, geofence_from_geometry
+from .fences import Dataset, build_geofences
 from .model import Geofence, Store
 
 __all__ = ["MIGRATIONS", "Database", "StoreArrays"]
@@ -218,14 +218,15 @@ class Database:
         rows = self._conn.execute(
             "SELECT id, store_id, name, lat, lon, radius_m, geometry, tags, enabled, expires_at, "
             "metadata FROM geofences ORDER BY id").fetchall()
-        out = []
+        circles, polygons = [], []
         for r in rows:
             fields = dict(id=r[0], store_id=r[1], name=r[2], tags=tuple(json.loads(r[7])),
                           enabled=bool(r[8]),
                           expires_at=datetime.fromisoformat(r[9]) if r[9] else None,
                           metadata=json.loads(r[10]))
             if r[5] is not None:
-                out.append(Geofence(lat=r[3], lon=r[4], radius_m=r[5], **fields))
+                circles.append(Geofence(lat=r[3], lon=r[4], radius_m=r[5], **fields))
             else:
-                out.append(geofence_from_geometry(json.loads(r[6]), **fields))
-        return out
+                polygons.append((json.loads(r[6]), fields))
+        # every polygon in one batch: parts and edges for 100k polygons in one array pass
+        return sorted(circles + build_geofences(polygons), key=lambda g: g.id)
