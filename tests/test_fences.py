@@ -251,3 +251,44 @@ def test_demo_data_is_clean():
     assert len(data.stores) >= 24 and len(data.geofences) >= 24
     kinds = {g.geometry["type"] if g.geometry else "circle" for g in data.geofences}
     assert kinds == {"circle", "Polygon", "MultiPolygon"}
+
+
+def test_nan_and_infinity_literals_are_reported_as_coordinates():
+    # some exporters write NaN/Infinity, which is not JSON; the file is still read to say where
+    text = fc(store(), circle("g1")).replace("-122.4, 37.78]}, \"properties\": {\"id\": \"g1\"",
+                                             "NaN, 37.78]}, \"properties\": {\"id\": \"g1\"")
+    assert "NaN" in text
+    p = only_problem(text)
+    assert (p.index, p.id) == (1, "g1")
+    assert "coordinates must be finite numbers, got nan, 37.78" in p.message
+
+
+def test_reprojected_polygon_with_altitude_keeps_wgs84_geometry():
+    to_utm = Transformer.from_crs("EPSG:4326", "EPSG:32610", always_xy=True)
+    ring = [[-122.41, 37.77], [-122.40, 37.77], [-122.40, 37.78], [-122.41, 37.78], [-122.41, 37.77]]
+    utm = [[*to_utm.transform(x, y), 5.0] for x, y in ring]
+    crs = {"type": "name", "properties": {"name": "EPSG:32610"}}
+    data, problems = parse_geojson(fc(store(*to_utm.transform(-122.4, 37.78)),
+                                      square(ring=utm), crs=crs), "utm.geojson")
+    assert problems == []
+    got = np.array(data.geofences[0].geometry["coordinates"][0])
+    np.testing.assert_allclose(got, np.array(ring), atol=1e-9)
+    assert "reprojected from EPSG:32610" in data.notices[0]
+
+
+def test_generated_data_validates(tmp_path):
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    for layout in ("worldwide", "city"):
+        out = tmp_path / f"fences-{layout}.geojson"
+        subprocess.run([sys.executable, str(ROOT / "data" / "generate.py"), "fences", "-n", "3000",
+                        "--layout", layout, "-o", str(out)], check=True, capture_output=True)
+        data = load_files([out])
+        assert len(data.stores) == 3000 and len(data.geofences) == 3000
+    out = tmp_path / "stores.csv"
+    subprocess.run([sys.executable, str(ROOT / "data" / "generate.py"), "stores", "-n", "500",
+                    "-o", str(out)], check=True, capture_output=True)
+    assert len(load_files([out]).geofences) == 500
