@@ -269,7 +269,8 @@ class FenceIndex:
                 self._shapes[i] = shape
             boxes += parts_boxes
             owners += [i] * len(parts_boxes)
-        self._owners = np.array(owners, dtype=np.intp)
+        self._owners = owners  # box -> fence position (a list: indexing a few is cheaper)
+        self._owners_arr = np.array(owners, dtype=np.intp)
         b = np.array(boxes, dtype=float).reshape(-1, 4)
         self._tree = STRtree(shapely.box(b[:, 0], b[:, 1], b[:, 2], b[:, 3]))
         self._circle = np.array([f.is_circle for f in self.fences], dtype=bool)
@@ -280,18 +281,21 @@ class FenceIndex:
     def __len__(self) -> int:
         return len(self.fences)
 
-    def candidates(self, lat: float, lon: float, reach_m: float = 0.0) -> np.ndarray:
-        """Return positions of geofences whose boxes come within ``reach_m`` of the point."""
+    def candidates(self, lat: float, lon: float, reach_m: float = 0.0) -> list[int]:
+        """Return positions of geofences whose boxes come within ``reach_m`` of the point, sorted."""
+        return self._candidates(lat, lon, reach_m)[0]
+
+    def _candidates(self, lat: float, lon: float, reach_m: float) -> tuple[list[int], list]:
+        """Candidate positions, and the boxes (geometries) that cover the reach, if any."""
         if not self.fences:
-            return _EMPTY_I
+            return [], []
+        owners = self._owners
         if reach_m <= 0:
-            hits = self._tree.query(shapely.Point(lon, lat))
-        else:
-            boxes = lonlat_boxes(lat, lon, reach_m)
-            geoms = [shapely.box(*b) for b in boxes]
-            hits = self._tree.query(geoms[0]) if len(geoms) == 1 else \
-                np.unique(self._tree.query(geoms)[1])
-        return np.unique(self._owners[hits])
+            hits = self._tree.query(shapely.Point(lon, lat)).tolist()
+            return sorted({owners[h] for h in hits}), []
+        boxes = [shapely.box(*b) for b in lonlat_boxes(lat, lon, reach_m)]
+        hits = (self._tree.query(boxes[0]) if len(boxes) == 1 else self._tree.query(boxes)[1]).tolist()
+        return sorted({owners[h] for h in hits}), boxes
 
     def containing(self, lat: float, lon: float, accuracy_m: float = 0.0,
                    at: datetime | None = None) -> list[tuple[int, Confidence]]:
@@ -305,26 +309,35 @@ class FenceIndex:
         """
         at = at or datetime.now(UTC)
         acc = max(0.0, float(accuracy_m))
+        cand, boxes = self._candidates(lat, lon, acc)
         out = []
-        for i in self.candidates(lat, lon, acc).tolist():
-            fence = self.fences[i]
-            if not fence.active(at):
+        for i in cand:
+            if not self.fences[i].active(at):
                 continue
-            conf = self._confidence(i, lat, lon, acc)
+            conf = self._confidence(i, lat, lon, acc, boxes)
             if conf is not None:
                 out.append((i, conf))
         return out
 
-    def _confidence(self, i: int, lat: float, lon: float, acc: float) -> Confidence | None:
+    def _confidence(self, i: int, lat: float, lon: float, acc: float,
+                    boxes: list | None = None) -> Confidence | None:
         if self._circle[i]:
             d = GEOD.inv(self._c_lon[i], self._c_lat[i], lon, lat)[2]
             r = self._c_r[i]
             if d <= r:
                 return Confidence.HIGH if d + acc <= r else Confidence.MEDIUM
             return Confidence.LOW if d - acc <= r else None
-        inside = bool(shapely.intersects_xy(self._shapes[i], lon, lat))
+        shape = self._shapes[i]
+        inside = bool(shapely.intersects_xy(shape, lon, lat))
         if acc == 0.0:
             return Confidence.HIGH if inside else None
+        # The boxes cover the accuracy disk: a polygon holding all of them holds the disk, and
+        # one touching none of them cannot touch it. Only the band in between needs the search.
+        boxes = boxes or [shapely.box(*b) for b in lonlat_boxes(lat, lon, acc)]
+        if inside and all(shapely.contains_properly(shape, b) for b in boxes):
+            return Confidence.HIGH
+        if not inside and not any(shapely.intersects(shape, b) for b in boxes):
+            return None
         near = boundary_distance_m(lat, lon, self.fences[i].edges, threshold_m=acc)
         if inside:
             return Confidence.MEDIUM if near < acc else Confidence.HIGH
@@ -352,7 +365,7 @@ class FenceIndex:
             return _EMPTY_I, _EMPTY_I
         at = at or datetime.now(UTC)
         pts, boxes = self._tree.query(shapely.points(lons, lats))
-        fences = self._owners[boxes]
+        fences = self._owners_arr[boxes]
         pairs = np.unique(np.column_stack([pts, fences]), axis=0)
         pts, fences = pairs[:, 0], pairs[:, 1]
         active = np.array([f.active(at) for f in self.fences], dtype=bool)
