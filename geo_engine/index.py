@@ -199,14 +199,17 @@ class StoreIndex:
 
         # First pass: k + 1 proposals, geodesics for the first k only; the (k+1)-th chord
         # bounds everything not proposed.
-        pending = np.arange(n)
         m = min(self.size, kk + 1)
         chord, slot = self._query(q, m)
-        rank(pending, slot[:, :kk])
+        if kk == 1:  # one column: nothing to order
+            res_i[:, 0] = self._id_pos[slot[:, 0]]
+            res_d[:, 0] = distances_m(qlats, qlons, self._lats[slot[:, 0]], self._lons[slot[:, 0]])
+        else:
+            rank(np.arange(n), slot[:, :kk])
         if m > kk:
             pending = np.flatnonzero(min_distance_for_chord(chord[:, kk]) <= res_d[:, -1])
         else:
-            pending = pending[:0]
+            pending = np.arange(0)
         # Unsure rows: propose more, rank them all, until the last chord proves the answer.
         while len(pending):
             m = min(self.size, 4 * m + 4)
