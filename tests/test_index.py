@@ -18,6 +18,12 @@ from .conftest import WGS84, brute_nearest
 lats = st.floats(-90, 90)
 lons = st.floats(-180, 180)
 
+def assert_same(got, want):
+    """Same ids in the same order, and the same geodesic metres."""
+    assert got[0].tolist() == want[0].tolist()
+    np.testing.assert_allclose(got[1], want[1], rtol=0, atol=1e-6)
+
+
 # Places where a planar or careless index goes wrong (SPEC section 2).
 NAMED = [
     pytest.param(0.0, 179.99999, id="antimeridian-east"),
@@ -37,19 +43,14 @@ NAMED = [
 @pytest.mark.parametrize("k", [1, 5, 12])
 def test_nearest_named_places(world, lat, lon, k):
     slats, slons, index = world
-    got_i, got_d = index.nearest(lat, lon, k)
-    want_i, want_d = brute_nearest(lat, lon, slats, slons, k=k)
-    assert got_i.tolist() == want_i.tolist()
-    np.testing.assert_allclose(got_d, want_d, rtol=0, atol=1e-6)
+    assert_same(index.nearest(lat, lon, k), brute_nearest(lat, lon, slats, slons, k=k))
 
 
 @pytest.mark.parametrize(("lat", "lon"), NAMED)
 @pytest.mark.parametrize("radius_m", [0.0, 50.0, 5_000.0, 200_000.0])
 def test_within_named_places(world, lat, lon, radius_m):
     slats, slons, index = world
-    got_i, got_d = index.within(lat, lon, radius_m)
-    want_i, _ = brute_nearest(lat, lon, slats, slons, radius_m=radius_m)
-    assert got_i.tolist() == want_i.tolist()
+    assert_same(index.within(lat, lon, radius_m), brute_nearest(lat, lon, slats, slons, radius_m=radius_m))
 
 
 def test_across_the_antimeridian_the_store_on_the_other_side_is_nearest():
@@ -70,20 +71,14 @@ def test_ties_are_broken_by_id_order():
 @given(lats, lons, st.integers(1, 8))
 def test_nearest_equals_brute_force_anywhere(world, lat, lon, k):
     slats, slons, index = world
-    got_i, got_d = index.nearest(lat, lon, k)
-    want_i, want_d = brute_nearest(lat, lon, slats, slons, k=k)
-    assert got_i.tolist() == want_i.tolist()
-    np.testing.assert_allclose(got_d, want_d, rtol=0, atol=1e-6)
+    assert_same(index.nearest(lat, lon, k), brute_nearest(lat, lon, slats, slons, k=k))
 
 
 @settings(max_examples=300, deadline=None)
 @given(lats, lons, st.floats(0, 2_000_000))
 def test_within_equals_brute_force_anywhere(world, lat, lon, radius_m):
     slats, slons, index = world
-    got_i, got_d = index.within(lat, lon, radius_m)
-    want_i, want_d = brute_nearest(lat, lon, slats, slons, radius_m=radius_m)
-    assert got_i.tolist() == want_i.tolist()
-    np.testing.assert_allclose(got_d, want_d, rtol=0, atol=1e-6)
+    assert_same(index.within(lat, lon, radius_m), brute_nearest(lat, lon, slats, slons, radius_m=radius_m))
 
 
 points = st.tuples(lats, lons)
