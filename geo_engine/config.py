@@ -30,6 +30,9 @@ class Setting:
 SETTINGS: tuple[Setting, ...] = (
     Setting("db", "geo-engine.db", "path of the SQLite database file (created if missing)"),
     Setting("default_k", 1, "how many stores `nearest` returns when -k is not given"),
+    Setting("default_accuracy_m", 50.0, "GPS accuracy, metres, taken for a ping that gives none"),
+    Setting("min_offer_interval_s", 900.0, "engine-wide minimum seconds between two offers to one device"),
+    Setting("max_speed_mps", 70.0, "faster than this (metres/second) between pings is impossible movement"),
 )
 
 
@@ -39,6 +42,9 @@ class Settings:
 
     db: str = "geo-engine.db"
     default_k: int = 1
+    default_accuracy_m: float = 50.0
+    min_offer_interval_s: float = 900.0
+    max_speed_mps: float = 70.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

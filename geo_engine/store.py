@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .devices import DeviceState, Event, Visit
 from .errors import StorageError
 from .fences import Dataset, build_geofences
 from .model import Geofence, Store
@@ -56,6 +57,67 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX geofences_store ON geofences(store_id);
     """,
+    # version 2: campaigns, device state, the event and push log, replies, API keys
+    """
+    CREATE TABLE campaigns (
+        id TEXT PRIMARY KEY,
+        body TEXT NOT NULL,
+        updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+    );
+    CREATE TABLE devices (
+        device_id TEXT PRIMARY KEY,
+        last_ts REAL, last_lat REAL, last_lon REAL, last_accuracy_m REAL,
+        last_offer_ts REAL,
+        opted_out INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE visits (
+        device_id TEXT NOT NULL,
+        geofence_id TEXT NOT NULL,
+        store_id TEXT NOT NULL,
+        entered_ts REAL NOT NULL,
+        dwell_done INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (device_id, geofence_id)
+    );
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        device_id TEXT NOT NULL,
+        ts REAL NOT NULL,
+        type TEXT NOT NULL,
+        geofence_id TEXT NOT NULL,
+        store_id TEXT NOT NULL,
+        confidence TEXT,
+        duration_s REAL,
+        ping_id TEXT
+    );
+    CREATE INDEX events_device ON events(device_id, ts);
+    CREATE TABLE pushes (
+        id INTEGER PRIMARY KEY,
+        device_id TEXT NOT NULL,
+        campaign_id TEXT NOT NULL,
+        store_id TEXT NOT NULL,
+        geofence_id TEXT,
+        ts REAL NOT NULL,
+        local_day TEXT NOT NULL,
+        distance_m REAL,
+        ping_id TEXT
+    );
+    CREATE INDEX pushes_device_campaign ON pushes(device_id, campaign_id, ts);
+    CREATE TABLE campaign_spend (campaign_id TEXT PRIMARY KEY, pushes INTEGER NOT NULL);
+    CREATE TABLE replies (
+        device_id TEXT NOT NULL,
+        ping_id TEXT NOT NULL,
+        body BLOB NOT NULL,
+        PRIMARY KEY (device_id, ping_id)
+    );
+    CREATE TABLE api_keys (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind IN ('admin', 'publishable')),
+        key_hash TEXT NOT NULL UNIQUE,
+        prefix TEXT NOT NULL,
+        created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+        revoked_at TEXT
+    );
+    """,
 ]
 
 
@@ -93,7 +155,9 @@ class Database:
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=FULL")
+            # WAL with NORMAL: a commit is in the WAL file before it returns, so a killed process
+            # loses nothing committed; only a power cut can lose the last commits.
+            self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute("PRAGMA foreign_keys=ON")
             self._conn.execute("PRAGMA busy_timeout=10000")
             self._lock = threading.RLock()
@@ -230,3 +294,147 @@ class Database:
                 polygons.append((json.loads(r[6]), fields))
         # every polygon in one batch: parts and edges for 100k polygons in one array pass
         return sorted(circles + build_geofences(polygons), key=lambda g: g.id)
+
+    # --- campaigns ---------------------------------------------------------------------------
+
+    def campaign_bodies(self) -> list[dict]:
+        """Every campaign object as stored, ordered by id."""
+        return [json.loads(r[0]) for r in
+                self._conn.execute("SELECT body FROM campaigns ORDER BY id")]
+
+    def put_campaign(self, campaign_id: str, body: dict) -> None:
+        with self.atomic() as conn:
+            conn.execute("INSERT INTO campaigns (id, body) VALUES (?, ?) ON CONFLICT(id) DO UPDATE "
+                         "SET body=excluded.body, updated_at=excluded.updated_at",
+                         (campaign_id, json.dumps(body)))
+
+    def delete_campaign(self, campaign_id: str) -> bool:
+        with self.atomic() as conn:
+            return conn.execute("DELETE FROM campaigns WHERE id = ?", (campaign_id,)).rowcount > 0
+
+    def delete_geofence(self, geofence_id: str) -> bool:
+        with self.atomic() as conn:
+            conn.execute("DELETE FROM visits WHERE geofence_id = ?", (geofence_id,))
+            return conn.execute("DELETE FROM geofences WHERE id = ?", (geofence_id,)).rowcount > 0
+
+    # --- devices (call inside atomic(): reads and writes of one ping are one transaction) ----
+
+    def device_state(self, conn: sqlite3.Connection, device_id: str) -> DeviceState:
+        row = conn.execute("SELECT last_ts, last_lat, last_lon, last_accuracy_m, last_offer_ts, "
+                           "opted_out FROM devices WHERE device_id = ?", (device_id,)).fetchone()
+        state = DeviceState(device_id)
+        if row:
+            (state.last_ts, state.last_lat, state.last_lon, state.last_accuracy_m,
+             state.last_offer_ts, opted) = row
+            state.opted_out = bool(opted)
+        for fid, sid, ts, done in conn.execute(
+                "SELECT geofence_id, store_id, entered_ts, dwell_done FROM visits "
+                "WHERE device_id = ?", (device_id,)):
+            state.visits[fid] = Visit(fid, sid, ts, bool(done))
+        return state
+
+    def save_device(self, conn: sqlite3.Connection, state: DeviceState,
+                    before: dict[str, Visit]) -> None:
+        conn.execute(
+            "INSERT INTO devices (device_id, last_ts, last_lat, last_lon, last_accuracy_m, "
+            "last_offer_ts, opted_out) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(device_id) DO "
+            "UPDATE SET last_ts=excluded.last_ts, last_lat=excluded.last_lat, "
+            "last_lon=excluded.last_lon, last_accuracy_m=excluded.last_accuracy_m, "
+            "last_offer_ts=excluded.last_offer_ts, opted_out=excluded.opted_out",
+            (state.device_id, state.last_ts, state.last_lat, state.last_lon,
+             state.last_accuracy_m, state.last_offer_ts, int(state.opted_out)))
+        gone = [fid for fid in before if fid not in state.visits]
+        conn.executemany("DELETE FROM visits WHERE device_id = ? AND geofence_id = ?",
+                         [(state.device_id, fid) for fid in gone])
+        changed = [v for fid, v in state.visits.items()
+                   if fid not in before or before[fid].dwell_done != v.dwell_done]
+        conn.executemany(
+            "INSERT INTO visits (device_id, geofence_id, store_id, entered_ts, dwell_done) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT(device_id, geofence_id) DO UPDATE SET "
+            "dwell_done=excluded.dwell_done",
+            [(state.device_id, v.geofence_id, v.store_id, v.entered_ts, int(v.dwell_done))
+             for v in changed])
+
+    def record_events(self, conn: sqlite3.Connection, device_id: str, ts: float,
+                      events: list[Event], ping_id: str | None) -> None:
+        conn.executemany(
+            "INSERT INTO events (device_id, ts, type, geofence_id, store_id, confidence, "
+            "duration_s, ping_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(device_id, ts, str(e.type), e.geofence_id, e.store_id,
+              str(e.confidence) if e.confidence else None, e.duration_s, ping_id) for e in events])
+
+    def push_counts(self, conn: sqlite3.Connection, device_id: str, campaign_id: str,
+                    local_day: str) -> tuple[int, int, float | None, int]:
+        """(today, total, last push ts) of a campaign to a device, and the campaign's spend."""
+        today, total, last = conn.execute(
+            "SELECT sum(local_day = ?), count(*), max(ts) FROM pushes "
+            "WHERE device_id = ? AND campaign_id = ?", (local_day, device_id, campaign_id)).fetchone()
+        spend = conn.execute("SELECT pushes FROM campaign_spend WHERE campaign_id = ?",
+                             (campaign_id,)).fetchone()
+        return int(today or 0), int(total), last, int(spend[0]) if spend else 0
+
+    def record_push(self, conn: sqlite3.Connection, device_id: str, campaign_id: str,
+                    store_id: str, geofence_id: str | None, ts: float, local_day: str,
+                    distance_m: float, ping_id: str | None) -> None:
+        conn.execute("INSERT INTO pushes (device_id, campaign_id, store_id, geofence_id, ts, "
+                     "local_day, distance_m, ping_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                     (device_id, campaign_id, store_id, geofence_id, ts, local_day, distance_m,
+                      ping_id))
+        conn.execute("INSERT INTO campaign_spend (campaign_id, pushes) VALUES (?, 1) "
+                     "ON CONFLICT(campaign_id) DO UPDATE SET pushes = pushes + 1", (campaign_id,))
+
+    def reply(self, device_id: str, ping_id: str) -> bytes | None:
+        row = self._conn.execute("SELECT body FROM replies WHERE device_id = ? AND ping_id = ?",
+                                 (device_id, ping_id)).fetchone()
+        return row[0] if row else None
+
+    def save_reply(self, conn: sqlite3.Connection, device_id: str, ping_id: str, body: bytes) -> None:
+        conn.execute("INSERT OR IGNORE INTO replies (device_id, ping_id, body) VALUES (?, ?, ?)",
+                     (device_id, ping_id, body))
+
+    def set_consent(self, device_id: str, location_offers: bool) -> None:
+        with self.atomic() as conn:
+            conn.execute("INSERT INTO devices (device_id, opted_out) VALUES (?, ?) "
+                         "ON CONFLICT(device_id) DO UPDATE SET opted_out = excluded.opted_out",
+                         (device_id, int(not location_offers)))
+
+    def forget_device(self, device_id: str) -> bool:
+        """Delete everything stored about a device; return whether there was anything."""
+        with self.atomic() as conn:
+            n = 0
+            for table in ("devices", "visits", "events", "pushes", "replies"):
+                n += conn.execute(f"DELETE FROM {table} WHERE device_id = ?", (device_id,)).rowcount
+            return n > 0
+
+    def pushes(self, device_id: str | None = None) -> list[tuple]:
+        """The push log (device, campaign, store, geofence, ts), oldest first."""
+        sql = "SELECT device_id, campaign_id, store_id, geofence_id, ts FROM pushes"
+        args: tuple = ()
+        if device_id is not None:
+            sql += " WHERE device_id = ?"
+            args = (device_id,)
+        return self._conn.execute(sql + " ORDER BY id", args).fetchall()
+
+    def events(self, device_id: str) -> list[tuple]:
+        return self._conn.execute("SELECT type, geofence_id, ts, duration_s FROM events WHERE "
+                                  "device_id = ? ORDER BY id", (device_id,)).fetchall()
+
+    # --- API keys ----------------------------------------------------------------------------
+
+    def api_keys(self) -> list[tuple[str, str, str]]:
+        """Active keys: (kind, prefix, created_at)."""
+        return self._conn.execute("SELECT kind, prefix, created_at FROM api_keys WHERE revoked_at "
+                                  "IS NULL ORDER BY id").fetchall()
+
+    def key_kind(self, key_hash: str) -> str | None:
+        row = self._conn.execute("SELECT kind FROM api_keys WHERE key_hash = ? AND revoked_at IS "
+                                 "NULL", (key_hash,)).fetchone()
+        return row[0] if row else None
+
+    def replace_key(self, kind: str, key_hash: str, prefix: str) -> None:
+        """Revoke the active keys of a kind and store a new one."""
+        with self.atomic() as conn:
+            conn.execute("UPDATE api_keys SET revoked_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') "
+                         "WHERE kind = ? AND revoked_at IS NULL AND key_hash != ?", (kind, key_hash))
+            conn.execute("INSERT OR IGNORE INTO api_keys (kind, key_hash, prefix) VALUES (?, ?, ?)",
+                         (kind, key_hash, prefix))
