@@ -7,9 +7,11 @@ user types leads to a traceback.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections.abc import Callable
 from functools import wraps
+from pathlib import Path
 
 import click
 
@@ -17,6 +19,7 @@ from . import __version__
 from .config import SETTINGS, Settings
 from .engine import Engine
 from .errors import GeoEngineError, ValidationFailed
+from .store import Database
 
 __all__ = ["main"]
 
@@ -65,10 +68,7 @@ def cli() -> None:
 def validate(files: tuple[str, ...], db: str | None) -> None:
     """Check GeoJSON/CSV store and geofence FILES; print every problem (exit 1 if any)."""
     settings = Settings.from_env(db=db)
-    from pathlib import Path
-
     from .fences import load_files
-    from .store import Database
 
     known: set[str] = set()
     if db is not None or Path(settings.db).exists():
@@ -144,6 +144,54 @@ def locate(lat: float, lon: float, accuracy_m: float, db: str | None, as_json: b
     if where.nearest_store:
         s = where.nearest_store
         click.echo(f"nearest store: {s.store_id} {s.name}, {s.distance_m:,.1f} m")
+
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@_db_option
+@click.option("--demo", is_flag=True, help="load the demo chain and campaigns into an empty database")
+@_fails_cleanly
+def serve(host: str, port: int, db: str | None, demo: bool) -> None:
+    """Run the HTTP API (docs at /docs)."""
+    import uvicorn
+
+    from api.app import create_app
+
+    from .keys import ensure_keys
+
+    engine = _engine(db)
+    if demo and engine.db.counts()["stores"] == 0:
+        engine.import_files([DATA / "demo_stores.geojson"])
+        for c in json.loads((DATA / "demo_campaigns.json").read_text()):
+            engine.put_campaign(c["id"], c)
+        click.echo(f"loaded the demo chain into {engine.db.path}", err=True)
+    for kind, key in ensure_keys(engine.db, engine.settings).items():
+        click.echo(f"created the {kind} key (shown once, keep it): {key}", err=True)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    click.echo(f"geo-engine serving {engine.db.path} on http://{host}:{port} (docs: /docs)", err=True)
+    uvicorn.run(create_app(engine), host=host, port=port, access_log=False, log_level="warning",
+                timeout_graceful_shutdown=10)
+
+
+@cli.command()
+@_db_option
+@click.option("--rotate", type=click.Choice(["admin", "publishable"]), help="replace this key")
+@_fails_cleanly
+def keys(db: str | None, rotate: str | None) -> None:
+    """List the active API keys (by prefix), or rotate one."""
+    from .keys import rotate_key
+
+    database = Database(Settings.from_env(db=db).db)
+    if rotate:
+        click.echo(f"new {rotate} key (shown once; the old one no longer works): "
+                   f"{rotate_key(database, rotate)}")
+        return
+    for kind, prefix, created in database.api_keys():
+        click.echo(f"{kind:<12} {prefix}...  created {created}")
 
 
 def main() -> None:

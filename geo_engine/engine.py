@@ -20,8 +20,8 @@ from .campaigns import Campaign, parse_campaign
 from .config import Settings
 from .decide import Candidate, Counts, Decision, decide
 from .devices import POOR_ACCURACY_M, Event, EventType, transition
-from .errors import InvalidInput, NotFound
-from .fences import Dataset, load_files
+from .errors import InvalidInput, NotFound, ValidationFailed
+from .fences import Dataset, check_references, load_files, parse_geojson
 from .geometry import check_lat_lon, distance_m
 from .index import FenceIndex, StoreIndex
 from .model import Confidence, Store
@@ -143,6 +143,45 @@ class Engine:
         counts = self.db.import_dataset(data)
         self.reload()
         return counts, data
+
+    def import_geojson(self, text: str, source: str = "request") -> dict[str, int]:
+        """Validate a FeatureCollection and load it, all or nothing (the HTTP import)."""
+        data, problems = parse_geojson(text, source)
+        problems += check_references(data, self.db.store_ids())
+        if problems:
+            raise ValidationFailed(problems)
+        _derive_timezones(data)
+        counts = self.db.import_dataset(data)
+        self.reload()
+        return counts
+
+    def geofence_feature(self, geofence_id: str) -> dict:
+        """One geofence as a GeoJSON Feature (properties as they would be imported)."""
+        i = self._fence_pos.get(geofence_id)
+        if i is None:
+            raise NotFound(f"no geofence {geofence_id!r}")
+        return _feature(self.fence_index.fences[i])
+
+    def geofence_collection(self) -> dict:
+        return {"type": "FeatureCollection", "features": [_feature(f) for f in self.fence_index.fences]}
+
+    def nearby_geofences(self, lat: float, lon: float, limit: int = 20) -> list[dict]:
+        """The ``limit`` geofences nearest by distance to their boundary (0 inside), as circles.
+
+        Each is the geofence's enclosing circle (``lat``, ``lon``, ``radius_m``): what a phone
+        hands to iOS or Android region monitoring. Nearest first, ties by id.
+        """
+        lat, lon = check_lat_lon(lat, lon)
+        if not 1 <= limit <= 1000:
+            raise InvalidInput(f"limit must be from 1 to 1000, got {limit}")
+        ranked = self.fence_index.nearest(lat, lon, limit)
+        out = []
+        for i, d in ranked:
+            f = self.fence_index.fences[i]
+            c_lat, c_lon, r = self.fence_index.enclosing_circle(i)
+            out.append({"geofence_id": f.id, "store_id": f.store_id, "lat": c_lat, "lon": c_lon,
+                        "radius_m": round(r, 2), "distance_m": round(d, 3)})
+        return out
 
     # --- queries -----------------------------------------------------------------------------
 
@@ -372,6 +411,16 @@ class Engine:
         today, total, last, spend = self.db.push_counts(conn, device_id, c.campaign.id,
                                                         _local_day(at, c.store))
         return Counts(today, total, last, spend)
+
+
+def _feature(f) -> dict:
+    props = {"id": f.id, "store_id": f.store_id, "name": f.name, "tags": list(f.tags),
+             "enabled": f.enabled, "metadata": f.metadata}
+    if f.is_circle:
+        props["radius_m"] = f.radius_m
+    if f.expires_at is not None:
+        props["expires_at"] = f.expires_at.isoformat()
+    return {"type": "Feature", "id": f.id, "properties": props, "geometry": f.geojson_geometry()}
 
 
 def _local_day(at: datetime, store: Store) -> str:

@@ -31,6 +31,7 @@ from .shapes import ShapeBatch, check_lonlat
 __all__ = [
     "Dataset",
     "build_geofences",
+    "check_references",
     "geofence_from_geometry",
     "load_files",
     "parse_csv",
@@ -433,7 +434,7 @@ def parse_csv(text: str, source: str = "") -> tuple[Dataset, list[Problem]]:
     return data, problems
 
 
-def _check_references(data: Dataset, known_store_ids: Iterable[str]) -> list[Problem]:
+def check_references(data: Dataset, known_store_ids: Iterable[str]) -> list[Problem]:
     """Duplicate ids and geofences whose store is nowhere to be found, across all files."""
     problems = []
     for kind, items in (("store", data.stores), ("geofence", data.geofences)):
@@ -477,7 +478,7 @@ def load_files(paths: Sequence[str | Path], known_store_ids: Iterable[str] = ())
         part, found = parse(text, source)
         problems += found
         data.extend(part)
-    problems += _check_references(data, known_store_ids)
+    problems += check_references(data, known_store_ids)
     if problems:
         raise ValidationFailed(problems)
     return data

@@ -360,6 +360,41 @@ class FenceIndex:
             return 0.0
         return boundary_distance_m(lat, lon, self.fences[i].edges)
 
+    def nearest(self, lat: float, lon: float, limit: int,
+                at: datetime | None = None) -> list[tuple[int, float]]:
+        """Return ``(position, metres)`` of the ``limit`` active geofences nearest by boundary.
+
+        Distance is to the nearest boundary point, 0 inside; nearest first, ties by id. The
+        reach doubles from 1 km until ``limit`` geofences are within it: any geofence outside
+        the reach is farther than it, so the answer is exact.
+        """
+        at = at or datetime.now(UTC)
+        reach = 1000.0
+        while True:
+            found = [(self.distance_m(i, lat, lon), i) for i in self._candidates(lat, lon, reach)[0]
+                     if self.fences[i].active(at)]
+            inside = sorted((d, i) for d, i in found if d <= reach)
+            if len(inside) >= limit or reach > 2.1e7:
+                return [(i, d) for d, i in inside[:limit]]
+            reach *= 4
+
+    def enclosing_circle(self, i: int) -> tuple[float, float, float]:
+        """Return ``(lat, lon, radius_m)`` of a circle enclosing geofence ``i``.
+
+        A circle geofence is itself; a polygon gets the circle around its vertices' mean
+        direction on the sphere, wide enough for every vertex and edge midpoint plus 1 m.
+        """
+        if self._circle[i]:
+            return float(self._c_lat[i]), float(self._c_lon[i]), float(self._c_r[i])
+        e = self.fences[i].edges
+        lons = np.concatenate([e[:, 0], (e[:, 0] + e[:, 2]) / 2])
+        lats = np.concatenate([e[:, 1], (e[:, 1] + e[:, 3]) / 2])
+        v = unit_vectors(lats, lons).mean(axis=0)
+        c_lat = float(np.degrees(np.arcsin(v[2] / np.linalg.norm(v))))
+        c_lon = float(np.degrees(np.arctan2(v[1], v[0])))
+        r = float(distances_m(c_lat, c_lon, lats, lons).max()) + 1.0
+        return c_lat, c_lon, r
+
     def containing_bulk(self, lats, lons, at: datetime | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Return ``(point, fence)`` position pairs for every active geofence containing a point.
 
