@@ -16,7 +16,7 @@ from fastapi import Body, Depends, FastAPI, Header, HTTPException, Query, Reques
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 from geo_engine import Engine
 from geo_engine.engine import Ping
@@ -65,10 +65,18 @@ class PingIn(BaseModel):
                                 description="idempotency key: a replay gets the first answer")
     segments: list[str] = Field(default_factory=list, max_length=100)
 
+    @field_validator("lat", "lon", "accuracy_m", mode="before")
+    @classmethod
+    def _a_number(cls, value):
+        # a string or a boolean is a wrong type, not a number to coerce (SPEC 5: a 4xx)
+        if isinstance(value, (str, bool)):
+            raise ValueError("must be a JSON number")
+        return value
+
 
 class ConsentIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    location_offers: bool
+    location_offers: StrictBool
 
 
 class _Metrics:

@@ -1,0 +1,209 @@
+"""The HTTP API as an app drives it (FastAPI's TestClient; test_serve.py runs a real server)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from geo_engine import Engine, Settings
+from geo_engine.keys import ensure_keys
+
+from .conftest import DEMO
+
+ADMIN = {"Authorization": "Bearer admin-key-for-tests"}
+PUB = {"Authorization": "Bearer publishable-key-for-tests"}
+FERRY = {"lat": 37.7955, "lon": -122.3937}
+
+
+@pytest.fixture
+def client(tmp_path):
+    engine = Engine(Settings(db=str(tmp_path / "api.db"), admin_key="admin-key-for-tests",
+                             publishable_key="publishable-key-for-tests", min_offer_interval_s=0))
+    engine.import_files([DEMO])
+    ensure_keys(engine.db, engine.settings)
+    with TestClient(create_app(engine)) as c:
+        yield c
+
+
+def coffee(cid="coffee", **extra):
+    return {"id": cid, "offer": {"title": "A cookie"}, "targets": {"tags": ["coffee"]},
+            "trigger": {"type": "enter"}, **extra}
+
+
+def test_health_needs_no_key(client):
+    assert client.get("/health").json() == {"status": "ok", "stores": 32, "geofences": 33, "campaigns": 0}
+
+
+@pytest.mark.parametrize(("method", "path"), [
+    ("get", "/v1/geofences"), ("get", "/v1/campaigns"), ("delete", "/v1/devices/d1"),
+    ("delete", "/v1/geofences/fc-ferry-hall"), ("get", "/v1/campaigns/x"),
+])
+def test_admin_routes_need_the_admin_key(client, method, path):
+    assert getattr(client, method)(path).status_code == 401
+    r = getattr(client, method)(path, headers=PUB)
+    assert r.status_code == 403 and "needs the admin key" in r.json()["detail"]
+    assert getattr(client, method)(path, headers={"Authorization": "Bearer wrong"}).status_code == 401
+
+
+def test_publishable_key_reads_and_pings(client):
+    assert client.get("/v1/stores/nearest", params={**FERRY, "k": 2}, headers=PUB).status_code == 200
+    assert client.post("/v1/pings", json={"device_id": "d", **FERRY}, headers=PUB).status_code == 200
+
+
+def test_a_device_walks_in_gets_its_offer_and_walks_out(client):
+    client.put("/v1/campaigns/coffee", json=coffee(), headers=ADMIN)
+    t = "2026-11-24T18:00:00Z"
+    far = client.post("/v1/pings", json={"device_id": "d", "lat": 37.80, "lon": -122.40,
+                                         "timestamp": t, "accuracy_m": 10}, headers=PUB).json()
+    assert far["events"] == [] and far["offer"] is None
+    inside = client.post("/v1/pings", json={"device_id": "d", **FERRY, "accuracy_m": 10,
+                                            "timestamp": "2026-11-24T18:10:00Z"}, headers=PUB).json()
+    assert inside["events"][0]["type"] == "enter"
+    assert inside["offer"]["campaign_id"] == "coffee" and inside["offer"]["store_id"] == "fc-ferry"
+    out = client.post("/v1/pings", json={"device_id": "d", "lat": 37.80, "lon": -122.40, "accuracy_m": 10,
+                                         "timestamp": "2026-11-24T18:30:00Z"}, headers=PUB).json()
+    assert out["events"] == [{"type": "exit", "geofence_id": "fc-ferry-hall", "store_id": "fc-ferry",
+                              "duration_s": 1200.0}]
+    metrics = client.get("/metrics").text
+    assert 'geo_engine_offers_pushed_total{campaign_id="coffee"} 1.0' in metrics
+    assert 'geo_engine_events_total{type="enter"} 1.0' in metrics
+    assert "geo_engine_request_seconds_bucket" in metrics
+
+
+def test_a_replayed_ping_is_byte_for_byte(client):
+    client.put("/v1/campaigns/coffee", json=coffee(), headers=ADMIN)
+    body = {"device_id": "d", **FERRY, "ping_id": "p-1"}
+    first = client.post("/v1/pings", json=body, headers=PUB)
+    again = client.post("/v1/pings", json=body, headers=PUB)
+    assert again.content == first.content and first.json()["offer"] is not None
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"lat": 91, "lon": 0}, "lat"),
+    ({"lat": 0, "lon": -181}, "lon"),
+    ({"lat": "north", "lon": 0}, "lat"),
+    ({"lat": 0}, "lon"),
+    ({"lat": 0, "lon": 0, "accuracy_m": -3}, "accuracy_m"),
+    ({"lat": 0, "lon": 0, "timestamp": "yesterday"}, "timestamp"),
+    ({"lat": 0, "lon": 0, "timestamp": "2026-11-22T09:15:00"}, "timestamp"),
+    ({"lat": 0, "lon": 0, "speed": 3}, "speed"),
+    ({"lat": 0, "lon": 0, "segments": "vip"}, "segments"),
+    ({"lat": 0, "lon": 0, "device_id": ""}, "device_id"),
+    ({"lat": 0, "lon": 0, "device_id": "x" * 129}, "device_id"),
+])
+def test_malformed_pings_are_4xx_naming_the_field(client, body, field):
+    r = client.post("/v1/pings", json={"device_id": "d", **body}, headers=PUB)
+    assert r.status_code == 422
+    assert field in [p["field"] for p in r.json()["problems"]], r.json()
+
+
+def test_nan_and_a_non_printable_device_id_are_refused(client):
+    r = client.post("/v1/pings", content=b'{"device_id": "d", "lat": NaN, "lon": 0}',
+                    headers={**PUB, "Content-Type": "application/json"})
+    assert r.status_code == 422
+    r = client.post("/v1/pings", json={"device_id": "bad\u0007id", "lat": 0, "lon": 0}, headers=PUB)
+    assert r.status_code == 422 and "printable" in r.json()["detail"]
+    r = client.post("/v1/pings", content=b"{not json", headers={**PUB, "Content-Type": "application/json"})
+    assert r.status_code == 422
+
+
+@pytest.mark.parametrize("query", [
+    {"lat": 95, "lon": 0}, {"lat": 0, "lon": "east"}, {"lat": 0}, {"lat": 0, "lon": 0, "k": 0},
+    {"lat": "nan", "lon": 0},
+])
+def test_bad_query_parameters(client, query):
+    r = client.get("/v1/stores/nearest", params=query, headers=PUB)
+    assert r.status_code == 422 and r.json()["problems"][0]["field"].startswith("query.")
+
+
+def test_error_shape_is_pinned(client):
+    r = client.get("/v1/campaigns/nope", headers=ADMIN)
+    assert r.status_code == 404 and r.json() == {"detail": "no campaign 'nope'"}
+    r = client.put("/v1/campaigns/bad", json={"id": "bad", "trigger": {"type": "wander"}}, headers=ADMIN)
+    assert r.status_code == 422
+    fields = {p["field"] for p in r.json()["problems"]}
+    assert fields == {"offer.title", "trigger.type"}
+
+
+def test_campaign_crud(client):
+    assert client.put("/v1/campaigns/coffee", json=coffee(priority=3), headers=ADMIN).json()["priority"] == 3
+    assert client.get("/v1/campaigns/coffee", headers=ADMIN).json()["id"] == "coffee"
+    assert [c["id"] for c in client.get("/v1/campaigns", headers=ADMIN).json()["campaigns"]] == ["coffee"]
+    assert client.delete("/v1/campaigns/coffee", headers=ADMIN).status_code == 200
+    assert client.get("/v1/campaigns/coffee", headers=ADMIN).status_code == 404
+
+
+def test_geofence_import_is_all_or_nothing_with_every_problem(client):
+    bad = {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"id": "new-1", "store_id": "fc-ferry", "radius_m": 30},
+         "geometry": {"type": "Point", "coordinates": [-122.39, 37.79]}},
+        {"type": "Feature", "properties": {"id": "new-2", "store_id": "nowhere", "radius_m": 30},
+         "geometry": {"type": "Point", "coordinates": [-122.39, 37.79]}},
+        {"type": "Feature", "properties": {"id": "new-3", "store_id": "fc-ferry"},
+         "geometry": {"type": "Point", "coordinates": [-122.39, 37.79]}}]}
+    r = client.post("/v1/geofences/import", json=bad, headers=ADMIN)
+    assert r.status_code == 422
+    assert [(p["index"], p["id"]) for p in r.json()["problems"]] == [(2, "new-3"), (1, "new-2")]
+    assert client.get("/health").json()["geofences"] == 33
+    good = {"type": "FeatureCollection", "features": bad["features"][:1]}
+    r = client.post("/v1/geofences/import", json=good, headers=ADMIN)
+    assert r.json() == {"stores": 0, "geofences": 1}
+    # the index follows at once: the new fence is found without a restart
+    hit = client.get("/v1/locate", params={"lat": 37.79, "lon": -122.39}, headers=PUB).json()
+    assert "new-1" in [g["geofence_id"] for g in hit["geofences"]]
+
+
+def test_geofences_list_get_delete(client):
+    listed = client.get("/v1/geofences", headers=ADMIN).json()
+    assert listed["type"] == "FeatureCollection" and len(listed["features"]) == 33
+    one = client.get("/v1/geofences/fc-ferry-hall", headers=ADMIN).json()
+    assert one["geometry"]["type"] == "Polygon" and one["properties"]["store_id"] == "fc-ferry"
+    assert client.delete("/v1/geofences/fc-ferry-hall", headers=ADMIN).status_code == 200
+    assert client.get("/v1/geofences/fc-ferry-hall", headers=ADMIN).status_code == 404
+    hit = client.get("/v1/locate", params=FERRY, headers=PUB).json()
+    assert hit["geofences"] == []
+
+
+def test_locate_matches_the_cli(client, tmp_path):
+    import subprocess
+    import sys
+
+    api = client.get("/v1/locate", params={**FERRY, "accuracy_m": 15}, headers=PUB).json()
+    db = client.app.state.engine.db.path
+    cli = subprocess.run([sys.executable, "-m", "geo_engine", "locate", "--lat", "37.7955", "--lon",
+                          "-122.3937", "--accuracy-m", "15", "--db", db, "--json"],
+                         capture_output=True, text=True, check=True)
+    assert json.loads(cli.stdout) == api
+
+
+def test_within_and_nearby(client):
+    within = client.get("/v1/stores/within", params={**FERRY, "radius_m": 1000}, headers=PUB).json()
+    d = [s["distance_m"] for s in within["stores"]]
+    assert d == sorted(d) and d[-1] <= 1000 and within["stores"][0]["store_id"] == "fc-ferry"
+    near = client.get("/v1/geofences/nearby", params={**FERRY, "limit": 5}, headers=PUB).json()["geofences"]
+    assert len(near) == 5 and near[0]["geofence_id"] == "fc-ferry-hall" and near[0]["distance_m"] == 0.0
+    assert [g["distance_m"] for g in near] == sorted(g["distance_m"] for g in near)
+
+
+def test_consent_and_forgetting(client):
+    client.put("/v1/campaigns/coffee", json=coffee(), headers=ADMIN)
+    r = client.put("/v1/devices/d/consent", json={"location_offers": False}, headers=PUB)
+    assert r.status_code == 200
+    a = client.post("/v1/pings", json={"device_id": "d", **FERRY}, headers=PUB).json()
+    assert a["offer"] is None
+    assert a["decision"]["rejected"] == [{"campaign_id": "coffee", "reason": "opted_out"}]
+    assert client.delete("/v1/devices/d", headers=ADMIN).status_code == 200
+    assert client.delete("/v1/devices/d", headers=ADMIN).status_code == 404
+    assert client.put("/v1/devices/d/consent", json={"location_offers": "no"}, headers=PUB).status_code == 422
+
+
+def test_openapi_lists_every_endpoint(client):
+    paths = client.get("/openapi.json").json()["paths"]
+    assert set(paths) >= {"/health", "/metrics", "/v1/geofences/import", "/v1/geofences",
+                          "/v1/geofences/{geofence_id}", "/v1/stores/nearest", "/v1/stores/within",
+                          "/v1/geofences/nearby", "/v1/locate", "/v1/campaigns",
+                          "/v1/campaigns/{campaign_id}", "/v1/pings", "/v1/devices/{device_id}/consent",
+                          "/v1/devices/{device_id}"}
