@@ -1,0 +1,149 @@
+"""`geo-engine serve` as a real process on a free loopback port: kill it, restart it, lose nothing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+KEYS = {"GEO_ENGINE_ADMIN_KEY": "serve-admin", "GEO_ENGINE_PUBLISHABLE_KEY": "serve-pub"}
+ADMIN = {"Authorization": "Bearer serve-admin"}
+PUB = {"Authorization": "Bearer serve-pub"}
+FERRY = (37.7955, -122.3937)
+AWAY = (37.8050, -122.4100)
+T0 = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(db, port) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GEO_ENGINE_")} | KEYS
+    env["GEO_ENGINE_MIN_OFFER_INTERVAL_S"] = "0"
+    # the access log goes to a file: a pipe nobody reads would fill and stall the server
+    log = open(db.with_suffix(f".{port}.log"), "w")  # noqa: SIM115 - closed with the process
+    proc = subprocess.Popen([sys.executable, "-m", "geo_engine", "serve", "--port", str(port),
+                             "--db", str(db), "--demo"], env=env, stdout=log, stderr=log, text=True)
+    proc.log_path = log.name
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.2)
+        if proc.poll() is not None:
+            raise AssertionError(f"serve exited: {Path(proc.log_path).read_text()}")
+    proc.kill()
+    raise AssertionError("serve did not come up in 60 s")
+
+
+@pytest.fixture
+def served(tmp_path):
+    procs = []
+
+    def run():
+        port = free_port()
+        procs.append(start(tmp_path / "served.db", port))
+        return procs[-1], f"http://127.0.0.1:{port}"
+    yield run, tmp_path / "served.db"
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+def test_sigkill_mid_stream_loses_no_answered_offer_and_breaks_no_cap(served):
+    run, db = served
+    proc, url = run()
+    campaign = {"id": "kill-test", "offer": {"title": "one each"}, "targets": {"store_ids": ["fc-ferry"]},
+                "trigger": {"type": "enter"}, "priority": 99,
+                "caps": {"per_device_total": 1, "budget_total": 40}}
+    assert httpx.put(f"{url}/v1/campaigns/kill-test", json=campaign, headers=ADMIN).status_code == 200
+    answered: list[str] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def walker(t: int):
+        with httpx.Client(base_url=url, headers=PUB, timeout=5) as c:
+            for i in range(400):
+                if stop.is_set():
+                    return
+                device = f"w{t}-{i % 60}"  # each device comes back: the per-device cap is tested
+                walk = T0 + timedelta(minutes=20 * i)  # away, then ten minutes later inside
+                try:
+                    c.post("/v1/pings", json={"device_id": device, "lat": AWAY[0], "lon": AWAY[1],
+                                              "accuracy_m": 10, "timestamp": walk.isoformat()})
+                    r = c.post("/v1/pings", json={
+                        "device_id": device, "lat": FERRY[0], "lon": FERRY[1], "accuracy_m": 10,
+                        "timestamp": (walk + timedelta(minutes=10)).isoformat()})
+                except httpx.HTTPError:
+                    return  # the server is gone
+                offer = r.json()["offer"]
+                if offer and offer["campaign_id"] == "kill-test":
+                    with lock:
+                        answered.append(device)
+    threads = [threading.Thread(target=walker, args=(t,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # kill it while offers are still being answered
+        with lock:
+            if len(answered) >= 12:
+                break
+        time.sleep(0.01)
+    assert answered, "no offer was answered before the kill"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    stop.set()
+    for t in threads:
+        t.join()
+
+    with sqlite3.connect(db) as conn:
+        pushed = [d for (d,) in conn.execute("SELECT device_id FROM pushes WHERE campaign_id = 'kill-test'")]
+    assert set(answered) <= set(pushed), "an answered offer is missing from the push log"
+    assert len(pushed) == len(set(pushed)), "a device got more than per_device_total"
+    assert len(pushed) <= 40
+
+    # restarted on the same file, the caps still hold
+    proc, url = run()
+    later = T0 + timedelta(days=30)
+    with httpx.Client(base_url=url, headers=PUB, timeout=5) as c:
+        c.post("/v1/pings", json={"device_id": pushed[0], "lat": AWAY[0], "lon": AWAY[1],
+                                  "timestamp": later.isoformat()})
+        again = c.post("/v1/pings", json={
+            "device_id": pushed[0], "lat": FERRY[0], "lon": FERRY[1], "accuracy_m": 10,
+            "timestamp": (later + timedelta(minutes=10)).isoformat()}).json()
+        assert again["events"][0]["type"] == "enter"  # a real visit, turned down by the cap
+        assert {"campaign_id": "kill-test", "reason": "frequency_cap"} in again["decision"]["rejected"]
+        fresh = 0
+        for i in range(60):
+            r = c.post("/v1/pings", json={"device_id": f"new-{i}", "lat": FERRY[0], "lon": FERRY[1],
+                                          "accuracy_m": 10}).json()
+            fresh += bool(r["offer"] and r["offer"]["campaign_id"] == "kill-test")
+    with sqlite3.connect(db) as conn:
+        total = conn.execute("SELECT count(*) FROM pushes WHERE campaign_id = 'kill-test'").fetchone()[0]
+    assert total == 40 == len(pushed) + fresh  # the budget is spent exactly, never over
+
+
+def test_sigterm_shuts_down_cleanly(served):
+    run, _ = served
+    proc, url = run()
+    assert httpx.get(f"{url}/health").json()["stores"] == 32
+    proc.send_signal(signal.SIGTERM)
+    # uvicorn shuts down gracefully, then re-raises SIGTERM so a supervisor sees why it ended
+    assert proc.wait(timeout=15) in (0, -signal.SIGTERM)
+    assert "Traceback" not in Path(proc.log_path).read_text()
