@@ -15,11 +15,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-# Loads the demo chain into $(DB) and runs the tour queries against it.
+# Serves the API at http://127.0.0.1:8000 with the demo chain and campaigns in $(DB).
 run: install
-	$(BIN)/geo-engine import data/demo_stores.geojson --db $(DB)
-	$(BIN)/geo-engine nearest --lat 37.7793 --lon -122.4193 -k 3 --db $(DB)
-	$(BIN)/geo-engine locate --lat 37.7955 --lon -122.3937 --accuracy-m 15 --db $(DB)
+	$(BIN)/geo-engine serve --demo --db $(DB)
 
 lint: install
 	$(BIN)/ruff check .
@@ -29,6 +27,7 @@ test: lint
 
 bench: install
 	$(BIN)/python benchmarks/bench_index.py
+	$(BIN)/python benchmarks/bench_ping.py
 
 data: install
 	$(BIN)/python data/generate.py --help

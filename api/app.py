@@ -128,6 +128,11 @@ def create_app(engine: Engine) -> FastAPI:
     async def bad_request(request: Request, exc: RequestValidationError):
         problems = [{"field": ".".join(str(p) for p in e["loc"] if p != "body"), "message": e["msg"]}
                     for e in exc.errors()]
+        for p in problems:
+            if not p["field"]:  # the body as a whole: usually JSON sent without its content type
+                p["field"] = "body"
+                p["message"] = ("the body must be a JSON object, sent with Content-Type: "
+                                "application/json (curl: --json)")
         detail = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
         return JSONResponse({"detail": detail, "problems": problems}, status_code=422)
 
