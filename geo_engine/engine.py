@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -109,6 +110,8 @@ class Engine:
     """
 
     def __init__(self, settings: Settings | None = None, database: Database | None = None):
+        #: when a list, handle_ping appends (index, state, rules, record) seconds per ping
+        self.stage_times: list[tuple[float, float, float, float]] | None = None
         self.settings = settings or Settings.from_env()
         self.db = database or Database(self.settings.db)
         self.reload()
@@ -277,6 +280,8 @@ class Engine:
         both take a cap's last slot, in one process or several; the push is committed before
         the answer leaves. A repeated ``ping_id`` gets the first answer, byte for byte.
         """
+        clock = time.perf_counter
+        t0 = clock()
         if ping.ping_id is not None:
             cached = self.db.reply(ping.device_id, ping.ping_id)
             if cached is not None:
@@ -288,12 +293,14 @@ class Engine:
         hits = {fences[i].id: (fences[i].store_id, conf)
                 for i, conf in self.fence_index.containing(ping.lat, ping.lon, acc, at)}
         near_i, near_d = self.store_index.nearest(ping.lat, ping.lon, 1)
+        t1 = clock()
         with self.db.atomic() as conn:
             if ping.ping_id is not None:  # a twin of this ping may have committed meanwhile
                 cached = self.db.reply(ping.device_id, ping.ping_id)
                 if cached is not None:
                     return cached
             state = self.db.device_state(conn, ping.device_id)
+            t2 = clock()
             before = dict(state.visits)
             flags = []
             out_of_order = state.last_ts is not None and ts < state.last_ts
@@ -306,17 +313,20 @@ class Engine:
                 flags.append("suspicious_movement")
             events: list[Event] = []
             decision = Decision(0, [], None)
+            t3 = t2
             if not out_of_order:
                 events, visits = transition(
                     state.visits, hits, ts, acc, lambda fid: self._distance_to(fid, ping, at),
                     self._dwell_thresholds(set(hits) | set(state.visits)))
-                candidates = self._candidates(events, hits, ping, acc)
+                nearest_m = float(near_d[0]) if len(near_d) else math.inf
+                candidates = self._candidates(events, hits, ping, acc, nearest_m)
                 decision = decide(
                     candidates, device_id=ping.device_id, segments=frozenset(ping.segments),
                     at=at, ts=ts, opted_out=state.opted_out, suspicious=suspicious,
                     interval_blocked=state.last_offer_ts is not None and
                     ts - state.last_offer_ts < self.settings.min_offer_interval_s,
                     counts=lambda c: self._counts(conn, ping.device_id, c, at))
+                t3 = clock()
                 if suspicious:  # a glitch or a spoof: remember nothing of it
                     events = []
                 else:
@@ -342,7 +352,9 @@ class Engine:
             })
             if ping.ping_id is not None:
                 self.db.save_reply(conn, ping.device_id, ping.ping_id, body)
-        self.last_decision = decision
+        if self.stage_times is not None:  # benchmarks/bench_ping.py: where a ping's time goes
+            t4 = clock()
+            self.stage_times.append((t1 - t0, t2 - t1, t3 - t2, t4 - t3))
         return body
 
     def _impossible_move(self, state, ping: Ping, ts: float, acc: float) -> bool:
@@ -379,7 +391,8 @@ class Engine:
         except NotFound:
             return None
 
-    def _candidates(self, events: list[Event], hits, ping: Ping, acc: float) -> list[Candidate]:
+    def _candidates(self, events: list[Event], hits, ping: Ping, acc: float,
+                    nearest_m: float) -> list[Candidate]:
         out: list[Candidate] = []
         for e in events:
             i = self._fence_pos.get(e.geofence_id)
@@ -396,8 +409,8 @@ class Engine:
                     continue
                 out.append(Candidate(c, store, e.geofence_id, dist, conf))
         nearby = [c for c in self._active if c.trigger == "nearby"]
-        if nearby:
-            reach = max(c.radius_m for c in nearby)
+        reach = max((c.radius_m for c in nearby), default=0.0)
+        if nearby and nearest_m <= reach:  # no store within reach: no query needed
             idx, dist = self.store_index.within(ping.lat, ping.lon, reach)
             for i, d in zip(idx.tolist(), dist.tolist(), strict=True):
                 store = self.store(self.stores.ids[i])

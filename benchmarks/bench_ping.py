@@ -1,0 +1,131 @@
+"""Benchmark the in-process offer decision (no HTTP): what one ping costs, step by step.
+
+    python benchmarks/bench_ping.py                   # 100k stores, 10 campaigns, 100k devices
+    python benchmarks/bench_ping.py --stores 10000 --devices 10000 --pings 2000   # a quick look
+
+A world of stores packed around 50 cities, each with a circle geofence (100 to 400 m); 10
+campaigns (enter, exit, dwell and nearby triggers, schedules, caps, a holdout); devices already
+in state. Each ping moves a device by a few hundred metres near a store, with time moving on, so
+enters, exits, dwells, pushes and rejections all happen. Timed: Engine.handle_ping, split into
+index (geofences and nearest store), state (device read), rules (events and decision) and
+record (writes and commit). Printed as one row per step: p50, p99 microseconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "data"))
+
+import generate  # noqa: E402
+
+from geo_engine import Engine, Geofence, Settings, Store  # noqa: E402
+from geo_engine.engine import Ping  # noqa: E402
+from geo_engine.fences import Dataset  # noqa: E402
+from geo_engine.geometry import GEOD  # noqa: E402
+
+CAMPAIGNS = [
+    {"id": f"enter-{k}", "offer": {"title": f"offer {k}"}, "targets": {"tags": [tag]},
+     "trigger": {"type": "enter"}, "priority": k, "caps": {"per_device_per_day": 1, "cooldown_s": 3600}}
+    for k, tag in enumerate(["coffee", "grocery", "fashion", "coffee", "books", "grocery"])
+] + [
+    {"id": "dwell-1", "offer": {"title": "stay"}, "targets": {"tags": ["grocery"]},
+     "trigger": {"type": "dwell", "dwell_s": 300}, "priority": 20, "holdout_pct": 10},
+    {"id": "dwell-2", "offer": {"title": "stay longer"}, "targets": {"tags": ["fashion"]},
+     "trigger": {"type": "dwell", "dwell_s": 900}, "priority": 21},
+    {"id": "exit-1", "offer": {"title": "come back"}, "targets": {"tags": ["coffee"]},
+     "trigger": {"type": "exit"}, "schedule": {"hours": [["06:00", "23:00"]]}, "priority": 3},
+    {"id": "nearby-1", "offer": {"title": "nearby"}, "targets": {"tags": ["books"]},
+     "trigger": {"type": "nearby", "radius_m": 150}, "priority": 1, "caps": {"budget_total": 5000}},
+]
+TAGS = ["coffee", "grocery", "fashion", "books"]
+
+
+def build(db_path: str, n_stores: int, n_devices: int) -> tuple[Engine, np.ndarray, np.ndarray]:
+    ids, lats, lons = generate.stores(n_stores, "city", seed=11)
+    rng = np.random.default_rng(12)
+    radius = rng.uniform(100, 400, n_stores)
+    data = Dataset(
+        stores=[Store(id=i, lat=float(a), lon=float(o), tags=(TAGS[k % 4],), timezone="UTC")
+                for k, (i, a, o) in enumerate(zip(ids, lats, lons, strict=True))],
+        geofences=[Geofence(id=f"g{i[1:]}", store_id=i, lat=float(a), lon=float(o), radius_m=float(r),
+                            tags=())
+                   for i, a, o, r in zip(ids, lats, lons, radius, strict=True)])
+    engine = Engine(Settings(db=db_path))
+    engine.db.import_dataset(data)
+    engine.reload()
+    for c in CAMPAIGNS:
+        engine.put_campaign(c["id"], c)
+    # devices already in state: a last position near a store, some of them in a visit
+    home = rng.integers(0, n_stores, n_devices)
+    with engine.db.atomic() as conn:
+        conn.executemany("INSERT INTO devices (device_id, last_ts, last_lat, last_lon, last_accuracy_m) "
+                         "VALUES (?, ?, ?, ?, 20)",
+                         [(f"dev{k}", 0.0, float(lats[h]), float(lons[h])) for k, h in enumerate(home)])
+        open_visits = [(f"dev{k}", f"g{ids[h][1:]}", ids[h]) for k, h in enumerate(home) if k % 3 == 0]
+        conn.executemany("INSERT INTO visits (device_id, geofence_id, store_id, entered_ts) "
+                         "VALUES (?, ?, ?, 0)", open_visits)
+    return engine, home, np.column_stack([lats, lons])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--stores", type=int, default=100_000)
+    ap.add_argument("--devices", type=int, default=100_000)
+    ap.add_argument("--pings", type=int, default=20_000)
+    args = ap.parse_args()
+    print(f"# bench_ping on {platform.node()} ({os.cpu_count()} cores), Python {platform.python_version()}, "
+          f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
+    print(f"# command: python benchmarks/bench_ping.py {' '.join(sys.argv[1:])}")
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        engine, home, where = build(str(Path(tmp) / "bench.db"), args.stores, args.devices)
+        print(f"# setup: {args.stores:,} stores and geofences, {len(CAMPAIGNS)} campaigns, "
+              f"{args.devices:,} devices in state ({time.perf_counter() - t:.1f} s)")
+        rng = np.random.default_rng(13)
+        devices = rng.integers(0, args.devices, args.pings)
+        # each device walks around its home store: 0 to 500 m away, time moves 1 to 20 minutes
+        t0 = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
+        clock = {}
+        pings = []
+        for d in devices.tolist():
+            clock[d] = clock.get(d, 0.0) + float(rng.uniform(60, 1200))
+            lat, lon = where[home[d]]
+            plon, plat, _ = GEOD.fwd(lon, lat, float(rng.uniform(0, 360)), float(rng.uniform(0, 500)))
+            pings.append(Ping(f"dev{d}", plat, plon, float(rng.uniform(5, 60)),
+                              t0 + timedelta(seconds=clock[d])))
+        for p in pings[:200]:  # warm-up
+            engine.handle_ping(p)
+        engine.stage_times = []
+        total = np.empty(len(pings) - 200)
+        offers = 0
+        for k, p in enumerate(pings[200:]):
+            s = time.perf_counter()
+            body = engine.handle_ping(p)
+            total[k] = time.perf_counter() - s
+            offers += b'"offer":{' in body
+        stages = np.array(engine.stage_times) * 1e6
+        total *= 1e6
+    print(f"# {len(total):,} pings timed, {offers:,} offers pushed")
+    print()
+    print("| step | p50 us | p99 us | mean us |")
+    print("|---|---|---|---|")
+    for name, col in zip(["index (geofences + nearest store)", "state (device read)",
+                          "rules (events + decision)", "record (writes + commit)"], stages.T, strict=True):
+        print(f"| {name} | {np.percentile(col, 50):.1f} | {np.percentile(col, 99):.1f} | {col.mean():.1f} |")
+    print(f"| **whole ping** | {np.percentile(total, 50):.1f} | {np.percentile(total, 99):.1f} | "
+          f"{total.mean():.1f} |")
+
+
+if __name__ == "__main__":
+    main()
