@@ -207,3 +207,33 @@ def test_openapi_lists_every_endpoint(client):
                           "/v1/geofences/nearby", "/v1/locate", "/v1/campaigns",
                           "/v1/campaigns/{campaign_id}", "/v1/pings", "/v1/devices/{device_id}/consent",
                           "/v1/devices/{device_id}"}
+
+
+def test_rotating_a_key_retires_the_old_one(client, tmp_path):
+    import subprocess
+    import sys
+
+    db = client.app.state.engine.db.path
+    r = subprocess.run([sys.executable, "-m", "geo_engine", "keys", "--db", db, "--rotate", "publishable"],
+                       capture_output=True, text=True, check=True)
+    new = r.stdout.strip().rsplit(" ", 1)[-1]
+    assert new.startswith("ge_pub_")
+    assert client.get("/v1/stores/nearest", params=FERRY, headers=PUB).status_code == 401
+    ok = client.get("/v1/stores/nearest", params=FERRY, headers={"Authorization": f"Bearer {new}"})
+    assert ok.status_code == 200
+    listed = subprocess.run([sys.executable, "-m", "geo_engine", "keys", "--db", db],
+                            capture_output=True, text=True, check=True).stdout
+    assert [line.split()[0] for line in listed.splitlines()] == ["admin", "publishable"]
+    assert new[:8] in listed and new not in listed  # only a prefix is ever shown again
+
+
+def test_first_start_creates_both_keys_once(tmp_path):
+    from geo_engine import Database
+
+    db = Database(tmp_path / "k.db")
+    created = ensure_keys(db, Settings(db=str(tmp_path / "k.db")))
+    assert set(created) == {"admin", "publishable"}
+    assert ensure_keys(db, Settings(db=str(tmp_path / "k.db"))) == {}  # printed once only
+    from geo_engine.keys import key_kind
+
+    assert key_kind(db, created["admin"]) == "admin" and key_kind(db, "guess") is None

@@ -109,3 +109,18 @@ def test_stores_and_fences_round_trip(fresh_db, stores, radius):
     assert fresh_db.geofences() == sorted(data.geofences, key=lambda g: g.id)
     fresh_db._conn.execute("DELETE FROM geofences")
     fresh_db._conn.execute("DELETE FROM stores")
+
+
+def test_store_time_zones_are_derived_offline_when_absent(tmp_path):
+    path = tmp_path / "tz.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"kind": "store", "id": "suva"},
+         "geometry": {"type": "Point", "coordinates": [178.44, -18.14]}},
+        {"type": "Feature", "properties": {"kind": "store", "id": "tromso"},
+         "geometry": {"type": "Point", "coordinates": [18.96, 69.65]}},
+        {"type": "Feature", "properties": {"kind": "store", "id": "given", "timezone": "Asia/Tokyo"},
+         "geometry": {"type": "Point", "coordinates": [18.96, 69.65]}}]}))
+    engine = Engine(Settings(db=str(tmp_path / "tz.db")))
+    engine.import_files([path])
+    assert {s.id: s.timezone for s in engine.db.stores()} == {
+        "suva": "Pacific/Fiji", "tromso": "Europe/Oslo", "given": "Asia/Tokyo"}
