@@ -123,7 +123,11 @@ class Engine:
         self.fence_index = FenceIndex(self.db.geofences())
         self._fence_pos = {f.id: i for i, f in enumerate(self.fence_index.fences)}
         self._store_pos = {sid: i for i, sid in enumerate(self.stores.ids.tolist())}
+        # store details (tags, time zone, hours) for the decision: all of them in one query
+        # when they fit easily in memory, else read on first use and kept
         self._store_cache: dict[str, Store] = {}
+        if len(self.stores) <= _PRELOAD_STORES:
+            self._store_cache = {s.id: s for s in self.db.stores()}
         self.reload_campaigns()
 
     def reload_campaigns(self) -> None:
@@ -441,6 +445,7 @@ def _local_day(at: datetime, store: Store) -> str:
 
 
 _tz_finder = None
+_PRELOAD_STORES = 250_000
 
 
 def _derive_timezones(data: Dataset) -> None:
