@@ -21,6 +21,7 @@ from .fences import Dataset, load_files, parse_csv, parse_geojson
 from .geometry import boundary_distance_m, check_lat_lon, distance_m, distances_m
 from .index import FenceIndex, StoreIndex
 from .model import Confidence, Geofence, Store
+from .scoring import score_frame
 from .store import Database
 
 __version__ = "0.1.0"
@@ -58,4 +59,5 @@ __all__ = [
     "load_files",
     "parse_csv",
     "parse_geojson",
+    "score_frame",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
@@ -18,7 +19,7 @@ import click
 from . import __version__
 from .config import SETTINGS, Settings
 from .engine import Engine
-from .errors import GeoEngineError, ValidationFailed
+from .errors import GeoEngineError, InvalidInput, ValidationFailed
 from .store import Database
 
 __all__ = ["main"]
@@ -175,6 +176,64 @@ def serve(host: str, port: int, db: str | None, demo: bool) -> None:
     click.echo(f"geo-engine serving {engine.db.path} on http://{host}:{port} (docs: /docs)", err=True)
     uvicorn.run(create_app(engine), host=host, port=port, access_log=False, log_level="warning",
                 timeout_graceful_shutdown=10)
+
+
+@cli.command()
+@click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="output file; its format from the extension (.csv, .parquet, .geojson, .gpkg)")
+@_db_option
+@click.option("--radius-m", type=float, default=5000.0, show_default=True,
+              help="count the stores within this many metres")
+@click.option("--at", "at", type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S"]),
+              default=None, help="score the offer as of this time (RFC 3339; default now, UTC)")
+@click.option("--lat-col", default="lat", show_default=True)
+@click.option("--lon-col", default="lon", show_default=True)
+@click.option("--chunk-rows", type=int, default=200_000, show_default=True,
+              help="rows per chunk: memory is bounded by this, not by the file")
+@_fails_cleanly
+def score(input_path: Path, out: Path, db: str | None, radius_m: float, at, lat_col: str,
+          lon_col: str, chunk_rows: int) -> None:
+    """Score a customer file: nearest store, stores in reach, geofences, the offer (SPEC 7)."""
+    from datetime import UTC
+
+    from tqdm import tqdm
+
+    from .batchio import ChunkWriter, count_rows, read_chunks
+    from .scoring import score_frame
+
+    if not input_path.is_file():
+        raise InvalidInput(f"{input_path}: no such file")
+    engine = _engine(db)
+    when = (at.replace(tzinfo=UTC) if at is not None and at.tzinfo is None else at)
+    writer = ChunkWriter(out)
+    statuses: dict[str, int] = {}
+    near: dict[str, int] = {}
+    rows = 0
+    started = time.monotonic()
+    with tqdm(total=count_rows(input_path), unit="rows", disable=not sys.stderr.isatty(),
+              desc="scoring") as bar:
+        for chunk in read_chunks(input_path, chunk_rows):
+            scored = score_frame(chunk, engine, radius_m=radius_m, at=when, lat_col=lat_col,
+                                 lon_col=lon_col)
+            writer.write(scored)
+            for k, v in scored["status"].value_counts().items():
+                statuses[k] = statuses.get(k, 0) + int(v)
+            within = scored[scored["nearest_distance_m"] <= radius_m]["nearest_store_id"]
+            for k, v in within.value_counts().items():
+                near[k] = near.get(k, 0) + int(v)
+            rows += len(scored)
+            bar.update(len(scored))
+    writer.close()
+    took = time.monotonic() - started
+    click.echo(f"scored {rows:,} rows in {took:.1f} s ({rows / max(took, 1e-9):,.0f} rows/s) into {out}")
+    for k in sorted(statuses):
+        click.echo(f"  {k:<22} {statuses[k]:>12,}")
+    top = sorted(near.items(), key=lambda kv: (-kv[1], kv[0]))[:5]
+    if top:
+        click.echo(f"  top stores by customers whose nearest store is within {radius_m:g} m:")
+        for sid, count in top:
+            click.echo(f"    {sid:<20} {count:>10,}")
 
 
 @cli.command()

@@ -104,11 +104,13 @@ def _m(hhmm: str) -> int:
 
 def decide(candidates: Iterable[Candidate], *, device_id: str, segments: frozenset[str],
            at: datetime, ts: float, opted_out: bool, suspicious: bool,
-           interval_blocked: bool, counts: Callable[[Candidate], Counts]) -> Decision:
+           interval_blocked: bool, counts: Callable[[Candidate], Counts],
+           per_device: bool = True) -> Decision:
     """Return the decision for one ping (see the module docstring for the order of reasons).
 
     A campaign triggered at several geofences is considered once, at its best place: highest
-    confidence, then nearest store, then geofence id.
+    confidence, then nearest store, then geofence id. With ``per_device`` false (batch scoring
+    of places, not devices) audiences and holdouts are not applied.
     """
     best: dict[str, Candidate] = {}
     for c in candidates:
@@ -120,7 +122,7 @@ def decide(candidates: Iterable[Candidate], *, device_id: str, segments: frozens
     survivors: list[Candidate] = []
     for cid in sorted(best):
         c = best[cid]
-        reason = _reason(c, device_id, segments, at, ts, opted_out, suspicious, counts)
+        reason = _reason(c, device_id, segments, at, ts, opted_out, suspicious, counts, per_device)
         if reason is None:
             survivors.append(c)
         else:
@@ -135,15 +137,16 @@ def decide(candidates: Iterable[Candidate], *, device_id: str, segments: frozens
 
 
 def _reason(c: Candidate, device_id: str, segments: frozenset[str], at: datetime, ts: float,
-            opted_out: bool, suspicious: bool, counts: Callable[[Candidate], Counts]) -> Reason | None:
+            opted_out: bool, suspicious: bool, counts: Callable[[Candidate], Counts],
+            per_device: bool) -> Reason | None:
     camp = c.campaign
     if opted_out:
         return Reason.OPTED_OUT
     if suspicious:
         return Reason.SUSPICIOUS_MOVEMENT
-    if camp.segments and not camp.segments & segments:
+    if per_device and camp.segments and not camp.segments & segments:
         return Reason.NOT_IN_AUDIENCE
-    if camp.in_holdout(device_id):
+    if per_device and camp.in_holdout(device_id):
         return Reason.HOLDOUT
     if c.confidence.rank < camp.min_confidence.rank:
         return Reason.LOW_CONFIDENCE

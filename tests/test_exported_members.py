@@ -10,7 +10,7 @@ def test_exported_members():
         "InvalidGeometry", "InvalidInput", "Location", "NotFound", "Problem", "Setting",
         "Settings", "StorageError", "Store", "StoreHit", "StoreIndex", "ValidationFailed",
         "__version__", "boundary_distance_m", "check_lat_lon", "distance_m", "distances_m",
-        "load_files", "parse_csv", "parse_geojson",
+        "load_files", "parse_csv", "parse_geojson", "score_frame",
     ])
     for name in geo_engine.__all__:
         assert getattr(geo_engine, name) is not None
