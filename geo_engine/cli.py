@@ -189,23 +189,39 @@ def serve(host: str, port: int, db: str | None, demo: bool) -> None:
               default=None, help="score the offer as of this time (RFC 3339; default now, UTC)")
 @click.option("--lat-col", default="lat", show_default=True)
 @click.option("--lon-col", default="lon", show_default=True)
+@click.option("--address-col", default="address", show_default=True)
+@click.option("--postal-col", default="postal_code", show_default=True)
+@click.option("--country-col", default="country", show_default=True)
+@click.option("--geocoder", default=None, help="a geopy geocoder for the address column, e.g. nominatim")
+@click.option("--geocoder-url", default=None, help="where it runs, e.g. http://127.0.0.1:8080")
+@click.option("--geocode-delay-s", type=float, default=1.0, show_default=True,
+              help="seconds between look-ups (Nominatim's public policy is 1)")
+@click.option("--postal-codes", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="a GeoNames postal-code file for countries beyond the built-in US ZIP codes")
 @click.option("--chunk-rows", type=int, default=200_000, show_default=True,
               help="rows per chunk: memory is bounded by this, not by the file")
 @_fails_cleanly
 def score(input_path: Path, out: Path, db: str | None, radius_m: float, at, lat_col: str,
-          lon_col: str, chunk_rows: int) -> None:
+          lon_col: str, address_col: str, postal_col: str, country_col: str, geocoder: str | None,
+          geocoder_url: str | None, geocode_delay_s: float, postal_codes: Path | None,
+          chunk_rows: int) -> None:
     """Score a customer file: nearest store, stores in reach, geofences, the offer (SPEC 7)."""
     from datetime import UTC
 
     from tqdm import tqdm
 
     from .batchio import ChunkWriter, count_rows, read_chunks
+    from .geocoding import AddressGeocoder, PostalCodes
     from .scoring import score_frame
 
     if not input_path.is_file():
         raise InvalidInput(f"{input_path}: no such file")
     engine = _engine(db)
     when = (at.replace(tzinfo=UTC) if at is not None and at.tzinfo is None else at)
+    locate_kw = dict(address_col=address_col, postal_col=postal_col, country_col=country_col,
+                     postal_codes=PostalCodes(postal_codes),
+                     geocoder=AddressGeocoder(geocoder, engine.db, geocoder_url, geocode_delay_s)
+                     if geocoder else None)
     writer = ChunkWriter(out)
     statuses: dict[str, int] = {}
     near: dict[str, int] = {}
@@ -215,7 +231,7 @@ def score(input_path: Path, out: Path, db: str | None, radius_m: float, at, lat_
               desc="scoring") as bar:
         for chunk in read_chunks(input_path, chunk_rows):
             scored = score_frame(chunk, engine, radius_m=radius_m, at=when, lat_col=lat_col,
-                                 lon_col=lon_col)
+                                 lon_col=lon_col, **locate_kw)
             writer.write(scored)
             for k, v in scored["status"].value_counts().items():
                 statuses[k] = statuses.get(k, 0) + int(v)
@@ -229,6 +245,11 @@ def score(input_path: Path, out: Path, db: str | None, radius_m: float, at, lat_
     click.echo(f"scored {rows:,} rows in {took:.1f} s ({rows / max(took, 1e-9):,.0f} rows/s) into {out}")
     for k in sorted(statuses):
         click.echo(f"  {k:<22} {statuses[k]:>12,}")
+    if statuses.get("not_geocoded") and not geocoder:
+        click.echo("  (rows with only an address need --geocoder, e.g. --geocoder nominatim "
+                   "--geocoder-url http://your-nominatim:8080)")
+    if locate_kw["geocoder"] is not None:
+        click.echo(f"  geocoder look-ups: {locate_kw['geocoder'].requests:,} (the rest from the cache)")
     top = sorted(near.items(), key=lambda kv: (-kv[1], kv[0]))[:5]
     if top:
         click.echo(f"  top stores by customers whose nearest store is within {radius_m:g} m:")

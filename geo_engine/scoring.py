@@ -18,6 +18,7 @@ import shapely
 
 from .decide import Candidate, Counts, decide
 from .engine import Engine
+from .geocoding import AddressGeocoder, PostalCodes
 from .geometry import distance_m
 from .index import StoreIndex
 from .model import Confidence
@@ -28,13 +29,19 @@ OUTPUT_COLUMNS = ["nearest_store_id", "nearest_distance_m", "stores_within_radiu
                   "offer_campaign_id", "status", "location_source", "located_lat", "located_lon"]
 
 
-def locate_rows(df: pd.DataFrame, lat_col: str = "lat", lon_col: str = "lon"
+def locate_rows(df: pd.DataFrame, lat_col: str = "lat", lon_col: str = "lon", *,
+                address_col: str = "address", postal_col: str = "postal_code",
+                country_col: str = "country", geocoder: AddressGeocoder | None = None,
+                postal_codes: PostalCodes | None = None
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Return (lats, lons, status, source) for every row, in SPEC 3.3's order of sources.
 
-    A non-empty Point geometry wins, then ``lat``/``lon`` columns. ``status`` is ``ok``,
-    ``missing_coordinates`` (nothing to locate the row by) or ``invalid_coordinates`` (not
-    numbers, NaN, or outside WGS84 ranges).
+    A non-empty Point geometry wins, then ``lat``/``lon`` columns, then the ``address`` column
+    through ``geocoder`` (each distinct address once), then ``postal_code`` (+ ``country``)
+    through ``postal_codes``. ``status`` is ``ok``, ``missing_coordinates`` (nothing to locate
+    the row by), ``invalid_coordinates`` (not numbers, NaN, or outside WGS84 ranges),
+    ``not_geocoded`` (an address the geocoder did not find, or no geocoder given) or
+    ``unknown_postal_code``.
     """
     n = len(df)
     lats, lons = np.full(n, np.nan), np.full(n, np.nan)
@@ -59,6 +66,22 @@ def locate_rows(df: pd.DataFrame, lat_col: str = "lat", lon_col: str = "lon"
         lats[idx], lons[idx] = la, lo
         source[idx[~blank]] = "latlon"
         status[idx[~blank]] = "invalid_coordinates"
+    if address_col in df.columns:
+        todo = np.flatnonzero((source == "") & ~_blank(df[address_col].to_numpy()))
+        if len(todo):
+            addresses = df[address_col].to_numpy()[todo].astype(str)
+            source[todo], status[todo] = "address", "not_geocoded"
+            if geocoder is not None:
+                found = geocoder.geocode(list(addresses))
+                pairs = np.array([found.get(a, (None, None)) for a in addresses], dtype=float)
+                lats[todo], lons[todo] = pairs[:, 0], pairs[:, 1]
+    if postal_col in df.columns and postal_codes is not None:
+        todo = np.flatnonzero((source == "") & ~_blank(df[postal_col].to_numpy()))
+        if len(todo):
+            countries = df[country_col].to_numpy()[todo] if country_col in df.columns else None
+            la, lo = postal_codes.lookup(df[postal_col].to_numpy()[todo], countries)
+            lats[todo], lons[todo] = la, lo
+            source[todo], status[todo] = "postal_code", "unknown_postal_code"
     located = (source != "") & np.isfinite(lats) & np.isfinite(lons) & \
         (np.abs(lats) <= 90) & (np.abs(lons) <= 180)
     status[located] = "ok"
@@ -73,15 +96,17 @@ def _blank(values: np.ndarray) -> np.ndarray:
 
 
 def score_frame(df: pd.DataFrame, engine: Engine, *, radius_m: float = 5000.0,
-                at: datetime | None = None, lat_col: str = "lat", lon_col: str = "lon") -> pd.DataFrame:
+                at: datetime | None = None, lat_col: str = "lat", lon_col: str = "lon",
+                **locate_kw) -> pd.DataFrame:
     """Return ``df`` with the SPEC 7 columns added (a GeoDataFrame stays one), rows in order.
 
     Distances are WGS84 geodesic metres; ``geofence_ids`` joins the containing geofences' ids
     with ``|`` (sorted); ``offer_campaign_id`` is what a ping at the point would get at ``at``
-    (default now), per-device caps, holdouts and audiences aside.
+    (default now), per-device caps, holdouts and audiences aside. ``locate_kw`` goes to
+    :func:`locate_rows` (address and postal-code columns, geocoder, postal codes).
     """
     at = at or datetime.now(UTC)
-    lats, lons, status, source = locate_rows(df, lat_col, lon_col)
+    lats, lons, status, source = locate_rows(df, lat_col, lon_col, **locate_kw)
     ok = np.flatnonzero(status == "ok")
     n = len(df)
     nearest_id = np.full(n, None, dtype=object)

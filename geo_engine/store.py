@@ -118,6 +118,17 @@ MIGRATIONS: list[str] = [
         revoked_at TEXT
     );
     """,
+    # version 3: each address geocoded once per geocoder (lat NULL: the geocoder found nothing)
+    """
+    CREATE TABLE geocodes (
+        geocoder TEXT NOT NULL,
+        address TEXT NOT NULL,
+        lat REAL,
+        lon REAL,
+        at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+        PRIMARY KEY (geocoder, address)
+    );
+    """,
 ]
 
 
@@ -446,3 +457,21 @@ class Database:
                          "WHERE kind = ? AND revoked_at IS NULL AND key_hash != ?", (kind, key_hash))
             conn.execute("INSERT OR IGNORE INTO api_keys (kind, key_hash, prefix) VALUES (?, ?, ?)",
                          (kind, key_hash, prefix))
+
+    # --- geocoding cache -----------------------------------------------------------------------
+
+    def cached_geocodes(self, geocoder: str, addresses: list[str]) -> dict[str, tuple]:
+        """address -> (lat, lon), (None, None) when known not found; unknown addresses absent."""
+        out: dict[str, tuple] = {}
+        for k in range(0, len(addresses), 500):
+            part = addresses[k:k + 500]
+            rows = self._conn.execute(
+                f"SELECT address, lat, lon FROM geocodes WHERE geocoder = ? AND address IN "
+                f"({','.join('?' * len(part))})", (geocoder, *part)).fetchall()
+            out.update({a: (la, lo) for a, la, lo in rows})
+        return out
+
+    def save_geocodes(self, geocoder: str, found: dict[str, tuple]) -> None:
+        with self.atomic() as conn:
+            conn.executemany("INSERT OR REPLACE INTO geocodes (geocoder, address, lat, lon) "
+                             "VALUES (?, ?, ?, ?)", [(geocoder, a, la, lo) for a, (la, lo) in found.items()])
