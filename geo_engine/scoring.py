@@ -90,9 +90,11 @@ def locate_rows(df: pd.DataFrame, lat_col: str = "lat", lon_col: str = "lon", *,
 
 
 def _blank(values: np.ndarray) -> np.ndarray:
-    """Missing or empty (a CSV's empty cell, a blank string)."""
-    s = pd.Series(values, dtype=object)
-    return (s.isna() | s.astype("string").str.strip().eq("").fillna(False)).to_numpy(dtype=bool)
+    """Missing or empty (None, NaN, or an empty string): one vectorized pass."""
+    values = np.asarray(values)
+    if values.dtype.kind in "fiub":
+        return pd.isna(values)
+    return pd.isna(values) | (values == "")
 
 
 def score_frame(df: pd.DataFrame, engine: Engine, *, radius_m: float = 5000.0,
