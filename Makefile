@@ -22,7 +22,12 @@ run: install
 lint: install
 	$(BIN)/ruff check .
 
-test: lint
+# The report test opens the page in a real browser: Debian's chromium, installed when missing.
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
+test: lint $(CHROMIUM)
 	$(BIN)/pytest -q
 
 bench: install

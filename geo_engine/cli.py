@@ -200,11 +200,13 @@ def serve(host: str, port: int, db: str | None, demo: bool) -> None:
               help="a GeoNames postal-code file for countries beyond the built-in US ZIP codes")
 @click.option("--chunk-rows", type=int, default=200_000, show_default=True,
               help="rows per chunk: memory is bounded by this, not by the file")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="also write a self-contained HTML page: a map and the figures")
 @_fails_cleanly
 def score(input_path: Path, out: Path, db: str | None, radius_m: float, at, lat_col: str,
           lon_col: str, address_col: str, postal_col: str, country_col: str, geocoder: str | None,
           geocoder_url: str | None, geocode_delay_s: float, postal_codes: Path | None,
-          chunk_rows: int) -> None:
+          chunk_rows: int, report_path: Path | None) -> None:
     """Score a customer file: nearest store, stores in reach, geofences, the offer (SPEC 7)."""
     from datetime import UTC
 
@@ -223,6 +225,7 @@ def score(input_path: Path, out: Path, db: str | None, radius_m: float, at, lat_
                      geocoder=AddressGeocoder(geocoder, engine.db, geocoder_url, geocode_delay_s)
                      if geocoder else None)
     writer = ChunkWriter(out)
+    sample = None  # a bounded sample of scored rows for the report's map
     statuses: dict[str, int] = {}
     near: dict[str, int] = {}
     rows = 0
@@ -240,8 +243,26 @@ def score(input_path: Path, out: Path, db: str | None, radius_m: float, at, lat_
                 near[k] = near.get(k, 0) + int(v)
             rows += len(scored)
             bar.update(len(scored))
+            if report_path is not None:
+                import pandas as pd
+
+                from .report import SAMPLE_POINTS
+
+                located = scored.loc[scored["status"] == "ok",
+                                     ["located_lat", "located_lon", "nearest_distance_m"]]
+                part = located.sample(n=min(SAMPLE_POINTS, len(located)), random_state=rows)
+                both = pd.concat([sample, part]) if sample is not None else part
+                sample = both.sample(n=min(SAMPLE_POINTS, len(both)), random_state=0)
     writer.close()
     took = time.monotonic() - started
+    if report_path is not None:
+        import pandas as pd
+
+        from .report import write_report
+
+        empty = pd.DataFrame({"located_lat": [], "located_lon": [], "nearest_distance_m": []})
+        write_report(report_path, engine, rows=rows, statuses=statuses, near=near,
+                     sample=sample if sample is not None else empty, radius_m=radius_m, seconds=took)
     click.echo(f"scored {rows:,} rows in {took:.1f} s ({rows / max(took, 1e-9):,.0f} rows/s) into {out}")
     for k in sorted(statuses):
         click.echo(f"  {k:<22} {statuses[k]:>12,}")
@@ -250,6 +271,8 @@ def score(input_path: Path, out: Path, db: str | None, radius_m: float, at, lat_
                    "--geocoder-url http://your-nominatim:8080)")
     if locate_kw["geocoder"] is not None:
         click.echo(f"  geocoder look-ups: {locate_kw['geocoder'].requests:,} (the rest from the cache)")
+    if report_path is not None:
+        click.echo(f"  report: {report_path}")
     top = sorted(near.items(), key=lambda kv: (-kv[1], kv[0]))[:5]
     if top:
         click.echo(f"  top stores by customers whose nearest store is within {radius_m:g} m:")
