@@ -200,15 +200,17 @@ def serve(host: str, port: int, db: str | None, demo: bool) -> None:
               help="a GeoNames postal-code file for countries beyond the built-in US ZIP codes")
 @click.option("--chunk-rows", type=int, default=200_000, show_default=True,
               help="rows per chunk: memory is bounded by this, not by the file")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="score on a Dask cluster at this scheduler address; 'local' starts one here")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="also write a self-contained HTML page: a map and the figures")
 @_fails_cleanly
 def score(input_path: Path, out: Path, db: str | None, radius_m: float, at, lat_col: str,
           lon_col: str, address_col: str, postal_col: str, country_col: str, geocoder: str | None,
           geocoder_url: str | None, geocode_delay_s: float, postal_codes: Path | None,
-          chunk_rows: int, report_path: Path | None) -> None:
+          chunk_rows: int, report_path: Path | None, scheduler: str | None) -> None:
     """Score a customer file: nearest store, stores in reach, geofences, the offer (SPEC 7)."""
-    from datetime import UTC
+    from datetime import UTC, datetime
 
     from tqdm import tqdm
 
@@ -219,12 +221,24 @@ def score(input_path: Path, out: Path, db: str | None, radius_m: float, at, lat_
     if not input_path.is_file():
         raise InvalidInput(f"{input_path}: no such file")
     engine = _engine(db)
-    when = (at.replace(tzinfo=UTC) if at is not None and at.tzinfo is None else at)
+    # one instant for every chunk (and every worker): the offers are decided as of it
+    when = (at.replace(tzinfo=UTC) if at.tzinfo is None else at) if at is not None else \
+        datetime.now(UTC)
     locate_kw = dict(address_col=address_col, postal_col=postal_col, country_col=country_col,
                      postal_codes=PostalCodes(postal_codes),
                      geocoder=AddressGeocoder(geocoder, engine.db, geocoder_url, geocode_delay_s)
                      if geocoder else None)
     writer = ChunkWriter(out)
+    scored_chunks = read_chunks(input_path, chunk_rows)
+    if scheduler:
+        options = dict(radius_m=radius_m, at=when, lat_col=lat_col, lon_col=lon_col,
+                       address_col=address_col, postal_col=postal_col, country_col=country_col,
+                       postal_codes_file=postal_codes,
+                       geocoder=(geocoder, geocoder_url, geocode_delay_s) if geocoder else None)
+        scored_chunks = _on_dask(scheduler, scored_chunks, str(Path(engine.db.path).resolve()), options)
+    else:
+        scored_chunks = (score_frame(chunk, engine, radius_m=radius_m, at=when, lat_col=lat_col,
+                                     lon_col=lon_col, **locate_kw) for chunk in scored_chunks)
     sample = None  # a bounded sample of scored rows for the report's map
     statuses: dict[str, int] = {}
     near: dict[str, int] = {}
@@ -232,9 +246,7 @@ def score(input_path: Path, out: Path, db: str | None, radius_m: float, at, lat_
     started = time.monotonic()
     with tqdm(total=count_rows(input_path), unit="rows", disable=not sys.stderr.isatty(),
               desc="scoring") as bar:
-        for chunk in read_chunks(input_path, chunk_rows):
-            scored = score_frame(chunk, engine, radius_m=radius_m, at=when, lat_col=lat_col,
-                                 lon_col=lon_col, **locate_kw)
+        for scored in scored_chunks:
             writer.write(scored)
             for k, v in scored["status"].value_counts().items():
                 statuses[k] = statuses.get(k, 0) + int(v)
@@ -278,6 +290,32 @@ def score(input_path: Path, out: Path, db: str | None, radius_m: float, at, lat_
         click.echo(f"  top stores by customers whose nearest store is within {radius_m:g} m:")
         for sid, count in top:
             click.echo(f"    {sid:<20} {count:>10,}")
+
+
+def _on_dask(scheduler: str, chunks, db_path: str, options: dict, in_flight: int = 4):
+    """Score chunks on a Dask cluster; yield the results in input order (a few in flight)."""
+    from collections import deque
+
+    from distributed import Client, LocalCluster
+
+    from .scoring import score_chunk_on_worker
+
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None,
+                           host="127.0.0.1") if scheduler == "local" else None
+    try:
+        with Client(cluster if cluster is not None else scheduler, timeout="20s") as client:
+            pending: deque = deque()
+            for chunk in chunks:
+                pending.append(client.submit(score_chunk_on_worker, chunk, db_path, options, pure=False))
+                if len(pending) >= in_flight:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+    except (OSError, TimeoutError) as exc:
+        raise InvalidInput(f"cannot reach the Dask scheduler {scheduler!r}: {exc}") from None
+    finally:
+        if cluster is not None:
+            cluster.close()
 
 
 @cli.command()

@@ -186,3 +186,26 @@ def _offers(engine: Engine, lats: np.ndarray, lons: np.ndarray, fence_ids: np.nd
             result[u] = decision.chosen.campaign.id if decision.chosen else None
     return result[codes]
 
+
+
+_worker_engines: dict[str, Engine] = {}
+
+
+def score_chunk_on_worker(df: pd.DataFrame, db_path: str, options: dict) -> pd.DataFrame:
+    """Score one chunk in a Dask worker: the worker opens the database once and keeps it.
+
+    ``options`` are score_frame's keywords, with ``postal_codes_file`` and ``geocoder`` given as
+    plain values (``(name, url, delay_s)``) that the worker turns into objects.
+    """
+    from .config import Settings
+
+    engine = _worker_engines.get(db_path)
+    if engine is None:
+        engine = _worker_engines[db_path] = Engine(Settings(db=db_path))
+    opts = dict(options)
+    postal = opts.pop("postal_codes_file", None)
+    geocoder = opts.pop("geocoder", None)
+    opts["postal_codes"] = PostalCodes(postal)
+    if geocoder:
+        opts["geocoder"] = AddressGeocoder(geocoder[0], engine.db, geocoder[1], geocoder[2])
+    return score_frame(df, engine, **opts)
