@@ -97,7 +97,7 @@ map: {len(sample):,} customers{" (a sample)" if len(sample) < statuses.get("ok",
 <div class="wrap"><div id="map">{_svg(engine, sample)}</div>
 <div><ul class="legend"><li><span class="store"></span>store</li>{legend}</ul>
 <h2>Rows by status</h2><table><tr><th>status</th><th>rows</th></tr>{status_rows}</table>
-<h2>Top stores</h2><p class="muted">customers whose nearest store is within {radius_m:,.0f} m</p>
+<h2>Top stores</h2><p class="muted">customers within {radius_m:,.0f} m of each store</p>
 <table><tr><th>store</th><th>name</th><th>customers</th></tr>{top_rows}</table></div></div>
 </body></html>
 """

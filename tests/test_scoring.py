@@ -171,3 +171,20 @@ def test_distances_are_geodesic_across_the_antimeridian(tmp_path):
     out = score_frame(pd.DataFrame({"lat": [0.0], "lon": [-179.9999]}), e, radius_m=100)
     assert out.loc[0, "nearest_distance_m"] == pytest.approx(WGS84.inv(179.9999, 0, -179.9999, 0)[2])
     assert out.loc[0, "stores_within_radius"] == 1
+
+
+def test_the_summary_counts_customers_within_the_radius_of_each_store(engine, tmp_path):
+    lats, lons = sf_points(3000, seed=8)
+    path = tmp_path / "c.csv"
+    pd.DataFrame({"lat": lats, "lon": lons}).to_csv(path, index=False)
+    r = run_score(path, "--out", tmp_path / "o.parquet", "--db", engine.db.path, "--radius-m", 800,
+                  "--chunk-rows", 700)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.split("top stores by customers within 800 m:")[1].strip().splitlines()
+    got = {line.split()[0]: int(line.split()[1].replace(",", "")) for line in lines}
+    assert len(got) == 5
+    s = engine.stores
+    for sid, count in got.items():
+        i = list(s.ids).index(sid)
+        d = np.asarray(WGS84.inv(np.full(len(lats), s.lons[i]), np.full(len(lats), s.lats[i]), lons, lats)[2])
+        assert count == int((d <= 800).sum()), sid
