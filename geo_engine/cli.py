@@ -217,7 +217,6 @@ def score(input_path: Path, out: Path, db: str | None, radius_m: float, at, lat_
 
     from .batchio import ChunkWriter, count_rows, read_chunks
     from .geocoding import AddressGeocoder, PostalCodes
-    from .index import StoreIndex
     from .scoring import score_frame
 
     if not input_path.is_file():
@@ -239,8 +238,12 @@ def score(input_path: Path, out: Path, db: str | None, radius_m: float, at, lat_
                        geocoder=(geocoder, geocoder_url, geocode_delay_s) if geocoder else None)
         scored_chunks = _on_dask(scheduler, scored_chunks, str(Path(engine.db.path).resolve()), options)
     else:
-        scored_chunks = (score_frame(chunk, engine, radius_m=radius_m, at=when, lat_col=lat_col,
-                                     lon_col=lon_col, **locate_kw) for chunk in scored_chunks)
+        def local(chunks):
+            for chunk in chunks:
+                counts = np.zeros(len(engine.stores), dtype=np.int64)
+                yield score_frame(chunk, engine, radius_m=radius_m, at=when, lat_col=lat_col,
+                                  lon_col=lon_col, per_store=counts, **locate_kw), counts
+        scored_chunks = local(scored_chunks)
     sample = None  # a bounded sample of scored rows for the report's map
     statuses: dict[str, int] = {}
     per_store = np.zeros(len(engine.stores), dtype=np.int64)
@@ -248,17 +251,13 @@ def score(input_path: Path, out: Path, db: str | None, radius_m: float, at, lat_
     started = time.monotonic()
     with tqdm(total=count_rows(input_path), unit="rows", disable=not sys.stderr.isatty(),
               desc="scoring") as bar:
-        for scored in scored_chunks:
+        for scored, counts in scored_chunks:
             writer.write(scored)
+            # customers within the radius of each store, counted in the same pass as each
+            # customer's stores within the radius
+            per_store += counts
             for k, v in scored["status"].value_counts().items():
                 statuses[k] = statuses.get(k, 0) + int(v)
-            # customers within the radius of each store: the bulk count, from the stores' side
-            located = scored["status"].to_numpy() == "ok"
-            if located.any() and len(engine.stores):
-                customers = StoreIndex(scored["located_lat"].to_numpy(dtype=float)[located],
-                                       scored["located_lon"].to_numpy(dtype=float)[located])
-                per_store += customers.count_within_bulk(engine.stores.lats, engine.stores.lons,
-                                                         radius_m)
             rows += len(scored)
             bar.update(len(scored))
             if report_path is not None:

@@ -227,12 +227,15 @@ class StoreIndex:
         out_i[rows, :kk], out_d[rows, :kk] = res_i, res_d
         return out_i, out_d
 
-    def count_within_bulk(self, lats, lons, radius_m: float) -> np.ndarray:
+    def count_within_bulk(self, lats, lons, radius_m: float,
+                          per_store: np.ndarray | None = None) -> np.ndarray:
         """Return, for every point, how many stores lie within ``radius_m`` geodesic metres.
 
         A store whose chord is short enough that even ``R_HI * theta`` is within the radius
         is counted without a geodesic; only those in the thin shell between ``R / R_HI`` and
-        ``R / R_LO`` (about 1 % of the radius) are measured.
+        ``R / R_LO`` (about 1 % of the radius) are measured. With ``per_store`` (an int array,
+        one slot per store position), each pair found also adds one to its store: how many of
+        the points lie within the radius of each store, from the same pass.
         """
         lats = np.asarray(lats, dtype=float).ravel()
         lons = np.asarray(lons, dtype=float).ravel()
@@ -253,12 +256,16 @@ class StoreIndex:
             done = pending[rows]
             sure = found[rows] & (chord[rows] <= chord_in)
             counts[done] += sure.sum(axis=1)
+            if per_store is not None:
+                np.add.at(per_store, self._id_pos[slot[rows][sure]], 1)
             r, c = np.nonzero(found[rows] & ~sure)
             if len(r):
                 pts = done[r]
                 slots = slot[rows][r, c]
                 d = distances_m(lats[pts], lons[pts], self._lats[slots], self._lons[slots])
                 np.add.at(counts, pts[d <= radius_m], 1)
+                if per_store is not None:
+                    np.add.at(per_store, self._id_pos[slots[d <= radius_m]], 1)
             pending = pending[full]
             m = min(self.size, m * 8)
         return counts

@@ -99,13 +99,15 @@ def _blank(values: np.ndarray) -> np.ndarray:
 
 def score_frame(df: pd.DataFrame, engine: Engine, *, radius_m: float = 5000.0,
                 at: datetime | None = None, lat_col: str = "lat", lon_col: str = "lon",
-                **locate_kw) -> pd.DataFrame:
+                per_store: np.ndarray | None = None, **locate_kw) -> pd.DataFrame:
     """Return ``df`` with the SPEC 7 columns added (a GeoDataFrame stays one), rows in order.
 
     Distances are WGS84 geodesic metres; ``geofence_ids`` joins the containing geofences' ids
     with ``|`` (sorted); ``offer_campaign_id`` is what a ping at the point would get at ``at``
     (default now), per-device caps, holdouts and audiences aside. ``locate_kw`` goes to
-    :func:`locate_rows` (address and postal-code columns, geocoder, postal codes).
+    :func:`locate_rows` (address and postal-code columns, geocoder, postal codes). With
+    ``per_store`` (an int array, one slot per store position), the count of these rows within
+    ``radius_m`` of each store is added to it, from the same pass.
     """
     at = at or datetime.now(UTC)
     lats, lons, status, source = locate_rows(df, lat_col, lon_col, **locate_kw)
@@ -120,7 +122,7 @@ def score_frame(df: pd.DataFrame, engine: Engine, *, radius_m: float = 5000.0,
         idx, dist = engine.store_index.nearest_bulk(lats[ok], lons[ok], 1)
         nearest_id[ok] = engine.stores.ids[idx[:, 0]]
         nearest_d[ok] = dist[:, 0]
-        within[ok] = engine.store_index.count_within_bulk(lats[ok], lons[ok], radius_m)
+        within[ok] = engine.store_index.count_within_bulk(lats[ok], lons[ok], radius_m, per_store)
     if len(ok) and len(engine.fence_index):
         pts, fences = engine.fence_index.containing_bulk(lats[ok], lons[ok], at)
         names = np.array([f.id for f in engine.fence_index.fences], dtype=object)
@@ -191,8 +193,11 @@ def _offers(engine: Engine, lats: np.ndarray, lons: np.ndarray, fence_ids: np.nd
 _worker_engines: dict[str, Engine] = {}
 
 
-def score_chunk_on_worker(df: pd.DataFrame, db_path: str, options: dict) -> pd.DataFrame:
-    """Score one chunk in a Dask worker: the worker opens the database once and keeps it.
+def score_chunk_on_worker(df: pd.DataFrame, db_path: str, options: dict
+                          ) -> tuple[pd.DataFrame, np.ndarray]:
+    """Score one chunk in a Dask worker: the scored rows and the per-store counts.
+
+    The worker opens the database once and keeps it.
 
     ``options`` are score_frame's keywords, with ``postal_codes_file`` and ``geocoder`` given as
     plain values (``(name, url, delay_s)``) that the worker turns into objects.
@@ -208,4 +213,5 @@ def score_chunk_on_worker(df: pd.DataFrame, db_path: str, options: dict) -> pd.D
     opts["postal_codes"] = PostalCodes(postal)
     if geocoder:
         opts["geocoder"] = AddressGeocoder(geocoder[0], engine.db, geocoder[1], geocoder[2])
-    return score_frame(df, engine, **opts)
+    per_store = np.zeros(len(engine.store_index), dtype=np.int64)
+    return score_frame(df, engine, per_store=per_store, **opts), per_store
