@@ -389,6 +389,20 @@ class Engine:
                 out[fid] = min(needs)
         return out
 
+    @property
+    def active_campaigns(self) -> list[Campaign]:
+        """The enabled campaigns, as the decision sees them."""
+        return self._active
+
+    def geofence(self, geofence_id: str):
+        """The indexed geofence with this id, or None."""
+        i = self._fence_pos.get(geofence_id)
+        return None if i is None else self.fence_index.fences[i]
+
+    def find_store(self, store_id: str) -> Store | None:
+        """The store with this id, or None (read once, then kept)."""
+        return self._maybe_store(store_id)
+
     def _maybe_store(self, store_id: str) -> Store | None:
         try:
             return self.store(store_id)

@@ -144,7 +144,7 @@ def score_frame(df: pd.DataFrame, engine: Engine, *, radius_m: float = 5000.0,
 def _offers(engine: Engine, lats: np.ndarray, lons: np.ndarray, fence_ids: np.ndarray,
             at: datetime) -> np.ndarray:
     """The campaign a ping would get at each point: decided once per distinct situation."""
-    active = engine._active
+    active = engine.active_campaigns
     enters = [c for c in active if c.trigger == "enter"]
     nearby = [c for c in active if c.trigger == "nearby"]
     n = len(lats)
@@ -169,8 +169,8 @@ def _offers(engine: Engine, lats: np.ndarray, lons: np.ndarray, fence_ids: np.nd
     for u, row in enumerate(first_rows.tolist()):
         cands = []
         for fid in filter(None, str(fence_ids[row]).split("|")):
-            fence = engine.fence_index.fences[engine._fence_pos[fid]]
-            store = engine._maybe_store(fence.store_id)
+            fence = engine.geofence(fid)
+            store = engine.find_store(fence.store_id) if fence is not None else None
             if store is None:
                 continue
             d = distance_m(lats[row], lons[row], store.lat, store.lon)
