@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import orjson
 
 from .campaigns import Campaign, parse_campaign
@@ -133,6 +134,15 @@ class Engine:
     def reload_campaigns(self) -> None:
         self.campaigns = [parse_campaign(body) for body in self.db.campaign_bodies()]
         self._active = [c for c in self.campaigns if c.enabled]
+        self._targeted: dict[str, np.ndarray] = {}
+
+    def stores_targeted_by(self, campaign: Campaign) -> np.ndarray:
+        """Positions of the stores a campaign targets (for ``nearby``), found once and kept."""
+        found = self._targeted.get(campaign.id)
+        if found is None:
+            found = self._targeted[campaign.id] = np.flatnonzero(
+                [campaign.targets_store(self.store(s)) for s in self.stores.ids])
+        return found
 
     # --- files -------------------------------------------------------------------------------
 

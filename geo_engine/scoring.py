@@ -151,7 +151,7 @@ def _offers(engine: Engine, lats: np.ndarray, lons: np.ndarray, fence_ids: np.nd
     # nearby: for each campaign, the nearest targeted store within its radius (arrays)
     near_keys = []
     for c in nearby:
-        targeted = np.flatnonzero([c.targets_store(engine.store(s)) for s in engine.stores.ids])
+        targeted = engine.stores_targeted_by(c)
         hit = np.full(n, -1, dtype=np.int64)
         dist = np.full(n, np.inf)
         if len(targeted):

@@ -188,3 +188,20 @@ def test_the_summary_counts_customers_within_the_radius_of_each_store(engine, tm
         i = list(s.ids).index(sid)
         d = np.asarray(WGS84.inv(np.full(len(lats), s.lons[i]), np.full(len(lats), s.lats[i]), lons, lats)[2])
         assert count == int((d <= 800).sum()), sid
+
+
+def test_nearby_campaigns_score_as_pings_decide(tmp_path):
+    e = Engine(Settings(db=str(tmp_path / "n.db")))
+    e.import_files([DEMO])
+    e.put_campaign("near", {"id": "near", "offer": {"title": "x"}, "targets": {"tags": ["market"]},
+                            "trigger": {"type": "nearby", "radius_m": 800}})
+    rng = np.random.default_rng(1)
+    lats, lons = 37.72 + rng.random(300) * 0.08, -122.50 + rng.random(300) * 0.12
+    out = score_frame(pd.DataFrame({"lat": lats, "lon": lons}), e, at=AT)
+    scored = [None if pd.isna(v) else v for v in out["offer_campaign_id"]]
+    pinged = []
+    for k, (a, o) in enumerate(zip(lats, lons, strict=True)):
+        answer = orjson.loads(e.handle_ping(Ping(f"p{k}", float(a), float(o), 0.0, AT)))
+        pinged.append(answer["offer"]["campaign_id"] if answer["offer"] else None)
+    assert scored == pinged
+    assert 10 < scored.count("near") < 290  # some in reach of a market, some not
