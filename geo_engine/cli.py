@@ -217,6 +217,7 @@ def score(input_path: Path, out: Path, db: str | None, radius_m: float, at, lat_
 
     from .batchio import ChunkWriter, count_rows, read_chunks
     from .geocoding import AddressGeocoder, PostalCodes
+    from .report import MapSample, write_report
     from .scoring import score_frame
 
     if not input_path.is_file():
@@ -244,7 +245,7 @@ def score(input_path: Path, out: Path, db: str | None, radius_m: float, at, lat_
                 yield score_frame(chunk, engine, radius_m=radius_m, at=when, lat_col=lat_col,
                                   lon_col=lon_col, per_store=counts, **locate_kw), counts
         scored_chunks = local(scored_chunks)
-    sample = None  # a bounded sample of scored rows for the report's map
+    sample = MapSample() if report_path is not None else None  # the report map's points
     statuses: dict[str, int] = {}
     per_store = np.zeros(len(engine.stores), dtype=np.int64)
     rows = 0
@@ -260,27 +261,14 @@ def score(input_path: Path, out: Path, db: str | None, radius_m: float, at, lat_
                 statuses[k] = statuses.get(k, 0) + int(v)
             rows += len(scored)
             bar.update(len(scored))
-            if report_path is not None:
-                import pandas as pd
-
-                from .report import SAMPLE_POINTS
-
-                located = scored.loc[scored["status"] == "ok",
-                                     ["located_lat", "located_lon", "nearest_distance_m"]]
-                part = located.sample(n=min(SAMPLE_POINTS, len(located)), random_state=rows)
-                both = pd.concat([sample, part]) if sample is not None else part
-                sample = both.sample(n=min(SAMPLE_POINTS, len(both)), random_state=0)
+            if sample is not None:
+                sample.add(scored)
     writer.close()
     took = time.monotonic() - started
     near = {sid: int(c) for sid, c in zip(engine.stores.ids, per_store, strict=True) if c}
-    if report_path is not None:
-        import pandas as pd
-
-        from .report import write_report
-
-        empty = pd.DataFrame({"located_lat": [], "located_lon": [], "nearest_distance_m": []})
+    if sample is not None:
         write_report(report_path, engine, rows=rows, statuses=statuses, near=near,
-                     sample=sample if sample is not None else empty, radius_m=radius_m, seconds=took)
+                     sample=sample.frame, radius_m=radius_m, seconds=took)
     click.echo(f"scored {rows:,} rows in {took:.1f} s ({rows / max(took, 1e-9):,.0f} rows/s) into {out}")
     for k in sorted(statuses):
         click.echo(f"  {k:<22} {statuses[k]:>12,}")

@@ -123,7 +123,6 @@ class Engine:
         self.store_index = StoreIndex(self.stores.lats, self.stores.lons)
         self.fence_index = FenceIndex(self.db.geofences())
         self._fence_pos = {f.id: i for i, f in enumerate(self.fence_index.fences)}
-        self._store_pos = {sid: i for i, sid in enumerate(self.stores.ids.tolist())}
         # store details (tags, time zone, hours) for the decision: all of them in one query
         # when they fit easily in memory, else read on first use and kept
         self._store_cache: dict[str, Store] = {}
@@ -134,14 +133,18 @@ class Engine:
     def reload_campaigns(self) -> None:
         self.campaigns = [parse_campaign(body) for body in self.db.campaign_bodies()]
         self._active = [c for c in self.campaigns if c.enabled]
-        self._targeted: dict[str, np.ndarray] = {}
+        self._targeted: dict[str, tuple[np.ndarray, StoreIndex | None]] = {}
 
-    def stores_targeted_by(self, campaign: Campaign) -> np.ndarray:
-        """Positions of the stores a campaign targets (for ``nearby``), found once and kept."""
+    def stores_targeted_by(self, campaign: Campaign) -> tuple[np.ndarray, StoreIndex | None]:
+        """Positions of the stores a campaign targets (for ``nearby``) and an index over them.
+
+        Found once per campaign and kept until the campaigns or stores change.
+        """
         found = self._targeted.get(campaign.id)
         if found is None:
-            found = self._targeted[campaign.id] = np.flatnonzero(
-                [campaign.targets_store(self.store(s)) for s in self.stores.ids])
+            pos = np.flatnonzero([campaign.targets_store(self.store(s)) for s in self.stores.ids])
+            index = StoreIndex(self.stores.lats[pos], self.stores.lons[pos]) if len(pos) else None
+            found = self._targeted[campaign.id] = (pos, index)
         return found
 
     # --- files -------------------------------------------------------------------------------
@@ -174,10 +177,10 @@ class Engine:
 
     def geofence_feature(self, geofence_id: str) -> dict:
         """One geofence as a GeoJSON Feature (properties as they would be imported)."""
-        i = self._fence_pos.get(geofence_id)
-        if i is None:
+        fence = self.geofence(geofence_id)
+        if fence is None:
             raise NotFound(f"no geofence {geofence_id!r}")
-        return _feature(self.fence_index.fences[i])
+        return _feature(fence)
 
     def geofence_collection(self) -> dict:
         return {"type": "FeatureCollection", "features": [_feature(f) for f in self.fence_index.fences]}
@@ -380,7 +383,7 @@ class Engine:
         return max(0.0, moved - slack) > self.settings.max_speed_mps * max(dt, 1e-3)
 
     def _distance_to(self, fence_id: str, ping: Ping, at: datetime) -> float:
-        i = self._fence_pos.get(fence_id)
+        i = self._fence_pos.get(fence_id)  # the position: distance_m takes it
         if i is None or not self.fence_index.fences[i].active(at):
             return math.inf
         return self.fence_index.distance_m(i, ping.lat, ping.lon)
@@ -389,11 +392,10 @@ class Engine:
         out: dict[str, float] = {}
         dwellers = [c for c in self._active if c.trigger == "dwell"]
         for fid in fence_ids if dwellers else ():
-            i = self._fence_pos.get(fid)
-            if i is None:
+            fence = self.geofence(fid)
+            if fence is None:
                 continue
-            fence = self.fence_index.fences[i]
-            store = self._maybe_store(fence.store_id)
+            store = self.find_store(fence.store_id)
             needs = [c.dwell_s for c in dwellers if c.targets_fence(fence, store)]
             if needs:
                 out[fid] = min(needs)
@@ -411,9 +413,6 @@ class Engine:
 
     def find_store(self, store_id: str) -> Store | None:
         """The store with this id, or None (read once, then kept)."""
-        return self._maybe_store(store_id)
-
-    def _maybe_store(self, store_id: str) -> Store | None:
         try:
             return self.store(store_id)
         except NotFound:
@@ -423,11 +422,10 @@ class Engine:
                     nearest_m: float) -> list[Candidate]:
         out: list[Candidate] = []
         for e in events:
-            i = self._fence_pos.get(e.geofence_id)
-            store = self._maybe_store(e.store_id)
+            store = self.find_store(e.store_id)
             if store is None:
                 continue
-            fence = self.fence_index.fences[i] if i is not None else None
+            fence = self.geofence(e.geofence_id)
             conf = e.confidence or (hits[e.geofence_id][1] if e.geofence_id in hits else Confidence.HIGH)
             dist = distance_m(ping.lat, ping.lon, store.lat, store.lon)
             for c in self._active:

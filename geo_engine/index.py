@@ -282,6 +282,7 @@ class FenceIndex:
 
     def __init__(self, fences: Sequence[Geofence]):
         self.fences = list(fences)
+        self.ids = np.array([f.id for f in self.fences], dtype=object)
         boxes, owners = [], []
         self._shapes = np.empty(len(self.fences), dtype=object)
         for i, fence in enumerate(self.fences):
@@ -306,10 +307,6 @@ class FenceIndex:
 
     def __len__(self) -> int:
         return len(self.fences)
-
-    def candidates(self, lat: float, lon: float, reach_m: float = 0.0) -> list[int]:
-        """Return positions of geofences whose boxes come within ``reach_m`` of the point, sorted."""
-        return self._candidates(lat, lon, reach_m)[0]
 
     def _candidates(self, lat: float, lon: float, reach_m: float) -> tuple[list[int], list]:
         """Candidate positions, and the boxes (geometries) that cover the reach, if any."""

@@ -16,13 +16,35 @@ import pandas as pd
 
 from .engine import Engine
 
-__all__ = ["SAMPLE_POINTS", "write_report"]
+__all__ = ["SAMPLE_POINTS", "MapSample", "write_report"]
 
 SAMPLE_POINTS = 5000
 WIDTH, HEIGHT = 960, 620
 # distance buckets (metres) and their colours: near is green, far is purple
 BUCKETS = [(500, "#1a9850"), (1000, "#66bd63"), (2500, "#fdae61"), (5000, "#f46d43"),
            (math.inf, "#762a83")]
+
+
+class MapSample:
+    """A bounded random sample of scored rows for the map, fed chunk by chunk."""
+
+    COLUMNS = ["located_lat", "located_lon", "nearest_distance_m"]
+
+    def __init__(self, size: int = SAMPLE_POINTS):
+        self.size = size
+        self.rows = 0
+        self._sample = pd.DataFrame({c: pd.Series(dtype=float) for c in self.COLUMNS})
+
+    def add(self, scored: pd.DataFrame) -> None:
+        located = scored.loc[scored["status"] == "ok", self.COLUMNS]
+        self.rows += len(scored)
+        part = located.sample(n=min(self.size, len(located)), random_state=self.rows)
+        both = pd.concat([self._sample, part]) if len(self._sample) else part
+        self._sample = both.sample(n=min(self.size, len(both)), random_state=0)
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        return self._sample
 
 
 def _mercator_y(lat: np.ndarray) -> np.ndarray:

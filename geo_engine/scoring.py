@@ -20,7 +20,6 @@ from .decide import Candidate, Counts, decide
 from .engine import Engine
 from .geocoding import AddressGeocoder, PostalCodes
 from .geometry import distance_m
-from .index import StoreIndex
 from .model import Confidence
 
 __all__ = ["OUTPUT_COLUMNS", "locate_rows", "score_frame"]
@@ -125,7 +124,7 @@ def score_frame(df: pd.DataFrame, engine: Engine, *, radius_m: float = 5000.0,
         within[ok] = engine.store_index.count_within_bulk(lats[ok], lons[ok], radius_m, per_store)
     if len(ok) and len(engine.fence_index):
         pts, fences = engine.fence_index.containing_bulk(lats[ok], lons[ok], at)
-        names = np.array([f.id for f in engine.fence_index.fences], dtype=object)
+        names = engine.fence_index.ids
         if len(pts):
             order = np.lexsort((names[fences], pts))
             pts, fences = pts[order], fences[order]
@@ -148,14 +147,15 @@ def _offers(engine: Engine, lats: np.ndarray, lons: np.ndarray, fence_ids: np.nd
     enters = [c for c in active if c.trigger == "enter"]
     nearby = [c for c in active if c.trigger == "nearby"]
     n = len(lats)
+    if not enters and not nearby:  # a single ping can only be offered an enter or nearby campaign
+        return np.full(n, None, dtype=object)
     # nearby: for each campaign, the nearest targeted store within its radius (arrays)
     near_keys = []
     for c in nearby:
-        targeted = engine.stores_targeted_by(c)
+        targeted, sub = engine.stores_targeted_by(c)
         hit = np.full(n, -1, dtype=np.int64)
         dist = np.full(n, np.inf)
-        if len(targeted):
-            sub = StoreIndex(engine.stores.lats[targeted], engine.stores.lons[targeted])
+        if sub is not None:
             i, d = sub.nearest_bulk(lats, lons, 1)
             close = d[:, 0] <= c.radius_m
             hit[close], dist[close] = targeted[i[close, 0]], d[close, 0]
@@ -164,7 +164,7 @@ def _offers(engine: Engine, lats: np.ndarray, lons: np.ndarray, fence_ids: np.nd
     keys = pd.MultiIndex.from_arrays(key_cols) if len(key_cols) > 1 else pd.Index(key_cols[0])
     codes, uniques = pd.factorize(keys)
     result = np.full(len(uniques), None, dtype=object)
-    spend = dict(engine.db._conn.execute("SELECT campaign_id, pushes FROM campaign_spend"))
+    spend = engine.db.campaign_spend()
     _, first_rows = np.unique(codes, return_index=True)  # one representative row per situation
     for u, row in enumerate(first_rows.tolist()):
         cands = []
@@ -187,7 +187,6 @@ def _offers(engine: Engine, lats: np.ndarray, lons: np.ndarray, fence_ids: np.nd
                               per_device=False)
             result[u] = decision.chosen.campaign.id if decision.chosen else None
     return result[codes]
-
 
 
 _worker_engines: dict[str, Engine] = {}

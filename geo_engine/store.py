@@ -402,6 +402,10 @@ class Database:
         conn.execute("INSERT INTO campaign_spend (campaign_id, pushes) VALUES (?, 1) "
                      "ON CONFLICT(campaign_id) DO UPDATE SET pushes = pushes + 1", (campaign_id,))
 
+    def campaign_spend(self) -> dict[str, int]:
+        """Pushes so far of every campaign that has any (its budget's spend)."""
+        return dict(self._conn.execute("SELECT campaign_id, pushes FROM campaign_spend"))
+
     def reply(self, device_id: str, ping_id: str) -> bytes | None:
         row = self._conn.execute("SELECT body FROM replies WHERE device_id = ? AND ping_id = ?",
                                  (device_id, ping_id)).fetchone()
