@@ -69,12 +69,14 @@ def build(db_path: str, n_stores: int, n_devices: int) -> tuple[Engine, np.ndarr
     # devices already in state: a last position near a store, some of them in a visit
     home = rng.integers(0, n_stores, n_devices)
     with engine.db.atomic() as conn:
-        conn.executemany("INSERT INTO devices (device_id, last_ts, last_lat, last_lon, last_accuracy_m) "
-                         "VALUES (?, ?, ?, ?, 20)",
-                         [(f"dev{k}", 0.0, float(lats[h]), float(lons[h])) for k, h in enumerate(home)])
-        open_visits = [(f"dev{k}", f"g{ids[h][1:]}", ids[h]) for k, h in enumerate(home) if k % 3 == 0]
-        conn.executemany("INSERT INTO visits (device_id, geofence_id, store_id, entered_ts) "
-                         "VALUES (?, ?, ?, 0)", open_visits)
+        conn.executemany(
+            "INSERT INTO devices (device_id, last_ts, last_lat, last_lon, last_accuracy_m, visits, "
+            "version) VALUES (?, 0.0, ?, ?, 20, ?, 1)",
+            [(f"dev{k}", float(lats[h]), float(lons[h]),
+              f'{{"g{ids[h][1:]}": ["{ids[h]}", 0.0, 0]}}' if k % 3 == 0 else "{}")
+             for k, h in enumerate(home)])
+    engine.db.close()
+    engine = Engine(Settings(db=db_path))  # as a server starts: device state read at start
     return engine, home, np.column_stack([lats, lons])
 
 

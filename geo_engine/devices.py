@@ -55,6 +55,10 @@ class DeviceState:
     last_offer_ts: float | None = None
     opted_out: bool = False
     visits: dict[str, Visit] = field(default_factory=dict)
+    #: the row's version as read (None: no row yet); see ``Database.save_device``
+    version: int | None = None
+    #: campaign id -> [pushes, last push ts, {store's local day: pushes}], for the caps
+    history: dict[str, list] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,12 @@ and ``locate`` both call :meth:`Engine.locate`, so the two surfaces cannot drift
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -21,13 +22,14 @@ import orjson
 from .campaigns import Campaign, parse_campaign
 from .config import Settings
 from .decide import Candidate, Counts, Decision, decide
-from .devices import POOR_ACCURACY_M, Event, EventType, transition
-from .errors import InvalidInput, NotFound, ValidationFailed
+from .devices import POOR_ACCURACY_M, DeviceState, Event, EventType, transition
+from .errors import InvalidInput, NotFound, StorageError, ValidationFailed
 from .fences import Dataset, check_references, load_files, parse_geojson
-from .geometry import check_lat_lon, distance_m
+from .geometry import GEOD, check_lat_lon, distance_m, lonlat_boxes
+from .grid import BoxGrid
 from .index import FenceIndex, StoreIndex
 from .model import Confidence, Store
-from .store import Database
+from .store import Database, new_version
 
 __all__ = ["Engine", "FenceHit", "Location", "Ping", "StoreHit"]
 
@@ -116,6 +118,10 @@ class Engine:
         self.settings = settings or Settings.from_env()
         self.db = database or Database(self.settings.db)
         self.reload()
+        # device id -> its state as last read or written here; the row's version is the truth
+        self._devices: dict[str, DeviceState] = {}
+        for state in reversed(self.db.recent_devices(_DEVICE_CACHE)):  # oldest first, as kept
+            self._devices[state.device_id] = state
 
     def reload(self) -> None:
         """Rebuild the indexes (and the campaign list) from the database."""
@@ -134,6 +140,12 @@ class Engine:
         self.campaigns = [parse_campaign(body) for body in self.db.campaign_bodies()]
         self._active = [c for c in self.campaigns if c.enabled]
         self._targeted: dict[str, tuple[np.ndarray, StoreIndex | None]] = {}
+        # for the ping: campaigns by geofence and trigger, each nearby campaign's reach
+        self._by_fence: dict[str, dict[str, list[Campaign]]] = {}
+        self._reach: dict[str, BoxGrid] = {}
+        self._has_dwell = any(c.trigger == "dwell" for c in self._active)
+        self._nearby_reach = max((c.radius_m for c in self._active if c.trigger == "nearby"),
+                                 default=-1.0)
 
     def stores_targeted_by(self, campaign: Campaign) -> tuple[np.ndarray, StoreIndex | None]:
         """Positions of the stores a campaign targets (for ``nearby``) and an index over them.
@@ -240,9 +252,8 @@ class Engine:
         hits = [FenceHit(fences[i].id, fences[i].store_id, conf)
                 for i, conf in self.fence_index.containing(lat, lon, accuracy_m, at)]
         hits.sort(key=lambda h: -h.confidence.rank)
-        idx, dist = self.store_index.nearest(lat, lon, 1)
-        nearest = self._hit(int(idx[0]), float(dist[0])) if len(idx) else None
-        return Location(hits, nearest)
+        near = self.store_index.nearest_one(lat, lon)
+        return Location(hits, None if near is None else self._hit(*near))
 
 
     # --- campaigns, geofences, devices -------------------------------------------------------
@@ -273,8 +284,10 @@ class Engine:
     def set_consent(self, device_id: str, location_offers: bool) -> None:
         Ping(device_id, 0.0, 0.0)  # the same device id rules as a ping
         self.db.set_consent(device_id, location_offers)
+        self._devices.pop(device_id, None)
 
     def forget_device(self, device_id: str) -> None:
+        self._devices.pop(device_id, None)
         if not self.db.forget_device(device_id):
             raise NotFound(f"no device {device_id!r}")
 
@@ -296,6 +309,10 @@ class Engine:
         writes of one ping are one transaction (BEGIN IMMEDIATE), so two pings of a device never
         both take a cap's last slot, in one process or several; the push is committed before
         the answer leaves. A repeated ``ping_id`` gets the first answer, byte for byte.
+
+        The device's state comes from this process's cache when it has it; the write back is
+        conditional on the row's version, so a stale copy (another worker, a consent change)
+        is caught inside the transaction, re-read, and the ping decided again.
         """
         clock = time.perf_counter
         t0 = clock()
@@ -309,70 +326,96 @@ class Engine:
         fences = self.fence_index.fences
         hits = {fences[i].id: (fences[i].store_id, conf)
                 for i, conf in self.fence_index.containing(ping.lat, ping.lon, acc, at)}
-        near_i, near_d = self.store_index.nearest(ping.lat, ping.lon, 1)
+        near = self.store_index.nearest_one(ping.lat, ping.lon)
+        nearest_m = math.inf if near is None else near[1]
         t1 = clock()
         with self.db.atomic() as conn:
             if ping.ping_id is not None:  # a twin of this ping may have committed meanwhile
                 cached = self.db.reply(ping.device_id, ping.ping_id)
                 if cached is not None:
                     return cached
-            state = self.db.device_state(conn, ping.device_id)
+            state = self._devices.get(ping.device_id)
+            if state is None:
+                state = self.db.load_device(conn, ping.device_id)
             t2 = clock()
-            before = dict(state.visits)
-            flags = []
-            out_of_order = state.last_ts is not None and ts < state.last_ts
-            if out_of_order:
-                flags.append("out_of_order")
-            if acc > POOR_ACCURACY_M:
-                flags.append("low_accuracy")
-            suspicious = not out_of_order and self._impossible_move(state, ping, ts, acc)
-            if suspicious:
-                flags.append("suspicious_movement")
-            events: list[Event] = []
-            decision = Decision(0, [], None)
-            t3 = t2
-            if not out_of_order:
-                events, visits = transition(
-                    state.visits, hits, ts, acc, lambda fid: self._distance_to(fid, ping, at),
-                    self._dwell_thresholds(set(hits) | set(state.visits)))
-                nearest_m = float(near_d[0]) if len(near_d) else math.inf
-                candidates = self._candidates(events, hits, ping, acc, nearest_m)
-                decision = decide(
-                    candidates, device_id=ping.device_id, segments=frozenset(ping.segments),
-                    at=at, ts=ts, opted_out=state.opted_out, suspicious=suspicious,
-                    interval_blocked=state.last_offer_ts is not None and
-                    ts - state.last_offer_ts < self.settings.min_offer_interval_s,
-                    counts=lambda c: self._counts(conn, ping.device_id, c, at))
-                t3 = clock()
-                if suspicious:  # a glitch or a spoof: remember nothing of it
-                    events = []
-                else:
-                    state.visits = visits
-                    state.last_ts, state.last_lat, state.last_lon = ts, ping.lat, ping.lon
-                    state.last_accuracy_m = acc
-                    self.db.record_events(conn, ping.device_id, ts, events, ping.ping_id)
-                if decision.chosen is not None:
-                    c = decision.chosen
-                    self.db.record_push(conn, ping.device_id, c.campaign.id, c.store.id,
-                                        c.geofence_id, ts, _local_day(at, c.store), c.distance_m,
-                                        ping.ping_id)
-                    state.last_offer_ts = ts
-                self.db.save_device(conn, state, before)
+            out = self._outcome(conn, state, ping, at, ts, acc, hits, nearest_m)
+            t3 = clock()
+            if not self.db.save_device(conn, out.state, state.version):
+                # the cached copy was stale: read the row (we hold the write lock) and redo
+                state = self.db.load_device(conn, ping.device_id)
+                out = self._outcome(conn, state, ping, at, ts, acc, hits, nearest_m)
+                if not self.db.save_device(conn, out.state, state.version):
+                    raise StorageError(f"device {ping.device_id!r} changed under a write lock")
+            self.db.record_events(conn, ping.device_id, ts, out.events, ping.ping_id)
+            decision = out.decision
+            if decision.chosen is not None:
+                c = decision.chosen
+                self.db.record_push(conn, ping.device_id, c.campaign.id, c.store.id,
+                                    c.geofence_id, ts, _local_day(at, c.store), c.distance_m,
+                                    ping.ping_id)
             body = orjson.dumps({
-                "events": [e.as_dict() for e in events],
+                "events": [e.as_dict() for e in out.events],
                 "offer": decision.offer_dict(),
                 "decision": decision.as_dict(),
-                "nearest_store": None if not len(near_i) else {
-                    "store_id": self.stores.ids[int(near_i[0])],
-                    "distance_m": round(float(near_d[0]), 3)},
-                "flags": flags,
+                "nearest_store": None if near is None else {
+                    "store_id": self.stores.ids[near[0]], "distance_m": round(nearest_m, 3)},
+                "flags": out.flags,
             })
             if ping.ping_id is not None:
                 self.db.save_reply(conn, ping.device_id, ping.ping_id, body)
+            # cached before the commit: should the commit fail, the version check catches it
+            self._remember(out.state)
         if self.stage_times is not None:  # benchmarks/bench_ping.py: where a ping's time goes
             t4 = clock()
             self.stage_times.append((t1 - t0, t2 - t1, t3 - t2, t4 - t3))
         return body
+
+    def _outcome(self, conn, state: DeviceState, ping: Ping, at: datetime, ts: float, acc: float,
+                 hits: dict, nearest_m: float) -> _Outcome:
+        """The ping's events, decision and flags, and the device's state after it."""
+        flags = []
+        out_of_order = state.last_ts is not None and ts < state.last_ts
+        if out_of_order:
+            flags.append("out_of_order")
+        if acc > POOR_ACCURACY_M:
+            flags.append("low_accuracy")
+        suspicious = not out_of_order and self._impossible_move(state, ping, ts, acc)
+        if suspicious:
+            flags.append("suspicious_movement")
+        after = DeviceState(state.device_id, state.last_ts, state.last_lat, state.last_lon,
+                            state.last_accuracy_m, state.last_offer_ts, state.opted_out,
+                            state.visits, new_version(), state.history)
+        if out_of_order:  # changes nothing (the write only proves the state was current)
+            return _Outcome(after, [], Decision(0, [], None), flags)
+        events, visits = transition(
+            state.visits, hits, ts, acc, lambda fid: self._distance_to(fid, ping, at),
+            self._dwell_thresholds(set(hits) | set(state.visits)))
+        candidates = self._candidates(events, hits, ping, acc, nearest_m)
+        decision = decide(
+            candidates, device_id=ping.device_id, segments=frozenset(ping.segments),
+            at=at, ts=ts, opted_out=state.opted_out, suspicious=suspicious,
+            interval_blocked=state.last_offer_ts is not None and
+            ts - state.last_offer_ts < self.settings.min_offer_interval_s,
+            counts=lambda c: self._counts(conn, state, c, at))
+        if suspicious:  # a glitch or a spoof: remember nothing of it
+            events = []
+        else:
+            after.visits = visits
+            after.last_ts, after.last_lat, after.last_lon = ts, ping.lat, ping.lon
+            after.last_accuracy_m = acc
+        if decision.chosen is not None:
+            c = decision.chosen
+            after.history = _add_push(state.history, c.campaign.id, ts, _local_day(at, c.store))
+            after.last_offer_ts = ts
+        return _Outcome(after, events, decision, flags)
+
+    def _remember(self, state: DeviceState) -> None:
+        cache = self._devices
+        cache.pop(state.device_id, None)  # re-inserted last: the oldest entries go first
+        cache[state.device_id] = state
+        if len(cache) > _DEVICE_CACHE:
+            for device_id in list(itertools.islice(cache, _DEVICE_CACHE // 10)):
+                del cache[device_id]
 
     def _impossible_move(self, state, ping: Ping, ts: float, acc: float) -> bool:
         if state.last_ts is None or state.last_lat is None:
@@ -390,15 +433,10 @@ class Engine:
 
     def _dwell_thresholds(self, fence_ids: set[str]) -> dict[str, float]:
         out: dict[str, float] = {}
-        dwellers = [c for c in self._active if c.trigger == "dwell"]
-        for fid in fence_ids if dwellers else ():
-            fence = self.geofence(fid)
-            if fence is None:
-                continue
-            store = self.find_store(fence.store_id)
-            needs = [c.dwell_s for c in dwellers if c.targets_fence(fence, store)]
-            if needs:
-                out[fid] = min(needs)
+        for fid in fence_ids if self._has_dwell else ():
+            dwellers = self._campaigns_on(fid).get("dwell")
+            if dwellers:
+                out[fid] = min(c.dwell_s for c in dwellers)
         return out
 
     @property
@@ -418,38 +456,95 @@ class Engine:
         except NotFound:
             return None
 
+    def _campaigns_on(self, fence_id: str) -> dict[str, list[Campaign]]:
+        """The active campaigns targeting a geofence, by trigger (found once, then kept)."""
+        found = self._by_fence.get(fence_id)
+        if found is None:
+            found = {}
+            fence = self.geofence(fence_id)
+            if fence is not None:
+                store = self.find_store(fence.store_id)
+                for c in self._active:
+                    if c.trigger != "nearby" and c.targets_fence(fence, store):
+                        found.setdefault(c.trigger, []).append(c)
+            self._by_fence[fence_id] = found
+        return found
+
+    def _nearby(self, campaign: Campaign, lat: float, lon: float) -> list[tuple[float, int]]:
+        """(metres, store position) of the stores within a nearby campaign's radius, nearest
+        first, ties by id. The campaign's reach is held as boxes around its stores."""
+        radius = campaign.radius_m
+        grid = self._reach.get(campaign.id)
+        if grid is None:
+            pos, _ = self.stores_targeted_by(campaign)
+            lats, lons = self.stores.lats[pos].tolist(), self.stores.lons[pos].tolist()
+            boxes, owners = [], []
+            for p, la, lo in zip(pos.tolist(), lats, lons, strict=True):
+                for b in lonlat_boxes(la, lo, radius):
+                    boxes.append(b)
+                    owners.append(p)
+            grid = self._reach[campaign.id] = BoxGrid(np.array(boxes, dtype=float).reshape(-1, 4),
+                                                     np.array(owners, dtype=np.int64))
+        near = grid.query([(lon, lat, lon, lat)])
+        if near is None:  # near a pole, or reaches too wide for the grid: the k-d tree
+            pos, index = self.stores_targeted_by(campaign)
+            if index is None:
+                return []
+            idx, dist = index.within(lat, lon, radius)
+            return sorted(zip(dist.tolist(), pos[idx].tolist(), strict=True))
+        la, lo, inv = self.stores.lats, self.stores.lons, GEOD.inv
+        found = [(inv(lon, lat, float(lo[p]), float(la[p]))[2], p) for p in near]
+        return sorted(f for f in found if f[0] <= radius)
+
     def _candidates(self, events: list[Event], hits, ping: Ping, acc: float,
                     nearest_m: float) -> list[Candidate]:
         out: list[Candidate] = []
         for e in events:
+            campaigns = self._campaigns_on(e.geofence_id).get(str(e.type))
+            if not campaigns:
+                continue
             store = self.find_store(e.store_id)
             if store is None:
                 continue
-            fence = self.geofence(e.geofence_id)
             conf = e.confidence or (hits[e.geofence_id][1] if e.geofence_id in hits else Confidence.HIGH)
             dist = distance_m(ping.lat, ping.lon, store.lat, store.lon)
-            for c in self._active:
-                if c.trigger != str(e.type) or fence is None or not c.targets_fence(fence, store):
-                    continue
+            for c in campaigns:
                 if e.type is EventType.DWELL and (e.duration_s or 0) < (c.dwell_s or 0):
                     continue
                 out.append(Candidate(c, store, e.geofence_id, dist, conf))
-        nearby = [c for c in self._active if c.trigger == "nearby"]
-        reach = max((c.radius_m for c in nearby), default=0.0)
-        if nearby and nearest_m <= reach:  # no store within reach: no query needed
-            idx, dist = self.store_index.within(ping.lat, ping.lon, reach)
-            for i, d in zip(idx.tolist(), dist.tolist(), strict=True):
-                store = self.store(self.stores.ids[i])
-                for c in nearby:
-                    if d <= c.radius_m and c.targets_store(store):
-                        conf = Confidence.HIGH if d + acc <= c.radius_m else Confidence.MEDIUM
-                        out.append(Candidate(c, store, None, d, conf))
+        if nearest_m <= self._nearby_reach:  # else no store is within any nearby radius
+            for c in self._active:
+                if c.trigger != "nearby":
+                    continue
+                for d, p in self._nearby(c, ping.lat, ping.lon):
+                    conf = Confidence.HIGH if d + acc <= c.radius_m else Confidence.MEDIUM
+                    out.append(Candidate(c, self.store(self.stores.ids[p]), None, d, conf))
         return out
 
-    def _counts(self, conn, device_id: str, c: Candidate, at: datetime) -> Counts:
-        today, total, last, spend = self.db.push_counts(conn, device_id, c.campaign.id,
-                                                        _local_day(at, c.store))
-        return Counts(today, total, last, spend)
+    def _counts(self, conn, state: DeviceState, c: Candidate, at: datetime) -> Counts:
+        camp = c.campaign
+        spend = 0 if camp.budget_total is None else self.db.campaign_pushes(conn, camp.id)
+        h = state.history.get(camp.id)
+        if h is None:
+            return Counts(0, 0, None, spend)
+        return Counts(h[2].get(_local_day(at, c.store), 0), h[0], h[1], spend)
+
+
+@dataclass
+class _Outcome:
+    state: DeviceState
+    events: list[Event]
+    decision: Decision
+    flags: list[str]
+
+
+def _add_push(history: dict[str, list], campaign_id: str, ts: float, day: str) -> dict[str, list]:
+    """``history`` with one more push of a campaign; days older than any cap can ask dropped."""
+    oldest = (datetime.fromtimestamp(ts, UTC) - timedelta(days=2)).date().isoformat()
+    total, _, days = history.get(campaign_id, (0, None, {}))
+    days = {d: n for d, n in days.items() if d >= oldest}
+    days[day] = days.get(day, 0) + 1
+    return {**history, campaign_id: [total + 1, ts, days]}
 
 
 def _feature(f) -> dict:
@@ -468,6 +563,7 @@ def _local_day(at: datetime, store: Store) -> str:
 
 _tz_finder = None
 _PRELOAD_STORES = 250_000
+_DEVICE_CACHE = 500_000  # device states kept in memory (each a few hundred bytes)
 
 
 def _derive_timezones(data: Dataset) -> None:

@@ -35,10 +35,13 @@ from .geometry import (
     unit_vector,
     unit_vectors,
 )
+from .grid import BoxGrid, PointGrid
 from .model import Confidence, Geofence
 
 __all__ = ["FenceIndex", "StoreIndex"]
 
+#: up to this many stores, a grid answers one-point nearest queries (about 130 bytes a store)
+GRID_MAX_POINTS = 250_000
 _EMPTY_I = np.array([], dtype=np.intp)
 _EMPTY_F = np.array([], dtype=float)
 
@@ -106,6 +109,8 @@ class StoreIndex:
         # where numpy indexing costs microseconds at this size of query
         self._pos_mv = memoryview(self._id_pos)
         self._lat_mv, self._lon_mv = memoryview(self._lats), memoryview(self._lons)
+        # one-point queries (a ping) from a dict of cells: a tree call costs more than the work
+        self._grid = PointGrid(lats, lons) if self.size <= GRID_MAX_POINTS else None
 
     def __len__(self) -> int:
         return self.size
@@ -150,6 +155,19 @@ class StoreIndex:
                     break
         return (np.array([p for _, p in ranked], dtype=np.intp),
                 np.array([d for d, _ in ranked], dtype=float))
+
+    def nearest_one(self, lat: float, lon: float) -> tuple[int, float] | None:
+        """``(position, geodesic metres)`` of the nearest store (ties by id); None when empty.
+
+        The same answer as ``nearest(lat, lon, 1)``, from the grid when it can prove it.
+        """
+        if self.size == 0:
+            return None
+        got = self._grid.nearest(lat, lon) if self._grid is not None else None
+        if got is None:
+            i, d = self.nearest(lat, lon, 1)
+            got = int(i[0]), float(d[0])
+        return got
 
     def within(self, lat: float, lon: float, radius_m: float) -> tuple[np.ndarray, np.ndarray]:
         """Return every store within ``radius_m`` geodesic metres (inclusive), nearest first.
@@ -299,11 +317,16 @@ class FenceIndex:
         self._owners = owners  # box -> fence position (a list: indexing a few is cheaper)
         self._owners_arr = np.array(owners, dtype=np.intp)
         b = np.array(boxes, dtype=float).reshape(-1, 4)
+        self._grid = BoxGrid(b, self._owners_arr)  # for one point; the R-tree for arrays
         self._tree = STRtree(shapely.box(b[:, 0], b[:, 1], b[:, 2], b[:, 3]))
         self._circle = np.array([f.is_circle for f in self.fences], dtype=bool)
         self._c_lat = np.array([f.lat if f.is_circle else np.nan for f in self.fences], dtype=float)
         self._c_lon = np.array([f.lon if f.is_circle else np.nan for f in self.fences], dtype=float)
         self._c_r = np.array([f.radius_m if f.is_circle else np.nan for f in self.fences], dtype=float)
+        # the same, as Python lists for the one-point path (numpy scalars cost ~100 ns each)
+        self._circle_l = self._circle.tolist()
+        self._c_lat_l, self._c_lon_l, self._c_r_l = (self._c_lat.tolist(), self._c_lon.tolist(),
+                                                     self._c_r.tolist())
 
     def __len__(self) -> int:
         return len(self.fences)
@@ -313,10 +336,14 @@ class FenceIndex:
         if not self.fences:
             return [], []
         owners = self._owners
+        reach = lonlat_boxes(lat, lon, reach_m) if reach_m > 0 else [(lon, lat, lon, lat)]
+        found = self._grid.query(reach)
+        if found is not None:
+            return sorted(found), None
         if reach_m <= 0:
             hits = self._tree.query(shapely.Point(lon, lat)).tolist()
             return sorted({owners[h] for h in hits}), []
-        boxes = [shapely.box(*b) for b in lonlat_boxes(lat, lon, reach_m)]
+        boxes = [shapely.box(*b) for b in reach]
         hits = (self._tree.query(boxes[0]) if len(boxes) == 1 else self._tree.query(boxes)[1]).tolist()
         return sorted({owners[h] for h in hits}), boxes
 
@@ -344,9 +371,9 @@ class FenceIndex:
 
     def _confidence(self, i: int, lat: float, lon: float, acc: float,
                     boxes: list | None = None) -> Confidence | None:
-        if self._circle[i]:
-            d = GEOD.inv(self._c_lon[i], self._c_lat[i], lon, lat)[2]
-            r = self._c_r[i]
+        if self._circle_l[i]:
+            d = GEOD.inv(self._c_lon_l[i], self._c_lat_l[i], lon, lat)[2]
+            r = self._c_r_l[i]
             if d <= r:
                 return Confidence.HIGH if d + acc <= r else Confidence.MEDIUM
             return Confidence.LOW if d - acc <= r else None
@@ -368,9 +395,9 @@ class FenceIndex:
 
     def distance_m(self, i: int, lat: float, lon: float) -> float:
         """Return the geodesic metres from the point to geofence ``i``'s boundary, 0 inside."""
-        if self._circle[i]:
-            d = GEOD.inv(self._c_lon[i], self._c_lat[i], lon, lat)[2]
-            return max(0.0, d - float(self._c_r[i]))
+        if self._circle_l[i]:
+            d = GEOD.inv(self._c_lon_l[i], self._c_lat_l[i], lon, lat)[2]
+            return max(0.0, d - self._c_r_l[i])
         if shapely.intersects_xy(self._shapes[i], lon, lat):
             return 0.0
         return boundary_distance_m(lat, lon, self.fences[i].edges)

@@ -9,6 +9,7 @@ version to the next, so a later release upgrades an older file in place.
 from __future__ import annotations
 
 import json
+import random
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -17,13 +18,19 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+import orjson
 
 from .devices import DeviceState, Event, Visit
 from .errors import StorageError
 from .fences import Dataset, build_geofences
 from .model import Geofence, Store
 
-__all__ = ["MIGRATIONS", "Database", "StoreArrays"]
+__all__ = ["MIGRATIONS", "Database", "StoreArrays", "new_version"]
+
+
+def new_version() -> int:
+    """A device row's version: random, so a row deleted and made again never repeats one."""
+    return random.getrandbits(62) + 1
 
 MIGRATIONS: list[str] = [
     # version 1: stores and their geofences
@@ -129,7 +136,55 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (geocoder, address)
     );
     """,
+    # version 4: a device's whole state in its one row, so a ping reads and writes one row (or,
+    # with the state cached in the process, only writes it). ``version`` is a random number
+    # drawn at every write: a worker whose cached copy is stale sees its conditional write
+    # refused, re-reads and decides again. visits: geofence id -> [store id, entered ts,
+    # dwell done]; history: campaign id -> [pushes, last push ts, {store's local day: pushes}]
+    # (the push log stays the record; history is what the caps need of it). A trigger keeps
+    # each campaign's spend with its push log (one statement a push fewer).
+    """
+    ALTER TABLE devices ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE devices ADD COLUMN visits TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE devices ADD COLUMN history TEXT NOT NULL DEFAULT '{}';
+    UPDATE devices SET visits = coalesce((
+        SELECT json_group_object(geofence_id, json_array(store_id, entered_ts, dwell_done))
+        FROM visits v WHERE v.device_id = devices.device_id), '{}');
+    UPDATE devices SET history = coalesce((
+        SELECT json_group_object(campaign_id, json_array(total, last, json(days))) FROM (
+            SELECT campaign_id, sum(n) AS total, max(last) AS last,
+                   json_group_object(local_day, n) AS days FROM (
+                SELECT campaign_id, local_day, count(*) AS n, max(ts) AS last FROM pushes p
+                WHERE p.device_id = devices.device_id GROUP BY campaign_id, local_day)
+            GROUP BY campaign_id)), '{}');
+    DROP TABLE visits;
+    CREATE TRIGGER pushes_spend AFTER INSERT ON pushes BEGIN
+        INSERT INTO campaign_spend (campaign_id, pushes) VALUES (NEW.campaign_id, 1)
+        ON CONFLICT(campaign_id) DO UPDATE SET pushes = pushes + 1;
+    END;
+    """,
 ]
+
+
+def _statements(script: str) -> Iterator[str]:
+    """The statements of a script, one by one (a trigger's body holds semicolons of its own).
+
+    ``executescript`` would commit first, and a migration must be one transaction.
+    """
+    pending = ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                yield pending
+            pending = ""
+
+
+def _device(row: tuple) -> DeviceState:
+    visits = {fid: Visit(fid, sid, entered, bool(done))
+              for fid, (sid, entered, done) in orjson.loads(row[8]).items()}
+    return DeviceState(row[0], row[2], row[3], row[4], row[5], row[6], bool(row[7]), visits,
+                       row[1], orjson.loads(row[9]))
 
 
 class StoreArrays:
@@ -193,9 +248,8 @@ class Database:
                                f"this geo-engine knows ({len(MIGRATIONS)}); upgrade geo-engine")
         for target in range(version + 1, len(MIGRATIONS) + 1):
             with self.atomic() as conn:
-                for statement in MIGRATIONS[target - 1].split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
+                for statement in _statements(MIGRATIONS[target - 1]):
+                    conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {target}")
 
     @contextmanager
@@ -325,52 +379,56 @@ class Database:
 
     def delete_geofence(self, geofence_id: str) -> bool:
         with self.atomic() as conn:
-            conn.execute("DELETE FROM visits WHERE geofence_id = ?", (geofence_id,))
+            # close the visits open in it, without an exit (the geofence is gone, not left)
+            rows = conn.execute("SELECT device_id, visits FROM devices WHERE instr(visits, ?)",
+                                (orjson.dumps(geofence_id).decode(),)).fetchall()
+            for device_id, text in rows:
+                visits = orjson.loads(text)
+                if visits.pop(geofence_id, None) is not None:
+                    conn.execute("UPDATE devices SET visits = ?, version = ? WHERE device_id = ?",
+                                 (orjson.dumps(visits), new_version(), device_id))
             return conn.execute("DELETE FROM geofences WHERE id = ?", (geofence_id,)).rowcount > 0
 
     # --- devices (call inside atomic(): reads and writes of one ping are one transaction) ----
 
-    def device_state(self, conn: sqlite3.Connection, device_id: str) -> DeviceState:
-        # one statement: the device row, then its open visits (each statement costs ~10 us)
-        rows = conn.execute(
-            "SELECT 0, last_ts, last_lat, last_lon, last_accuracy_m, last_offer_ts, opted_out "
-            "FROM devices WHERE device_id = ?1 UNION ALL "
-            "SELECT 1, geofence_id, store_id, entered_ts, dwell_done, NULL, NULL "
-            "FROM visits WHERE device_id = ?1", (device_id,)).fetchall()
-        state = DeviceState(device_id)
-        for row in rows:
-            if row[0] == 0:
-                (state.last_ts, state.last_lat, state.last_lon, state.last_accuracy_m,
-                 state.last_offer_ts) = row[1:6]
-                state.opted_out = bool(row[6])
-            else:
-                state.visits[row[1]] = Visit(row[1], row[2], row[3], bool(row[4]))
-        return state
+    _DEVICE_COLUMNS = ("device_id, version, last_ts, last_lat, last_lon, last_accuracy_m, "
+                       "last_offer_ts, opted_out, visits, history")
+
+    def load_device(self, conn: sqlite3.Connection, device_id: str) -> DeviceState:
+        """The device's state as stored (``version`` None when there is no row)."""
+        row = conn.execute(f"SELECT {self._DEVICE_COLUMNS} FROM devices WHERE device_id = ?",
+                           (device_id,)).fetchone()
+        return DeviceState(device_id) if row is None else _device(row)
+
+    def recent_devices(self, limit: int) -> list[DeviceState]:
+        """The ``limit`` devices seen last, for a process to start with their state in memory."""
+        rows = self._conn.execute(f"SELECT {self._DEVICE_COLUMNS} FROM devices "
+                                  "ORDER BY last_ts DESC LIMIT ?", (limit,))
+        return [_device(row) for row in rows]
 
     def save_device(self, conn: sqlite3.Connection, state: DeviceState,
-                    before: dict[str, Visit]) -> None:
-        conn.execute(
-            "INSERT INTO devices (device_id, last_ts, last_lat, last_lon, last_accuracy_m, "
-            "last_offer_ts, opted_out) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(device_id) DO "
-            "UPDATE SET last_ts=excluded.last_ts, last_lat=excluded.last_lat, "
-            "last_lon=excluded.last_lon, last_accuracy_m=excluded.last_accuracy_m, "
-            "last_offer_ts=excluded.last_offer_ts, opted_out=excluded.opted_out",
-            (state.device_id, state.last_ts, state.last_lat, state.last_lon,
-             state.last_accuracy_m, state.last_offer_ts, int(state.opted_out)))
-        gone = [fid for fid in before if fid not in state.visits]
-        if gone:  # each statement costs ~10 us: skip the ones with nothing to do
-            conn.executemany("DELETE FROM visits WHERE device_id = ? AND geofence_id = ?",
-                             [(state.device_id, fid) for fid in gone])
-        changed = [v for fid, v in state.visits.items()
-                   if fid not in before or before[fid].dwell_done != v.dwell_done]
-        if not changed:
-            return
-        conn.executemany(
-            "INSERT INTO visits (device_id, geofence_id, store_id, entered_ts, dwell_done) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT(device_id, geofence_id) DO UPDATE SET "
-            "dwell_done=excluded.dwell_done",
-            [(state.device_id, v.geofence_id, v.store_id, v.entered_ts, int(v.dwell_done))
-             for v in changed])
+                    expected: int | None) -> bool:
+        """Write ``state`` (with its new ``version``) if the row is still at ``expected``.
+
+        Return False, writing nothing, when another writer changed the row since it was read
+        (or created it, when ``expected`` is None): the caller re-reads and decides again.
+        """
+        visits = orjson.dumps({fid: [v.store_id, v.entered_ts, int(v.dwell_done)]
+                               for fid, v in state.visits.items()})
+        values = (state.version, state.last_ts, state.last_lat, state.last_lon,
+                  state.last_accuracy_m, state.last_offer_ts, int(state.opted_out), visits,
+                  orjson.dumps(state.history), state.device_id)
+        if expected is None:
+            cur = conn.execute(
+                "INSERT INTO devices (version, last_ts, last_lat, last_lon, last_accuracy_m, "
+                "last_offer_ts, opted_out, visits, history, device_id) VALUES "
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(device_id) DO NOTHING", values)
+        else:
+            cur = conn.execute(
+                "UPDATE devices SET version = ?, last_ts = ?, last_lat = ?, last_lon = ?, "
+                "last_accuracy_m = ?, last_offer_ts = ?, opted_out = ?, visits = ?, history = ? "
+                "WHERE device_id = ? AND version = ?", (*values, expected))
+        return cur.rowcount == 1
 
     def record_events(self, conn: sqlite3.Connection, device_id: str, ts: float,
                       events: list[Event], ping_id: str | None) -> None:
@@ -382,15 +440,11 @@ class Database:
             [(device_id, ts, str(e.type), e.geofence_id, e.store_id,
               str(e.confidence) if e.confidence else None, e.duration_s, ping_id) for e in events])
 
-    def push_counts(self, conn: sqlite3.Connection, device_id: str, campaign_id: str,
-                    local_day: str) -> tuple[int, int, float | None, int]:
-        """(today, total, last push ts) of a campaign to a device, and the campaign's spend."""
-        today, total, last, spend = conn.execute(
-            "SELECT sum(local_day = ?), count(*), max(ts), "
-            "(SELECT pushes FROM campaign_spend WHERE campaign_id = ?) FROM pushes "
-            "WHERE device_id = ? AND campaign_id = ?",
-            (local_day, campaign_id, device_id, campaign_id)).fetchone()
-        return int(today or 0), int(total), last, int(spend or 0)
+    def campaign_pushes(self, conn: sqlite3.Connection, campaign_id: str) -> int:
+        """Pushes of a campaign to anyone so far (its budget's spend), read in the transaction."""
+        row = conn.execute("SELECT pushes FROM campaign_spend WHERE campaign_id = ?",
+                           (campaign_id,)).fetchone()
+        return row[0] if row else 0
 
     def record_push(self, conn: sqlite3.Connection, device_id: str, campaign_id: str,
                     store_id: str, geofence_id: str | None, ts: float, local_day: str,
@@ -399,8 +453,6 @@ class Database:
                      "local_day, distance_m, ping_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                      (device_id, campaign_id, store_id, geofence_id, ts, local_day, distance_m,
                       ping_id))
-        conn.execute("INSERT INTO campaign_spend (campaign_id, pushes) VALUES (?, 1) "
-                     "ON CONFLICT(campaign_id) DO UPDATE SET pushes = pushes + 1", (campaign_id,))
 
     def campaign_spend(self) -> dict[str, int]:
         """Pushes so far of every campaign that has any (its budget's spend)."""
@@ -417,15 +469,16 @@ class Database:
 
     def set_consent(self, device_id: str, location_offers: bool) -> None:
         with self.atomic() as conn:
-            conn.execute("INSERT INTO devices (device_id, opted_out) VALUES (?, ?) "
-                         "ON CONFLICT(device_id) DO UPDATE SET opted_out = excluded.opted_out",
-                         (device_id, int(not location_offers)))
+            conn.execute("INSERT INTO devices (device_id, opted_out, version) VALUES (?, ?, ?) "
+                         "ON CONFLICT(device_id) DO UPDATE SET opted_out = excluded.opted_out, "
+                         "version = excluded.version",
+                         (device_id, int(not location_offers), new_version()))
 
     def forget_device(self, device_id: str) -> bool:
         """Delete everything stored about a device; return whether there was anything."""
         with self.atomic() as conn:
             n = 0
-            for table in ("devices", "visits", "events", "pushes", "replies"):
+            for table in ("devices", "events", "pushes", "replies"):
                 n += conn.execute(f"DELETE FROM {table} WHERE device_id = ?", (device_id,)).rowcount
             return n > 0
 

@@ -271,3 +271,77 @@ def test_disabled_and_expired_fences_never_match():
     assert [i for i, _ in index.containing(0, 0, at=now)] == [2]
     pts, fs = index.containing_bulk([0.0], [0.0], at=now)
     assert fs.tolist() == [2]
+
+
+# --- the grids that answer one-point queries (a ping) without a tree call ---------------------
+
+CITIES = [(-16.5, 179.99), (70.0, 25.0), (37.77, -122.42), (-33.9, 18.4)]  # Fiji spans ±180
+near_city = st.tuples(st.sampled_from(CITIES), st.floats(-0.06, 0.06), st.floats(-0.06, 0.06)).map(
+    lambda t: (t[0][0] + t[1], _wrap(t[0][1] + t[2])))
+
+
+@pytest.fixture(scope="module")
+def dense():
+    """Stores and geofences packed in cities, one across the antimeridian, one at lat 70."""
+    rng = np.random.default_rng(5)
+    lats, lons, fences = [], [], []
+    for clat, clon in CITIES:
+        la = clat + rng.normal(0, 0.02, 300)
+        lo = (clon + rng.normal(0, 0.02, 300) + 180) % 360 - 180
+        lats += la.tolist()
+        lons += lo.tolist()
+    for i, (la, lo) in enumerate(zip(lats, lons, strict=True)):
+        if i % 5:
+            fences.append(_circle(f"c{i:04d}", la, lo, float(rng.uniform(50, 400))))
+        else:
+            fences.append(_square(f"p{i:04d}", lo, la, float(rng.uniform(0.0005, 0.003))))
+    fences.sort(key=lambda f: f.id)
+    tree = FenceIndex(fences)
+    tree._grid.usable = False  # the R-tree path, proven against brute force above
+    return np.array(lats), np.array(lons), StoreIndex(lats, lons), fences, FenceIndex(fences), tree
+
+
+@settings(max_examples=300, deadline=None)
+@given(near_city)
+def test_nearest_one_equals_brute_force_in_dense_cities(dense, point):
+    slats, slons, index, *_ = dense
+    want_i, want_d = brute_nearest(*point, slats, slons, k=1)
+    pos, d = index.nearest_one(*point)
+    assert pos == want_i[0] and d == pytest.approx(want_d[0], abs=1e-6)
+
+
+def test_the_store_grid_answers_most_pings_in_a_city(dense):
+    slats, slons, index, *_ = dense
+    rng = np.random.default_rng(9)
+    answered = 0
+    for clat, clon in CITIES:
+        for la, lo in zip(clat + rng.uniform(-0.03, 0.03, 50), clon + rng.uniform(-0.03, 0.03, 50),
+                          strict=True):
+            lo = _wrap(lo)
+            got = index._grid.nearest(la, lo)
+            if got is not None:
+                answered += 1
+                want_i, want_d = brute_nearest(la, lo, slats, slons, k=1)
+                assert got[0] == want_i[0] and got[1] == pytest.approx(want_d[0], abs=1e-6)
+    assert answered >= 180  # of 200; the rest went to the tree
+
+
+@settings(max_examples=300, deadline=None)
+@given(lats, lons)
+def test_nearest_one_equals_brute_force_anywhere(world, lat, lon):
+    slats, slons, index = world
+    want_i, want_d = brute_nearest(lat, lon, slats, slons, k=1)
+    pos, d = index.nearest_one(lat, lon)
+    assert pos == want_i[0] and d == pytest.approx(want_d[0], abs=1e-6)
+
+
+@settings(max_examples=300, deadline=None)
+@given(near_city, st.floats(0, 400))
+def test_containing_from_the_grid_equals_the_tree_and_brute_force(dense, point, acc):
+    *_, fences, index, tree = dense
+    lat, lon = point
+    got = index.containing(lat, lon, acc)
+    inside = [i for i, conf in got if conf is not Confidence.LOW]
+    assert inside == _brute_contains(fences, lat, lon)
+    assert index._grid.query([(lon, lat, lon, lat)]) is not None  # the grid answered
+    assert got == tree.containing(lat, lon, acc)

@@ -307,3 +307,57 @@ def test_bad_pings_are_refused(kwargs, match):
     base = {"device_id": "d", "lat": 1.0, "lon": 1.0}
     with pytest.raises(InvalidInput, match=match):
         Ping(**{**base, **kwargs})
+
+
+# --- two worker processes on one database: each keeps device state cached in memory ----------
+
+@pytest.fixture
+def twin(engine):
+    """A second Engine on the same database file, as a second worker process would have."""
+    other = Engine(engine.settings)
+    yield other
+    other.db.close()
+
+
+def test_a_worker_with_a_stale_device_copy_rereads_it(engine, twin):
+    engine.put_campaign("c1", campaign(caps={"per_device_total": 1}))
+    twin.reload_campaigns()
+    assert visit(engine, "d", T0)["offer"] is not None  # engine caches: inside g-sf, one push
+    assert types(ping(twin, "d", at(300), T0 + timedelta(minutes=5))) == ["exit"]
+    # engine's copy still says "inside": were it trusted, walking in would be no event at all
+    a = ping(engine, "d", SF, T0 + timedelta(minutes=10))
+    assert types(a) == ["enter"] and reasons(a) == {"c1": "frequency_cap"}
+    assert len(engine.db.pushes("d")) == 1
+
+
+def test_caps_hold_across_workers(engine, twin):
+    engine.put_campaign("c1", campaign(caps={"per_device_per_day": 1, "cooldown_s": 60}))
+    twin.reload_campaigns()
+    workers = [engine, twin]
+    offers = []
+    for k in range(6):  # walk in and out, pings alternating between the two workers
+        t = T0 + timedelta(minutes=10 * k)
+        ping(workers[k % 2], "d", at(500), t)
+        offers.append(ping(workers[(k + 1) % 2], "d", SF, t + timedelta(minutes=5))["offer"] is not None)
+    assert offers == [True, False, False, False, False, False]
+    assert len(engine.db.pushes("d")) == 1
+
+
+def test_consent_and_forgetting_reach_every_worker(engine, twin):
+    engine.put_campaign("c1", campaign())
+    twin.reload_campaigns()
+    ping(engine, "d", at(500), T0)  # engine now has "d" cached
+    twin.set_consent("d", False)
+    assert reasons(ping(engine, "d", SF, T0 + timedelta(minutes=5))) == {"c1": "opted_out"}
+    twin.forget_device("d")
+    # engine's copy says inside and opted out; the device is new again: enter, offer
+    a = ping(engine, "d", SF, T0 + timedelta(minutes=10))
+    assert types(a) == ["enter"] and a["offer"]["campaign_id"] == "c1"
+
+
+def test_device_state_survives_a_restart(engine):
+    engine.put_campaign("c1", campaign(caps={"per_device_per_day": 1}))
+    visit(engine, "d", T0)
+    again = Engine(engine.settings)  # a restarted process: nothing cached
+    assert types(ping(again, "d", SF, T0 + timedelta(minutes=5))) == []  # still inside
+    assert reasons(walk_in_again(again, "d", T0 + timedelta(hours=1))) == {"c1": "frequency_cap"}

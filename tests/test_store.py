@@ -124,3 +124,44 @@ def test_store_time_zones_are_derived_offline_when_absent(tmp_path):
     engine.import_files([path])
     assert {s.id: s.timezone for s in engine.db.stores()} == {
         "suva": "Pacific/Fiji", "tromso": "Europe/Oslo", "given": "Asia/Tokyo"}
+
+
+def test_version_3_device_state_moves_into_the_device_row(db_path):
+    """A database written by schema 3 (visits in their own table) keeps every open visit and
+    the push history the caps need."""
+    with sqlite3.connect(db_path) as conn:
+        for k, migration in enumerate(MIGRATIONS[:3], 1):
+            conn.executescript(migration)
+            conn.execute(f"PRAGMA user_version = {k}")
+        conn.executescript("""
+            INSERT INTO devices (device_id, last_ts, opted_out) VALUES ('a', 50, 0), ('b', 60, 1);
+            INSERT INTO visits VALUES ('a', 'g1', 's1', 5.5, 0), ('a', 'g2', 's2', 6, 1);
+            INSERT INTO pushes (device_id, campaign_id, store_id, ts, local_day) VALUES
+                ('a', 'c1', 's1', 10, '2026-11-01'), ('a', 'c1', 's1', 12, '2026-11-01'),
+                ('a', 'c1', 's2', 30, '2026-11-02'), ('a', 'c2', 's1', 40, '2026-11-02');
+        """)
+    db = Database(db_path)
+    assert db.schema_version == len(MIGRATIONS)
+    with db.atomic() as conn:
+        a, b = db.load_device(conn, "a"), db.load_device(conn, "b")
+    assert {f: (v.store_id, v.entered_ts, v.dwell_done) for f, v in a.visits.items()} == {
+        "g1": ("s1", 5.5, False), "g2": ("s2", 6.0, True)}
+    assert a.history == {"c1": [3, 30.0, {"2026-11-01": 2, "2026-11-02": 1}],
+                         "c2": [1, 40.0, {"2026-11-02": 1}]}
+    assert a.last_ts == 50 and b.opted_out and b.visits == {} and b.history == {}
+
+
+def test_a_device_write_is_refused_when_the_row_moved_on(db_path):
+    from geo_engine.devices import DeviceState
+    from geo_engine.store import new_version
+
+    db = Database(db_path)
+    with db.atomic() as conn:
+        assert db.save_device(conn, DeviceState("d", last_ts=1.0, version=new_version()), None)
+        assert not db.save_device(conn, DeviceState("d", version=new_version()), None)  # exists
+        first = db.load_device(conn, "d")
+        assert db.save_device(conn, DeviceState("d", last_ts=2.0, version=new_version()), first.version)
+        # a second writer holding the first version is refused, and nothing changes
+        assert not db.save_device(conn, DeviceState("d", last_ts=3.0, version=new_version()),
+                                  first.version)
+        assert db.load_device(conn, "d").last_ts == 2.0

@@ -1,0 +1,185 @@
+"""Lon/lat grids in plain Python for the one-point queries of a ping.
+
+A numpy or k-d tree call on one point costs 10 to 20 us here in call overhead alone (measured in
+benchmarks/RESULTS.md), more than the work. A ping asks about one point, so for it a dict of grid
+cells answers in a few microseconds; the arrays stay for bulk queries. Each grid proposes
+candidates or says it cannot (near a pole, a very wide reach, nothing near): the caller then asks
+the tree, so answers never depend on which path ran.
+
+* :class:`PointGrid`: stores in cells, for the nearest store. A cell ring search stops when the
+  geodesic to the best store is below a lower bound on the distance to anything outside the
+  cells searched (bounds as in :mod:`geo_engine.geometry`: ``R_LO * theta <= s``).
+* :class:`BoxGrid`: the lon/lat boxes of geofence parts, for candidates whose box meets a
+  query box.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .geometry import GEOD, R_HI, R_LO
+
+__all__ = ["BoxGrid", "PointGrid"]
+
+_D2R = math.pi / 180.0
+_RATIO = R_HI / R_LO * (1 + 1e-9)  # chord-angle ratio that a geodesic ranking can overturn
+_RATIO2 = _RATIO * _RATIO * (1 + 1e-9)
+_MAX_LAT = 80.0  # beyond this the cells are slivers: the tree answers
+_MAX_RING = 3
+
+
+def _pick_cell(lats: np.ndarray, lons: np.ndarray, per_cell: float) -> float:
+    """The smallest cell size (degrees) holding ``per_cell`` points per occupied cell on average."""
+    for cell in (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0):
+        ncol = round(360 / cell)
+        keys = np.floor((lats + 90) / cell).astype(np.int64) * ncol + \
+            np.floor((lons + 180) / cell).astype(np.int64) % ncol
+        if len(lats) / len(np.unique(keys)) >= per_cell:
+            return cell
+    return 5.0
+
+
+class PointGrid:
+    """Points in lon/lat cells; :meth:`nearest` is exact or returns None (ask the tree).
+
+    Parameters
+    ----------
+    lats, lons : arrays of the points (positions in these arrays are what is returned)
+    """
+
+    def __init__(self, lats: np.ndarray, lons: np.ndarray):
+        lats = np.asarray(lats, dtype=float)
+        lons = np.asarray(lons, dtype=float)
+        self.cell = _pick_cell(lats, lons, 4.0) if len(lats) else 1.0
+        self.ncol = round(360 / self.cell)
+        self.nrow = round(180 / self.cell) + 1
+        phi, lam = np.radians(lats), np.radians(lons)
+        x, y, z = np.cos(phi) * np.cos(lam), np.cos(phi) * np.sin(lam), np.sin(phi)
+        keys = self._keys(lats, lons)
+        order = np.argsort(keys, kind="stable")
+        k = keys[order]
+        starts = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
+        ends = np.r_[starts[1:], len(k)]
+        rows = list(zip(x[order].tolist(), y[order].tolist(), z[order].tolist(),
+                        order.tolist(), strict=True))
+        self._lats, self._lons = lats.tolist(), lons.tolist()
+        self._cells = {int(k[s]): tuple(rows[s:e]) for s, e in zip(starts, ends, strict=True)}
+
+    def _keys(self, lats, lons):
+        return np.floor((lats + 90) / self.cell).astype(np.int64) * self.ncol + \
+            np.floor((lons + 180) / self.cell).astype(np.int64) % self.ncol
+
+    def nearest(self, lat: float, lon: float) -> tuple[int, float] | None:
+        """``(position, geodesic metres)`` of the nearest point, ties by position; or None."""
+        if abs(lat) > _MAX_LAT or not self._cells:
+            return None
+        cell, ncol, cells = self.cell, self.ncol, self._cells
+        phi, lam = lat * _D2R, lon * _D2R
+        cphi = math.cos(phi)
+        qx, qy, qz = cphi * math.cos(lam), cphi * math.sin(lam), math.sin(phi)
+        iy = math.floor((lat + 90) / cell)
+        ix = math.floor((lon + 180) / cell)
+        found: list[tuple[float, int]] = []  # (chord squared, position), maybe nearest
+        best = keep = math.inf
+        margin = 0.0
+        for r in range(_MAX_RING + 1):
+            if (2 * r + 1) * cell >= 180:
+                return None
+            for row in range(iy - r, iy + r + 1):
+                edge = row == iy - r or row == iy + r
+                for col in (range(ix - r, ix + r + 1) if edge else (ix - r, ix + r)):
+                    for px, py, pz, pos in cells.get(row * ncol + col % ncol, ()):
+                        dx, dy, dz = px - qx, py - qy, pz - qz
+                        c2 = dx * dx + dy * dy + dz * dz
+                        if c2 <= keep:  # chord(R theta) <= R chord(theta): a superset
+                            found.append((c2, pos))
+                            if c2 < best:
+                                best, keep = c2, c2 * _RATIO2
+            # the searched block: rows iy-r..iy+r, cols ix-r..ix+r; any point outside is at
+            # least this far (angle), the least of the distances to its four edges
+            lat_lo = (iy - r) * cell - 90
+            lat_hi = (iy + r + 1) * cell - 90
+            if lat_lo <= -90 or lat_hi >= 90:
+                return None
+            dlam = min(lon + 180 - (ix - r) * cell, (ix + r + 1) * cell - (lon + 180)) * _D2R
+            margin = min((lat - lat_lo) * _D2R, (lat_hi - lat) * _D2R,
+                         math.asin(min(1.0, cphi * math.sin(min(dlam, math.pi / 2)))))
+            if found and 2 * math.asin(min(1.0, math.sqrt(best) / 2)) * _RATIO < margin:
+                break
+        if not found:
+            return None
+        limit = (2 * math.sin(min(math.pi, 2 * math.asin(min(1.0, math.sqrt(best) / 2)) * _RATIO)
+                              / 2)) ** 2 + 1e-15
+        inv, la, lo = GEOD.inv, self._lats, self._lons
+        d, pos = min((inv(lon, lat, lo[p], la[p])[2], p) for c2, p in found if c2 <= limit)
+        if d >= R_LO * margin * (1 - 1e-9) - 1e-6:
+            return None  # something outside the block might be nearer
+        return pos, d
+
+
+class BoxGrid:
+    """Lon/lat boxes in cells; :meth:`query` gives the owners of boxes meeting a query box.
+
+    Parameters
+    ----------
+    boxes : (n, 4) array of ``min_lon, min_lat, max_lon, max_lat`` (none crossing ±180)
+    owners : what each box belongs to (an int per box)
+    """
+
+    MAX_CELLS_PER_BOX = 64  # boxes wider than this go in a list every query looks at
+    MAX_WIDE = 64  # more wide boxes than this and the grid declines every query
+    MAX_QUERY_CELLS = 36
+
+    def __init__(self, boxes: np.ndarray, owners: np.ndarray):
+        boxes = np.asarray(boxes, dtype=float).reshape(-1, 4)
+        owners = np.asarray(owners, dtype=np.int64)
+        extent = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+        self.cell = float(np.clip(np.median(extent), 0.002, 1.0)) if len(boxes) else 1.0
+        self.ncol = math.ceil(360 / self.cell)
+        ix0, iy0 = self._col(boxes[:, 0]), self._row(boxes[:, 1])
+        ix1, iy1 = self._col(boxes[:, 2]), self._row(boxes[:, 3])
+        nx, ny = ix1 - ix0 + 1, iy1 - iy0 + 1
+        wide = nx * ny > self.MAX_CELLS_PER_BOX
+        self._wide = sorted(set(owners[wide].tolist()))
+        self.usable = len(self._wide) <= self.MAX_WIDE
+        keep = np.flatnonzero(~wide)
+        n = (nx * ny)[keep]
+        rep = np.repeat(keep, n)
+        k = np.arange(len(rep)) - np.repeat(np.cumsum(n) - n, n)  # index within each box
+        keys = (iy0[rep] + k // nx[rep]) * self.ncol + ix0[rep] + k % nx[rep]
+        order = np.argsort(keys, kind="stable")
+        keys, rep = keys[order], rep[order]
+        # each cell lists its boxes whole, so a query drops the ones its box misses at once
+        who = list(zip(*boxes[rep].T.tolist(), owners[rep].tolist(), strict=True))
+        starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])[:len(keys)]
+        ends = np.r_[starts[1:], len(keys)][:len(starts)]
+        self._cells = {int(keys[s]): tuple(who[s:e]) for s, e in zip(starts, ends, strict=True)}
+
+    def _col(self, lon):
+        return np.minimum(np.floor((np.asarray(lon) + 180) / self.cell).astype(np.int64), self.ncol - 1)
+
+    def _row(self, lat):
+        return np.floor((np.asarray(lat) + 90) / self.cell).astype(np.int64)
+
+    def query(self, boxes: list[tuple[float, float, float, float]]) -> set[int] | None:
+        """Owners of every box meeting one of ``boxes`` (and all wide ones); None: use a tree."""
+        if not self.usable:
+            return None
+        cell, ncol, cells = self.cell, self.ncol, self._cells
+        out = set(self._wide)
+        n = 0
+        for x0, y0, x1, y1 in boxes:
+            c0 = min(math.floor((x0 + 180) / cell), ncol - 1)
+            c1 = min(math.floor((x1 + 180) / cell), ncol - 1)
+            r0, r1 = math.floor((y0 + 90) / cell), math.floor((y1 + 90) / cell)
+            n += (c1 - c0 + 1) * (r1 - r0 + 1)
+            if n > self.MAX_QUERY_CELLS:
+                return None
+            for row in range(r0, r1 + 1):
+                for col in range(c0, c1 + 1):
+                    for bx0, by0, bx1, by1, owner in cells.get(row * ncol + col, ()):
+                        if bx0 <= x1 and x0 <= bx1 and by0 <= y1 and y0 <= by1:
+                            out.add(owner)
+        return out
