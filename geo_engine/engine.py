@@ -142,6 +142,11 @@ class Engine:
         self._targeted: dict[str, tuple[np.ndarray, StoreIndex | None]] = {}
         # for the ping: campaigns by geofence and trigger, each nearby campaign's reach
         self._by_fence: dict[str, dict[str, list[Campaign]]] = {}
+        self._by_target: dict[str, list[Campaign]] = {}  # a geofence id, store id or tag -> them
+        for c in self._active:
+            if c.trigger != "nearby":
+                for key in c.geofence_ids | c.store_ids | c.tags:
+                    self._by_target.setdefault(key, []).append(c)
         self._reach: dict[str, BoxGrid] = {}
         self._has_dwell = any(c.trigger == "dwell" for c in self._active)
         self._nearby_reach = max((c.radius_m for c in self._active if c.trigger == "nearby"),
@@ -464,8 +469,10 @@ class Engine:
             fence = self.geofence(fence_id)
             if fence is not None:
                 store = self.find_store(fence.store_id)
-                for c in self._active:
-                    if c.trigger != "nearby" and c.targets_fence(fence, store):
+                keys = [fence.id, fence.store_id, *fence.tags, *(store.tags if store else ())]
+                maybe = {id(c): c for k in keys for c in self._by_target.get(k, ())}
+                for c in sorted(maybe.values(), key=lambda c: c.id):
+                    if c.targets_fence(fence, store):
                         found.setdefault(c.trigger, []).append(c)
             self._by_fence[fence_id] = found
         return found

@@ -31,14 +31,16 @@ _MAX_RING = 3
 
 
 def _pick_cell(lats: np.ndarray, lons: np.ndarray, per_cell: float) -> float:
-    """The smallest cell size (degrees) holding ``per_cell`` points per occupied cell on average."""
-    for cell in (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0):
+    """The largest cell size (degrees) whose cells hold at most ``per_cell`` points on average,
+    as a point sees it (weighted by points: dense city centres decide, not empty country)."""
+    for cell in (5.0, 2.0, 1.0, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01, 0.005, 0.002):
         ncol = round(360 / cell)
         keys = np.floor((lats + 90) / cell).astype(np.int64) * ncol + \
             np.floor((lons + 180) / cell).astype(np.int64) % ncol
-        if len(lats) / len(np.unique(keys)) >= per_cell:
+        counts = np.unique(keys, return_counts=True)[1]
+        if (counts.astype(float) ** 2).sum() / len(lats) <= per_cell:
             return cell
-    return 5.0
+    return 0.002
 
 
 class PointGrid:
@@ -52,7 +54,7 @@ class PointGrid:
     def __init__(self, lats: np.ndarray, lons: np.ndarray):
         lats = np.asarray(lats, dtype=float)
         lons = np.asarray(lons, dtype=float)
-        self.cell = _pick_cell(lats, lons, 4.0) if len(lats) else 1.0
+        self.cell = _pick_cell(lats, lons, 3.0) if len(lats) else 1.0
         self.ncol = round(360 / self.cell)
         self.nrow = round(180 / self.cell) + 1
         phi, lam = np.radians(lats), np.radians(lons)

@@ -165,3 +165,28 @@ def test_a_device_write_is_refused_when_the_row_moved_on(db_path):
         assert not db.save_device(conn, DeviceState("d", last_ts=3.0, version=new_version()),
                                   first.version)
         assert db.load_device(conn, "d").last_ts == 2.0
+
+
+def test_the_checkpointer_copies_the_wal_into_the_database_file(db_path):
+    import time
+
+    db = Database(db_path)
+    db.set_consent("before", True)
+
+    def in_main_file():  # the database file alone, WAL ignored
+        conn = sqlite3.connect(f"file:{db_path}?immutable=1", uri=True)
+        try:
+            return {r[0] for r in conn.execute("SELECT device_id FROM devices")}
+        except sqlite3.OperationalError:  # not even the schema there yet
+            return set()
+        finally:
+            conn.close()
+    assert "before" not in in_main_file()  # a small commit stays in the WAL by itself
+    db.start_checkpointer(every_s=0.05)
+    db.set_consent("after", True)
+    deadline = time.monotonic() + 10
+    while {"before", "after"} - in_main_file() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert {"before", "after"} <= in_main_file()
+    db.close()
+    assert not db._checkpointer.is_alive()
