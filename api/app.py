@@ -201,6 +201,7 @@ def create_app(engine: Engine) -> FastAPI:
 
     @app.get("/v1/campaigns", tags=["campaigns"], dependencies=[admin])
     def list_campaigns() -> dict:
+        engine.refresh()
         return {"campaigns": [c.body for c in engine.campaigns]}
 
     @app.put("/v1/campaigns/{campaign_id}", tags=["campaigns"], dependencies=[admin])

@@ -33,6 +33,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("default_accuracy_m", 50.0, "GPS accuracy, metres, taken for a ping that gives none"),
     Setting("min_offer_interval_s", 900.0, "engine-wide minimum seconds between two offers to one device"),
     Setting("max_speed_mps", 70.0, "faster than this (metres/second) between pings is impossible movement"),
+    Setting("reload_check_s", 1.0, "how often (seconds) a process looks for stores, geofences or "
+            "campaigns changed by another process on the same database"),
     Setting("admin_key", "", "the admin API key (instead of one created on first start)"),
     Setting("publishable_key", "", "the publishable API key (instead of one created on first start)"),
 )
@@ -47,6 +49,7 @@ class Settings:
     default_accuracy_m: float = 50.0
     min_offer_interval_s: float = 900.0
     max_speed_mps: float = 70.0
+    reload_check_s: float = 1.0
     admin_key: str = field(default="", repr=False)
     publishable_key: str = field(default="", repr=False)
 

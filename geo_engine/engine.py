@@ -125,6 +125,8 @@ class Engine:
 
     def reload(self) -> None:
         """Rebuild the indexes (and the campaign list) from the database."""
+        self._seen = self.db.generations()  # read first: a change made meanwhile shows next time
+        self._checked = time.monotonic()
         self.stores = self.db.store_arrays()
         self.store_index = StoreIndex(self.stores.lats, self.stores.lons)
         self.fence_index = FenceIndex(self.db.geofences())
@@ -137,6 +139,7 @@ class Engine:
         self.reload_campaigns()
 
     def reload_campaigns(self) -> None:
+        self._seen = self.db.generations()
         self.campaigns = [parse_campaign(body) for body in self.db.campaign_bodies()]
         self._active = [c for c in self.campaigns if c.enabled]
         self._targeted: dict[str, tuple[np.ndarray, StoreIndex | None]] = {}
@@ -151,6 +154,19 @@ class Engine:
         self._has_dwell = any(c.trigger == "dwell" for c in self._active)
         self._nearby_reach = max((c.radius_m for c in self._active if c.trigger == "nearby"),
                                  default=-1.0)
+
+    def refresh(self) -> None:
+        """Follow changes made by another process on the same database (at most every
+        ``reload_check_s``): stores and geofences rebuild the indexes, campaigns the list."""
+        now = time.monotonic()
+        if now - self._checked < self.settings.reload_check_s:
+            return
+        self._checked = now
+        seen = self.db.generations()
+        if seen["places"] != self._seen["places"]:
+            self.reload()
+        elif seen["campaigns"] != self._seen["campaigns"]:
+            self.reload_campaigns()
 
     def stores_targeted_by(self, campaign: Campaign) -> tuple[np.ndarray, StoreIndex | None]:
         """Positions of the stores a campaign targets (for ``nearby``) and an index over them.
@@ -194,12 +210,14 @@ class Engine:
 
     def geofence_feature(self, geofence_id: str) -> dict:
         """One geofence as a GeoJSON Feature (properties as they would be imported)."""
+        self.refresh()
         fence = self.geofence(geofence_id)
         if fence is None:
             raise NotFound(f"no geofence {geofence_id!r}")
         return _feature(fence)
 
     def geofence_collection(self) -> dict:
+        self.refresh()
         return {"type": "FeatureCollection", "features": [_feature(f) for f in self.fence_index.fences]}
 
     def nearby_geofences(self, lat: float, lon: float, limit: int = 20) -> list[dict]:
@@ -208,6 +226,7 @@ class Engine:
         Each is the geofence's enclosing circle (``lat``, ``lon``, ``radius_m``): what a phone
         hands to iOS or Android region monitoring. Nearest first, ties by id.
         """
+        self.refresh()
         lat, lon = check_lat_lon(lat, lon)
         if not 1 <= limit <= 1000:
             raise InvalidInput(f"limit must be from 1 to 1000, got {limit}")
@@ -232,6 +251,7 @@ class Engine:
 
         Nearest first, ties by store id; distances are WGS84 geodesic metres.
         """
+        self.refresh()
         lat, lon = check_lat_lon(lat, lon)
         if radius_m is not None:
             if not radius_m >= 0:
@@ -250,6 +270,7 @@ class Engine:
 
         Touches no device state. Geofences are ordered by confidence, highest first, then id.
         """
+        self.refresh()
         lat, lon = check_lat_lon(lat, lon)
         if not accuracy_m >= 0:
             raise InvalidInput(f"accuracy_m must be a number of metres >= 0, got {accuracy_m}")
@@ -271,6 +292,7 @@ class Engine:
         return campaign
 
     def campaign(self, campaign_id: str) -> Campaign:
+        self.refresh()
         for c in self.campaigns:
             if c.id == campaign_id:
                 return c
@@ -319,6 +341,7 @@ class Engine:
         conditional on the row's version, so a stale copy (another worker, a consent change)
         is caught inside the transaction, re-read, and the ping decided again.
         """
+        self.refresh()
         clock = time.perf_counter
         t0 = clock()
         if ping.ping_id is not None:

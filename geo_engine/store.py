@@ -163,6 +163,12 @@ MIGRATIONS: list[str] = [
         ON CONFLICT(campaign_id) DO UPDATE SET pushes = pushes + 1;
     END;
     """,
+    # version 5: change counters, so each worker process on one file notices what another one
+    # changed: 'places' (stores and geofences: rebuild the indexes), 'campaigns'
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+    INSERT INTO meta (key, value) VALUES ('places', 0), ('campaigns', 0);
+    """,
 ]
 
 
@@ -319,6 +325,7 @@ class Database:
                        json.dumps(g.metadata)) for g in data.geofences]
         try:
             with self.atomic() as conn:
+                self._changed(conn, "places")
                 conn.executemany(
                     """INSERT INTO stores (id, lat, lon, name, tags, timezone, opening_hours, address,
                                            metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -400,18 +407,29 @@ class Database:
         return [json.loads(r[0]) for r in
                 self._conn.execute("SELECT body FROM campaigns ORDER BY id")]
 
+    def generations(self) -> dict[str, int]:
+        """The change counters: ``places`` (stores, geofences) and ``campaigns``."""
+        return dict(self._conn.execute("SELECT key, value FROM meta"))
+
+    @staticmethod
+    def _changed(conn: sqlite3.Connection, what: str) -> None:
+        conn.execute("UPDATE meta SET value = value + 1 WHERE key = ?", (what,))
+
     def put_campaign(self, campaign_id: str, body: dict) -> None:
         with self.atomic() as conn:
+            self._changed(conn, "campaigns")
             conn.execute("INSERT INTO campaigns (id, body) VALUES (?, ?) ON CONFLICT(id) DO UPDATE "
                          "SET body=excluded.body, updated_at=excluded.updated_at",
                          (campaign_id, json.dumps(body)))
 
     def delete_campaign(self, campaign_id: str) -> bool:
         with self.atomic() as conn:
+            self._changed(conn, "campaigns")
             return conn.execute("DELETE FROM campaigns WHERE id = ?", (campaign_id,)).rowcount > 0
 
     def delete_geofence(self, geofence_id: str) -> bool:
         with self.atomic() as conn:
+            self._changed(conn, "places")
             # close the visits open in it, without an exit (the geofence is gone, not left)
             rows = conn.execute("SELECT device_id, visits FROM devices WHERE instr(visits, ?)",
                                 (orjson.dumps(geofence_id).decode(),)).fetchall()

@@ -361,3 +361,28 @@ def test_device_state_survives_a_restart(engine):
     again = Engine(engine.settings)  # a restarted process: nothing cached
     assert types(ping(again, "d", SF, T0 + timedelta(minutes=5))) == []  # still inside
     assert reasons(walk_in_again(again, "d", T0 + timedelta(hours=1))) == {"c1": "frequency_cap"}
+
+
+def test_changes_made_by_another_worker_reach_this_one(engine, twin):
+    import dataclasses
+
+    engine.settings = dataclasses.replace(engine.settings, reload_check_s=0.0)  # look every time
+    twin.put_campaign("c1", campaign())
+    assert visit(engine, "d", T0)["offer"]["campaign_id"] == "c1"
+    twin.delete_campaign("c1")
+    assert visit(engine, "e", T0)["decision"]["considered"] == 0
+    far = at(5000)
+    assert engine.locate(*far).geofences == []
+    twin.import_geojson(json.dumps({"type": "FeatureCollection", "features": [
+        feature({"id": "g-new", "store_id": "s-sf", "radius_m": 300}, far[1], far[0])]}))
+    assert [g.geofence_id for g in engine.locate(*far).geofences] == ["g-new"]
+
+
+def test_without_a_change_nothing_is_rebuilt(engine):
+    import dataclasses
+
+    engine.settings = dataclasses.replace(engine.settings, reload_check_s=0.0)
+    index = engine.fence_index
+    ping(engine, "d", SF, T0)
+    engine.locate(*SF)
+    assert engine.fence_index is index
