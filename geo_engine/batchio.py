@@ -7,6 +7,7 @@ memory stays bounded whatever the input size.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -74,18 +75,23 @@ def read_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
 
 
 class ChunkWriter:
-    """Write scored chunks to one output file, its format from the extension."""
+    """Write scored chunks to one output file, its format from the extension.
+
+    Chunks go to a hidden file beside it, renamed over ``path`` by :meth:`close`: a run that
+    fails leaves no half-written output and keeps whatever ``path`` held (call :meth:`abort`).
+    """
 
     def __init__(self, path: Path):
-        self.path = path
+        self.final = path
         self.suffix = path.suffix.lower()
+        # the same extension: the GDAL drivers pick the format by it
+        self.path = path.with_name(f".{path.stem}.partial{path.suffix}")
         self._parquet: pq.ParquetWriter | None = None
         self._first = True
         if self.suffix not in (".csv", ".parquet", ".geojson", ".gpkg", ".json"):
             raise InvalidInput(f"{path}: the output format is chosen by extension: use .csv, "
                                ".parquet, .geojson or .gpkg")
-        if path.exists():
-            path.unlink()
+        self.path.unlink(missing_ok=True)
 
     def write(self, df: pd.DataFrame) -> None:
         if self.suffix == ".csv":
@@ -104,5 +110,14 @@ class ChunkWriter:
         self._first = False
 
     def close(self) -> None:
+        """Finish the file and put it in place of the output."""
         if self._parquet is not None:
             self._parquet.close()
+        if not self._first:  # (no chunk at all: no file)
+            os.replace(self.path, self.final)
+
+    def abort(self) -> None:
+        """Drop what was written; the output is left as it was."""
+        if self._parquet is not None:
+            self._parquet.close()
+        self.path.unlink(missing_ok=True)

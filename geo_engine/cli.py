@@ -201,6 +201,11 @@ def serve(host: str, port: int, db: str | None, demo: bool) -> None:
               help="a GeoNames postal-code file for countries beyond the built-in US ZIP codes")
 @click.option("--chunk-rows", type=int, default=200_000, show_default=True,
               help="rows per chunk: memory is bounded by this, not by the file")
+@click.option("--id-col", default=None, help="the customer id column: checked to be there, written "
+              "first, shown on the report's map  [default: id, when there is one]")
+@click.option("--tile-url", default=None, metavar="URL",
+              help="a base map for --report from this tile server, e.g. "
+                   "http://127.0.0.1:8080/tile/{z}/{x}/{y}.png (the page fetches tiles when opened)")
 @click.option("--scheduler", default=None, metavar="ADDRESS",
               help="score on a Dask cluster at this scheduler address; 'local' starts one here")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -209,7 +214,8 @@ def serve(host: str, port: int, db: str | None, demo: bool) -> None:
 def score(input_path: Path, out: Path, db: str | None, radius_m: float, at, lat_col: str,
           lon_col: str, address_col: str, postal_col: str, country_col: str, geocoder: str | None,
           geocoder_url: str | None, geocode_delay_s: float, postal_codes: Path | None,
-          chunk_rows: int, report_path: Path | None, scheduler: str | None) -> None:
+          chunk_rows: int, report_path: Path | None, id_col: str | None, tile_url: str | None,
+          scheduler: str | None) -> None:
     """Score a customer file: nearest store, stores in reach, geofences, the offer (SPEC 7)."""
     from datetime import UTC, datetime
 
@@ -219,10 +225,13 @@ def score(input_path: Path, out: Path, db: str | None, radius_m: float, at, lat_
     from .batchio import ChunkWriter, count_rows, read_chunks
     from .geocoding import AddressGeocoder, PostalCodes
     from .report import MapSample, write_report
-    from .scoring import score_frame
+    from .scoring import OUTPUT_COLUMNS, score_frame
 
     if not input_path.is_file():
         raise InvalidInput(f"{input_path}: no such file")
+    if tile_url is not None and not all(k in tile_url for k in ("{z}", "{x}", "{y}")):
+        raise InvalidInput(f"--tile-url {tile_url!r} needs {{z}}, {{x}} and {{y}} where the tile's "
+                           "zoom and numbers go, like http://host/tile/{z}/{x}/{y}.png")
     engine = _engine(db)
     # one instant for every chunk (and every worker): the offers are decided as of it
     when = (at.replace(tzinfo=UTC) if at.tzinfo is None else at) if at is not None else \
@@ -246,30 +255,48 @@ def score(input_path: Path, out: Path, db: str | None, radius_m: float, at, lat_
                 yield score_frame(chunk, engine, radius_m=radius_m, at=when, lat_col=lat_col,
                                   lon_col=lon_col, per_store=counts, **locate_kw), counts
         scored_chunks = local(scored_chunks)
-    sample = MapSample() if report_path is not None else None  # the report map's points
+    sample = None  # the report map's points
+    first = True
     statuses: dict[str, int] = {}
     per_store = np.zeros(len(engine.stores), dtype=np.int64)
     rows = 0
     started = time.monotonic()
-    with tqdm(total=count_rows(input_path), unit="rows", disable=not sys.stderr.isatty(),
-              desc="scoring") as bar:
-        for scored, counts in scored_chunks:
-            writer.write(scored)
-            # customers within the radius of each store, counted in the same pass as each
-            # customer's stores within the radius
-            per_store += counts
-            for k, v in scored["status"].value_counts().items():
-                statuses[k] = statuses.get(k, 0) + int(v)
-            rows += len(scored)
-            bar.update(len(scored))
-            if sample is not None:
-                sample.add(scored)
+    try:
+        with tqdm(total=count_rows(input_path), unit="rows", disable=not sys.stderr.isatty(),
+                  desc="scoring") as bar:
+            for scored, counts in scored_chunks:
+                if first:  # the id column: named and missing is an error; by default "id" if there
+                    first = False
+                    if id_col is not None and id_col not in scored.columns:
+                        given = [str(c) for c in scored.columns if c not in OUTPUT_COLUMNS]
+                        raise InvalidInput(f"{input_path}: no column {id_col!r} for --id-col "
+                                           f"(columns: {', '.join(given)})")
+                    id_col = id_col or ("id" if "id" in scored.columns else None)
+                    if report_path is not None:
+                        sample = MapSample(id_col=id_col)
+                if id_col is not None:
+                    scored = scored[[id_col, *(c for c in scored.columns if c != id_col)]]
+                writer.write(scored)
+                # customers within the radius of each store, counted in the same pass as each
+                # customer's stores within the radius
+                per_store += counts
+                for k, v in scored["status"].value_counts().items():
+                    statuses[k] = statuses.get(k, 0) + int(v)
+                rows += len(scored)
+                bar.update(len(scored))
+                if sample is not None:
+                    sample.add(scored)
+    except BaseException:
+        writer.abort()  # no half-written output; an earlier one at --out stays as it was
+        raise
     writer.close()
     took = time.monotonic() - started
     near = {sid: int(c) for sid, c in zip(engine.stores.ids, per_store, strict=True) if c}
-    if sample is not None:
+    if report_path is not None:
         write_report(report_path, engine, rows=rows, statuses=statuses, near=near,
-                     sample=sample.frame, radius_m=radius_m, seconds=took)
+                     sample=(sample or MapSample(id_col=id_col)).frame, radius_m=radius_m,
+                     seconds=took, tile_url=tile_url,
+                     id_col=id_col)
     click.echo(f"scored {rows:,} rows in {took:.1f} s ({rows / max(took, 1e-9):,.0f} rows/s) into {out}")
     for k in sorted(statuses):
         click.echo(f"  {k:<22} {statuses[k]:>12,}")

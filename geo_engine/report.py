@@ -2,7 +2,9 @@
 
 The map is inline SVG in Web Mercator: stores as red squares (their names on hover), scored
 customers (a sample when there are many) as dots coloured by distance to their nearest store.
-It needs no network: no CDN, no script, no tile server.
+It needs no network: no CDN, no script, no tile server. Only when the user gives a tile URL
+(``{z}/{x}/{y}``, as OpenStreetMap-style servers take) does the page draw a base map from it,
+as ``<image>`` elements the browser fetches when the page is opened.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import pandas as pd
 
 from .engine import Engine
 
-__all__ = ["SAMPLE_POINTS", "MapSample", "write_report"]
+__all__ = ["SAMPLE_POINTS", "MapSample", "tiles", "write_report"]
 
 SAMPLE_POINTS = 5000
 WIDTH, HEIGHT = 960, 620
@@ -30,13 +32,16 @@ class MapSample:
 
     COLUMNS = ["located_lat", "located_lon", "nearest_distance_m"]
 
-    def __init__(self, size: int = SAMPLE_POINTS):
+    def __init__(self, size: int = SAMPLE_POINTS, id_col: str | None = None):
         self.size = size
         self.rows = 0
-        self._sample = pd.DataFrame({c: pd.Series(dtype=float) for c in self.COLUMNS})
+        self.id_col = id_col  # shown when a dot is hovered
+        columns = self.COLUMNS + ([id_col] if id_col else [])
+        self._sample = pd.DataFrame({c: pd.Series(dtype=float) for c in columns})
 
     def add(self, scored: pd.DataFrame) -> None:
-        located = scored.loc[scored["status"] == "ok", self.COLUMNS]
+        columns = self.COLUMNS + ([self.id_col] if self.id_col in scored.columns else [])
+        located = scored.loc[scored["status"] == "ok", columns]
         self.rows += len(scored)
         part = located.sample(n=min(self.size, len(located)), random_state=self.rows)
         both = pd.concat([self._sample, part]) if len(self._sample) else part
@@ -52,7 +57,27 @@ def _mercator_y(lat: np.ndarray) -> np.ndarray:
     return np.log(np.tan(np.pi / 4 + la / 2))
 
 
-def _svg(engine: Engine, sample: pd.DataFrame) -> str:
+MAX_TILES = 64
+
+
+def tiles(x0: float, x1: float, y0: float, y1: float, scale: float) -> tuple[int, list[tuple[int, int]]]:
+    """The zoom and the ``(x, y)`` tiles covering a Web Mercator box (radians) drawn at
+    ``scale`` pixels a radian: the zoom whose 256-pixel tiles show closest to their own size,
+    lowered until at most MAX_TILES cover the box."""
+    z = int(np.clip(round(math.log2(max(scale * 2 * math.pi / 256, 1e-9))), 0, 19))
+    def tile(v: float, n: int) -> int:  # v: radians from the tile grid's west or north edge
+        return int(np.clip(math.floor(v / (2 * math.pi) * n), 0, n - 1))
+    while True:
+        n = 2 ** z
+        xs = range(tile(x0 + math.pi, n), tile(x1 + math.pi, n) + 1)
+        ys = range(tile(math.pi - y1, n), tile(math.pi - y0, n) + 1)
+        if len(xs) * len(ys) <= MAX_TILES or z == 0:
+            return z, [(x, y) for y in ys for x in xs]
+        z -= 1
+
+
+def _svg(engine: Engine, sample: pd.DataFrame, tile_url: str | None = None,
+         id_col: str | None = None) -> str:
     s_lat, s_lon = engine.stores.lats, engine.stores.lons
     c_lat = sample["located_lat"].to_numpy(dtype=float)
     c_lon = sample["located_lon"].to_numpy(dtype=float)
@@ -72,12 +97,31 @@ def _svg(engine: Engine, sample: pd.DataFrame) -> str:
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" '
              f'width="{WIDTH}" height="{HEIGHT}" role="img" aria-label="stores and customers">',
              f'<rect width="{WIDTH}" height="{HEIGHT}" fill="#f4f1ea"/>']
+    if tile_url:
+        # the whole view, not only the points' box: tiles fill the frame
+        vx0, vx1 = cx - WIDTH / 2 / scale, cx + WIDTH / 2 / scale
+        vy0, vy1 = cy - HEIGHT / 2 / scale, cy + HEIGHT / 2 / scale
+        z, cover = tiles(vx0, vx1, vy0, vy1, scale)
+        size = 2 * math.pi / 2 ** z * scale
+        images = []
+        for tx, ty in cover:
+            left = WIDTH / 2 + (tx / 2 ** z * 2 * math.pi - math.pi - cx) * scale
+            top = HEIGHT / 2 - (math.pi - ty / 2 ** z * 2 * math.pi - cy) * scale
+            href = tile_url.replace("{z}", str(z)).replace("{x}", str(tx)).replace("{y}", str(ty))
+            images.append(f'<image href="{html.escape(href)}" x="{left:.2f}" y="{top:.2f}" '
+                          f'width="{size + 1:.2f}" height="{size + 1:.2f}"/>')
+        parts.append(f'<g class="tiles">{"".join(images)}</g>')
     dist = sample["nearest_distance_m"].to_numpy(dtype=float)
+    ids = sample[id_col].astype(str).to_numpy() if id_col and id_col in sample.columns else None
     x, y = px(c_lat, c_lon)
     for (limit, colour), lower in zip(BUCKETS, [0] + [b[0] for b in BUCKETS[:-1]], strict=True):
         sel = (dist >= lower) & (dist < limit)
-        dots = "".join(f'<circle cx="{a:.1f}" cy="{b:.1f}" r="2.2"/>' for a, b in zip(x[sel], y[sel],
-                                                                                       strict=True))
+        if ids is None:
+            dots = "".join(f'<circle cx="{a:.1f}" cy="{b:.1f}" r="2.2"/>'
+                           for a, b in zip(x[sel], y[sel], strict=True))
+        else:
+            dots = "".join(f'<circle cx="{a:.1f}" cy="{b:.1f}" r="2.2"><title>{html.escape(i)}</title>'
+                           f'</circle>' for a, b, i in zip(x[sel], y[sel], ids[sel], strict=True))
         parts.append(f'<g fill="{colour}" fill-opacity="0.75">{dots}</g>')
     x, y = px(s_lat, s_lon)
     squares = "".join(
@@ -90,8 +134,13 @@ def _svg(engine: Engine, sample: pd.DataFrame) -> str:
 
 
 def write_report(path: Path, engine: Engine, *, rows: int, statuses: dict[str, int],
-                 near: dict[str, int], sample: pd.DataFrame, radius_m: float, seconds: float) -> None:
-    """Write the report page: map, rows scored, unscorable by reason, the top stores."""
+                 near: dict[str, int], sample: pd.DataFrame, radius_m: float, seconds: float,
+                 tile_url: str | None = None, id_col: str | None = None) -> None:
+    """Write the report page: map, rows scored, unscorable by reason, the top stores.
+
+    With ``tile_url`` the map has a base layer from that tile server; without, it fetches
+    nothing. With ``id_col``, hovering a customer shows its id.
+    """
     legend = "".join(f'<li><span class="dot" style="background:{c}"></span>'
                      f'{"under " + format(b, ",.0f") + " m" if b != math.inf else "farther"}</li>'
                      for b, c in BUCKETS)
@@ -101,6 +150,8 @@ def write_report(path: Path, engine: Engine, *, rows: int, statuses: dict[str, i
     top = sorted(near.items(), key=lambda kv: (-kv[1], kv[0]))[:15]
     top_rows = "".join(f"<tr><td>{html.escape(s)}</td><td>{html.escape(str(names.get(s, '')))}</td>"
                        f"<td>{n:,}</td></tr>" for s, n in top)
+    credit = "" if not tile_url else \
+        f'<p class="muted">base map: tiles from {html.escape(tile_url)}</p>'
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>geo-engine scoring report</title>
 <style>
@@ -116,7 +167,7 @@ height: 10px; border-radius: 5px; margin-right: 6px; }}
 <h1>Scoring report</h1>
 <p class="muted">{rows:,} rows scored in {seconds:.1f} s against {len(engine.stores):,} stores;
 map: {len(sample):,} customers{" (a sample)" if len(sample) < statuses.get("ok", 0) else ""}.</p>
-<div class="wrap"><div id="map">{_svg(engine, sample)}</div>
+<div class="wrap"><div id="map">{_svg(engine, sample, tile_url, id_col)}{credit}</div>
 <div><ul class="legend"><li><span class="store"></span>store</li>{legend}</ul>
 <h2>Rows by status</h2><table><tr><th>status</th><th>rows</th></tr>{status_rows}</table>
 <h2>Top stores</h2><p class="muted">customers within {radius_m:,.0f} m of each store</p>

@@ -51,3 +51,115 @@ def test_the_report_draws_a_map_with_no_network(tmp_path):
     assert count((0xD7, 0x19, 0x1C)) > 32 * 20  # the stores' red squares drew
     assert count((0x1A, 0x98, 0x50)) + count((0x66, 0xBD, 0x63)) > 500  # near customers, green
     assert count((0xF4, 0xF1, 0xEA)) > 100_000  # the map's background
+
+
+def test_tiles_cover_the_view_and_stay_few():
+    import math
+
+    from geo_engine.report import MAX_TILES, tiles
+
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        x0 = rng.uniform(-math.pi, math.pi - 0.01)
+        x1 = min(math.pi, x0 + 10 ** rng.uniform(-5, 0.5))
+        y0 = rng.uniform(-3, 3)
+        y1 = min(3.1, y0 + 10 ** rng.uniform(-5, 0.5))
+        scale = 960 / (x1 - x0)
+        z, cover = tiles(x0, x1, y0, y1, scale)
+        assert 1 <= len(cover) <= MAX_TILES
+        n = 2 ** z
+        xs = {x for x, _ in cover}
+        ys = {y for _, y in cover}
+        for x in (x0, x1):  # every corner of the view lies on a tile that is drawn
+            assert min(int((x + math.pi) / (2 * math.pi) * n), n - 1) in xs
+        for y in (y0, y1):
+            assert min(int((math.pi - y) / (2 * math.pi) * n), n - 1) in ys
+
+
+def _tile_server(colour):
+    """A tile server on a free loopback port: every tile a flat colour; requests recorded."""
+    import io
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    buf = io.BytesIO()
+    Image.new("RGB", (256, 256), colour).save(buf, format="PNG")
+    png, seen = buf.getvalue(), []
+
+    class Tiles(BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(len(png)))
+            self.end_headers()
+            self.wfile.write(png)
+
+        def log_message(self, *args):
+            pass
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Tiles)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, seen
+
+
+def test_a_tile_layer_only_when_asked_and_it_draws(tmp_path):
+    import math
+
+    engine = Engine(Settings(db=str(tmp_path / "r.db")))
+    engine.import_files([DEMO])
+    rng = np.random.default_rng(6)
+    path = tmp_path / "customers.csv"
+    pd.DataFrame({"customer": [f"cust-{k}" for k in range(400)], "lat": 37.72 + rng.random(400) * 0.08,
+                  "lon": -122.50 + rng.random(400) * 0.1}).to_csv(path, index=False)
+    blue = (0x20, 0x40, 0xC0)
+    server, seen = _tile_server(blue)
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/tile/{{z}}/{{x}}/{{y}}.png"
+        report, out = tmp_path / "report.html", tmp_path / "out.csv"
+        r = subprocess.run([sys.executable, "-m", "geo_engine", "score", str(path), "--out", str(out),
+                            "--db", engine.db.path, "--report", str(report), "--tile-url", url,
+                            "--id-col", "customer"], capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        page = report.read_text()
+        assert "<title>cust-0</title>" in page  # hovering a customer shows its id
+        assert pd.read_csv(out).columns[0] == "customer"  # the id column comes first
+        hrefs = re.findall(r'<image href="([^"]+)"', page)
+        assert hrefs and all(h.startswith(f"http://127.0.0.1:{server.server_port}/tile/") for h in hrefs)
+        z = int(hrefs[0].split("/")[-3])
+        # the tile holding the demo chain's middle (San Francisco) is one of them
+        n = 2 ** z
+        x = int((-122.42 + 180) / 360 * n)
+        y = int((1 - math.asinh(math.tan(math.radians(37.77))) / math.pi) / 2 * n)
+        assert f"/tile/{z}/{x}/{y}.png" in {h.split(str(server.server_port))[1] for h in hrefs}
+
+        shot = tmp_path / "shot.png"
+        subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}",
+                        "--window-size=1400,900", f"--screenshot={shot}", report.as_uri()],
+                       capture_output=True, timeout=120, check=True)
+    finally:
+        server.shutdown()
+    assert {p for p in seen} >= {f"/tile/{z}/{x}/{y}.png"}  # the browser fetched the tiles
+    # the map: 960 x 620 at the page's top left, below the heading
+    pixels = np.asarray(Image.open(shot).convert("RGB"))[110:700, 30:960].reshape(-1, 3).astype(int)
+    tiles_drawn = int((np.abs(pixels - np.array(blue)).sum(axis=1) < 40).sum())
+    background = int((np.abs(pixels - np.array((0xF4, 0xF1, 0xEA))).sum(axis=1) < 40).sum())
+    assert tiles_drawn > 0.8 * len(pixels) and background < 0.01 * len(pixels)  # tiles fill it
+
+
+def test_a_named_id_column_must_exist_and_a_failed_run_keeps_the_old_output(tmp_path):
+    engine = Engine(Settings(db=str(tmp_path / "r.db")))
+    engine.import_files([DEMO])
+    path = tmp_path / "customers.csv"
+    pd.DataFrame({"id": [1], "lat": [37.78], "lon": [-122.41]}).to_csv(path, index=False)
+    (tmp_path / "o.csv").write_text("an earlier run's output\n")
+    r = subprocess.run([sys.executable, "-m", "geo_engine", "score", str(path), "--out",
+                        str(tmp_path / "o.csv"), "--db", engine.db.path, "--id-col", "customer_id"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert "no column 'customer_id' for --id-col (columns: id, lat, lon)" in r.stderr
+    assert (tmp_path / "o.csv").read_text() == "an earlier run's output\n"
+    assert sorted(p.name for p in tmp_path.iterdir() if "partial" in p.name) == []
+    r = subprocess.run([sys.executable, "-m", "geo_engine", "score", str(path), "--out",
+                        str(tmp_path / "o.csv"), "--db", engine.db.path, "--tile-url", "http://x/t.png"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0 and "needs {z}, {x} and {y}" in r.stderr
