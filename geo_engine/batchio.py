@@ -8,6 +8,8 @@ memory stays bounded whatever the input size.
 from __future__ import annotations
 
 import os
+import queue
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +22,7 @@ import shapely
 
 from .errors import InvalidInput
 
-__all__ = ["ChunkWriter", "count_rows", "read_chunks"]
+__all__ = ["BackgroundWriter", "ChunkWriter", "count_rows", "read_chunks"]
 
 
 def count_rows(path: Path) -> int | None:
@@ -121,3 +123,46 @@ class ChunkWriter:
         if self._parquet is not None:
             self._parquet.close()
         self.path.unlink(missing_ok=True)
+
+
+class BackgroundWriter:
+    """A :class:`ChunkWriter` fed from a thread of its own, so writing a chunk (Parquet and
+    GDAL release the GIL) overlaps scoring the next. At most ``depth`` chunks wait; an error
+    in the thread is raised at the next ``write`` or at ``close``."""
+
+    def __init__(self, writer: ChunkWriter, depth: int = 2):
+        self.writer = writer
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="chunk-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (df := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self.writer.write(df)
+                except BaseException as exc:  # handed to the caller's thread
+                    self._error = exc
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def write(self, df: pd.DataFrame) -> None:
+        self._raise()
+        self._queue.put(df)
+
+    def _finish(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    def close(self) -> None:
+        self._finish()
+        self._raise()
+        self.writer.close()
+
+    def abort(self) -> None:
+        self._finish()
+        self.writer.abort()

@@ -222,7 +222,7 @@ def score(input_path: Path, out: Path, db: str | None, radius_m: float, at, lat_
     import numpy as np
     from tqdm import tqdm
 
-    from .batchio import ChunkWriter, count_rows, read_chunks
+    from .batchio import BackgroundWriter, ChunkWriter, count_rows, read_chunks
     from .geocoding import AddressGeocoder, PostalCodes
     from .report import MapSample, write_report
     from .scoring import OUTPUT_COLUMNS, score_frame
@@ -240,7 +240,7 @@ def score(input_path: Path, out: Path, db: str | None, radius_m: float, at, lat_
                      postal_codes=PostalCodes(postal_codes),
                      geocoder=AddressGeocoder(geocoder, engine.db, geocoder_url, geocode_delay_s)
                      if geocoder else None)
-    writer = ChunkWriter(out)
+    writer = BackgroundWriter(ChunkWriter(out))  # writes overlap the next chunk's scoring
     scored_chunks = read_chunks(input_path, chunk_rows)
     if scheduler:
         options = dict(radius_m=radius_m, at=when, lat_col=lat_col, lon_col=lon_col,

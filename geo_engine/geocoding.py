@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -68,13 +69,8 @@ class PostalCodes:
     """Postal-code centroids: US ZIP codes built in, other countries from GeoNames files."""
 
     def __init__(self, geonames: Path | None = None):
-        import zipcodes
-
-        us = pd.DataFrame([(z["zip_code"], float(z["lat"]), float(z["long"]))
-                           for z in zipcodes.list_all()], columns=["code", "lat", "lon"])
-        us["country"] = "US"
-        frames = [us]
-        if geonames is not None:
+        self._geonames = None
+        if geonames is not None:  # read now: a bad file is refused before any scoring
             try:
                 g = pd.read_csv(geonames, sep="\t", header=None, dtype=str, usecols=[0, 1, 9, 10],
                                 names=["country", "code", "lat", "lon"], keep_default_na=False)
@@ -84,11 +80,22 @@ class PostalCodes:
                                    ) from None
             g["lat"] = pd.to_numeric(g["lat"], errors="coerce")
             g["lon"] = pd.to_numeric(g["lon"], errors="coerce")
-            frames.append(g)
-        table = pd.concat(frames, ignore_index=True)
+            self._geonames = g
+
+    @functools.cached_property
+    def table(self) -> pd.DataFrame:
+        """(country, code, lat, lon), one row per code: built on first use (about 1 s for the
+        US ZIP codes, which a file without postal codes never needs)."""
+        import zipcodes
+
+        us = pd.DataFrame([(z["zip_code"], float(z["lat"]), float(z["long"]))
+                           for z in zipcodes.list_all()], columns=["code", "lat", "lon"])
+        us["country"] = "US"
+        table = pd.concat([us] + ([self._geonames] if self._geonames is not None else []),
+                          ignore_index=True)
         table["code"] = table["code"].str.strip().str.upper()
         # one centroid per code: the mean of a code's places (GeoNames lists several)
-        self.table = table.groupby(["country", "code"], as_index=False)[["lat", "lon"]].mean()
+        return table.groupby(["country", "code"], as_index=False)[["lat", "lon"]].mean()
 
     def lookup(self, codes, countries=None) -> tuple[np.ndarray, np.ndarray]:
         """Centroid lats, lons of each code (NaN when unknown); country defaults to US."""

@@ -158,6 +158,30 @@ class BoxGrid:
         starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])[:len(keys)]
         ends = np.r_[starts[1:], len(keys)][:len(starts)]
         self._cells = {int(keys[s]): tuple(who[s:e]) for s, e in zip(starts, ends, strict=True)}
+        # the same as arrays, for many points at once: cell keys, their runs, box per entry
+        self._ukeys, self._ustart, self._uend = keys[starts], starts, ends
+        self._boxes, self._entry_box, self._owners = boxes, rep, owners
+
+    def query_points(self, lats: np.ndarray, lons: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(point, owner)`` pairs, unique, for every box holding a point (edges inclusive);
+        None when wide boxes make the grid unfit (use a tree)."""
+        if self._wide:
+            return None
+        keys = self._row(lats) * self.ncol + self._col(lons)
+        at = np.searchsorted(self._ukeys, keys)
+        at = np.minimum(at, max(len(self._ukeys) - 1, 0))
+        hit = np.flatnonzero((len(self._ukeys) > 0) & (self._ukeys[at] == keys)) if len(keys) \
+            else np.zeros(0, dtype=np.int64)
+        start, length = self._ustart[at[hit]], self._uend[at[hit]] - self._ustart[at[hit]]
+        pts = np.repeat(hit, length)
+        entry = np.arange(len(pts)) - np.repeat(np.cumsum(length) - length, length) + \
+            np.repeat(start, length)
+        box = self._entry_box[entry]
+        b = self._boxes[box]
+        x, y = lons[pts], lats[pts]
+        inside = (b[:, 0] <= x) & (x <= b[:, 2]) & (b[:, 1] <= y) & (y <= b[:, 3])
+        pairs = np.unique(np.column_stack([pts[inside], self._owners[box[inside]]]), axis=0)
+        return pairs[:, 0], pairs[:, 1]
 
     def _col(self, lon):
         return np.minimum(np.floor((np.asarray(lon) + 180) / self.cell).astype(np.int64), self.ncol - 1)

@@ -205,3 +205,21 @@ def test_nearby_campaigns_score_as_pings_decide(tmp_path):
         pinged.append(answer["offer"]["campaign_id"] if answer["offer"] else None)
     assert scored == pinged
     assert 10 < scored.count("near") < 290  # some in reach of a market, some not
+
+
+def test_a_write_that_fails_in_the_writer_thread_is_raised_and_leaves_no_output(tmp_path):
+    from geo_engine.batchio import BackgroundWriter, ChunkWriter
+
+    out = tmp_path / "o.parquet"
+    writer = BackgroundWriter(ChunkWriter(out))
+    writer.write(pd.DataFrame({"located_lat": [1.0], "n": [1]}))
+    writer.write(pd.DataFrame({"located_lat": [2.0], "n": ["not a number"]}))  # schema differs
+    with pytest.raises(Exception, match="not a number|convert|cast|Integer"):
+        writer.close()
+    writer.abort()
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+    good = BackgroundWriter(ChunkWriter(out))
+    for k in range(5):
+        good.write(pd.DataFrame({"located_lat": [float(k)], "n": [k]}))
+    good.close()
+    assert pd.read_parquet(out)["n"].tolist() == [0, 1, 2, 3, 4]  # every chunk, in order

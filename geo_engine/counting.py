@@ -1,0 +1,178 @@
+"""Exact counts of points within a geodesic radius, without listing most of the pairs.
+
+Batch scoring asks, for every customer, how many stores lie within ``R`` (5 km by default), and
+for every store how many customers do. In a dense city that is hundreds of pairs a customer; a
+k-d tree lists them all. :class:`CapGrid` counts whole grid cells instead:
+
+* The points go in square lon/lat cells of ``R / 8`` (in angle), sorted by cell, so the points
+  of a run of cells along a row are one ``searchsorted`` range.
+* Around a query, the disk of radius ``R`` lies between two spherical caps: every point within
+  ``theta_in = R / R_HI`` is within ``R``, and none beyond ``theta_out = R / R_LO`` is (the bounds
+  of :mod:`geo_engine.geometry`). For each row of cells the longitudes a cap covers are an
+  interval, from spherical trigonometry: cells inside the inner cap are counted whole (two
+  binary searches); only the cells along the edge that meet the outer cap have their points
+  tested, by chord, and by geodesic in the thin shell between the caps.
+
+Everything is numpy over all queries, row offset by row offset. Queries whose outer cap comes
+near a pole (beyond 85 degrees) or crosses the antimeridian are left to the caller (``handled``
+is False for them): the k-d tree answers those few.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .geometry import R_HI, R_LO, distances_m
+
+__all__ = ["CapGrid"]
+
+_PER_RADIUS = 3  # cells across the radius: finer means fewer points tested, more searches
+_MAX_LAT = 85.0
+_EPS = 1e-9  # radians of slack: full intervals shrink by it, partial ones grow by it
+
+
+def _half_width(phi: np.ndarray, phi0: np.ndarray, theta: float) -> np.ndarray:
+    """Half the longitude span (radians) of a cap of angle ``theta`` around latitude ``phi0``
+    at latitude ``phi``; NaN where the parallel misses the cap."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        c = (math.cos(theta) - np.sin(phi) * np.sin(phi0)) / (np.cos(phi) * np.cos(phi0))
+    out = np.arccos(np.clip(c, -1.0, 1.0))
+    out[~(c <= 1.0 + 1e-12)] = np.nan
+    return out
+
+
+class CapGrid:
+    """Points bucketed for counting within ``radius_m`` (see the module docstring).
+
+    Parameters
+    ----------
+    lats, lons : the points, degrees
+    radius_m : the geodesic radius the counts are for
+    """
+
+    def __init__(self, lats, lons, radius_m: float):
+        self.radius_m = float(radius_m)
+        self.lats = np.asarray(lats, dtype=float)
+        self.lons = np.asarray(lons, dtype=float)
+        self.theta_in = self.radius_m / R_HI * (1 - 1e-9)
+        self.theta_out = self.radius_m / R_LO * (1 + 1e-9) + 1e-12
+        self.cell = max(math.degrees(self.theta_out) / _PER_RADIUS, 1e-6)  # degrees
+        self.ncol = math.ceil(360.0 / self.cell) + 2
+        row = np.floor((self.lats + 90.0) / self.cell).astype(np.int64)
+        col = np.floor((self.lons + 180.0) / self.cell).astype(np.int64)
+        keys = row * self.ncol + col
+        self.order = np.argsort(keys, kind="stable")
+        self.keys = keys[self.order]
+        phi, lam = np.radians(self.lats[self.order]), np.radians(self.lons[self.order])
+        self.xyz = np.column_stack([np.cos(phi) * np.cos(lam), np.cos(phi) * np.sin(lam), np.sin(phi)])
+
+    def count(self, lats, lons) -> tuple[np.ndarray, np.ndarray]:
+        """Return (counts, handled): for each query, the points within the radius (inclusive).
+
+        Rows with ``handled`` False have count 0 and are for the caller to answer. (Counts per
+        point come from the same grid built over the queries, with the roles swapped.)
+        """
+        q_lat = np.asarray(lats, dtype=float)
+        q_lon = np.asarray(lons, dtype=float)
+        n = len(q_lat)
+        counts = np.zeros(n, dtype=np.int64)
+        if n == 0 or self.radius_m < 0:
+            return counts, np.ones(n, dtype=bool)
+        th_in, th_out, cell = self.theta_in, self.theta_out, self.cell
+        phi0 = np.radians(q_lat)
+        reach_deg = math.degrees(th_out)
+        with np.errstate(invalid="ignore"):
+            wide = np.degrees(np.arcsin(np.minimum(1.0, math.sin(th_out) / np.cos(phi0))))
+        handled = (np.abs(q_lat) + reach_deg < _MAX_LAT) & (q_lon - wide > -180.0) & \
+            (q_lon + wide < 180.0) & np.isfinite(q_lat) & np.isfinite(q_lon)
+        qi = np.flatnonzero(handled)
+        if len(qi) == 0 or len(self.keys) == 0:
+            return counts, handled
+        # queries in cell order: the binary searches below then walk the keys in order
+        qi = qi[np.argsort(np.floor((q_lat[qi] + 90.0) / cell) * self.ncol +
+                           np.floor((q_lon[qi] + 180.0) / cell), kind="stable")]
+        phi0, lam_deg = phi0[qi], q_lon[qi]
+        qxyz = np.column_stack([np.cos(phi0) * np.cos(np.radians(lam_deg)),
+                                np.cos(phi0) * np.sin(np.radians(lam_deg)), np.sin(phi0)])
+        sub = np.zeros(len(qi), dtype=np.int64)
+        qrow = np.floor((q_lat[qi] + 90.0) / cell).astype(np.int64)
+        phi_star = np.arcsin(np.clip(np.sin(phi0) / math.cos(th_out), -1, 1))  # widest latitude
+        chord_in2 = (2 * math.sin(th_in / 2)) ** 2
+        chord_out2 = (2 * math.sin(th_out / 2)) ** 2
+        keys, ncol = self.keys, self.ncol
+        span = _PER_RADIUS + 1
+        # half-widths at row edge k (the south edge of row qrow + k), each found once
+        edges: dict[tuple[int, float], np.ndarray] = {}
+
+        def width(k: int, theta: float) -> np.ndarray:
+            if (k, theta) not in edges:
+                edges[k, theta] = _half_width(np.radians((qrow + k) * cell - 90.0), phi0, theta)
+            return edges[k, theta]
+        for dy in range(-span, span + 1):
+            row = qrow + dy
+            a = np.radians(row * cell - 90.0)  # the row's south and north edges
+            b = np.radians((row + 1) * cell - 90.0)
+            # outer cap: the widest longitude half-span over the band (cut to the cap's reach)
+            lo, hi = np.maximum(a, phi0 - th_out), np.minimum(b, phi0 + th_out)
+            meets = lo <= hi
+            if not meets.any():
+                continue
+            # an edge cut to the cap's reach is its tip, where the half-width is 0
+            w_out = np.fmax(np.where(lo == a, width(dy, th_out), 0.0),
+                            np.where(hi == b, width(dy + 1, th_out), 0.0))
+            at_star = (phi_star >= lo) & (phi_star <= hi)
+            w_out[at_star] = np.fmax(w_out[at_star],
+                                     _half_width(phi_star[at_star], phi0[at_star], th_out))
+            w_out = np.degrees(np.nan_to_num(w_out, nan=0.0) + _EPS)
+            # inner cap: the narrowest half-span over the band (the ends: it has one maximum)
+            w_in = np.degrees(np.fmin(width(dy, th_in), width(dy + 1, th_in)) - _EPS)
+            whole_band = (phi0 - th_in + _EPS <= a) & (b <= phi0 + th_in - _EPS)
+            w_in = np.where(whole_band & np.isfinite(w_in), w_in, -1.0)
+            p_lo = np.floor((lam_deg - w_out + 180.0) / cell).astype(np.int64)
+            p_hi = np.floor((lam_deg + w_out + 180.0) / cell).astype(np.int64)
+            f_lo = np.ceil((lam_deg - w_in + 180.0) / cell).astype(np.int64)
+            f_hi = np.floor((lam_deg + w_in + 180.0) / cell).astype(np.int64) - 1
+            full = (w_in >= 0) & (f_lo <= f_hi) & meets
+            base = row * ncol
+            if full.any():  # cells inside the inner cap: every point counts
+                fi = np.flatnonzero(full)
+                sub[fi] += np.searchsorted(keys, base[fi] + f_hi[fi], "right") - \
+                    np.searchsorted(keys, base[fi] + f_lo[fi], "left")
+            # the edge: [p_lo, f_lo - 1] and [f_hi + 1, p_hi], or all of [p_lo, p_hi]
+            left_hi = np.where(full, f_lo - 1, p_hi)
+            right_lo = np.where(full, f_hi + 1, p_hi + 1)
+            for e_lo, e_hi in ((p_lo, left_hi), (right_lo, p_hi)):
+                use = meets & (e_lo <= e_hi)
+                if use.any():
+                    ui = np.flatnonzero(use)
+                    sub += self._edge(ui, base[ui] + e_lo[ui], base[ui] + e_hi[ui], qxyz,
+                                      q_lat[qi], q_lon[qi], len(qi), chord_in2, chord_out2)
+        counts[qi] = sub
+        return counts, handled
+
+    def _ranges(self, k_lo: np.ndarray, k_hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For key ranges, which range each point slot belongs to and the slots themselves."""
+        start = np.searchsorted(self.keys, k_lo, "left")
+        end = np.searchsorted(self.keys, k_hi, "right")
+        length = np.maximum(end - start, 0)
+        owner = np.repeat(np.arange(len(start)), length)
+        slot = np.arange(len(owner)) - np.repeat(np.cumsum(length) - length, length) + \
+            np.repeat(start, length)
+        return owner, slot
+
+    def _edge(self, qsel, k_lo, k_hi, qxyz, q_lat, q_lon, nq, chord_in2, chord_out2) -> np.ndarray:
+        """Counts (over all nq queries) from the points of edge cells, tested one by one."""
+        owner, slot = self._ranges(k_lo, k_hi)
+        if len(slot) == 0:
+            return np.zeros(nq, dtype=np.int64)
+        q = qsel[owner]
+        c2 = ((self.xyz[slot] - qxyz[q]) ** 2).sum(axis=1)
+        keep = c2 <= chord_in2
+        shell = np.flatnonzero((c2 > chord_in2) & (c2 <= chord_out2))
+        if len(shell):
+            p = self.order[slot[shell]]
+            d = distances_m(q_lat[q[shell]], q_lon[q[shell]], self.lats[p], self.lons[p])
+            keep[shell] = d <= self.radius_m
+        return np.bincount(q[keep], minlength=nq)
