@@ -195,6 +195,8 @@ def serve(host: str, port: int, db: str | None, demo: bool) -> None:
 @click.option("--country-col", default="country", show_default=True)
 @click.option("--geocoder", default=None, help="a geopy geocoder for the address column, e.g. nominatim")
 @click.option("--geocoder-url", default=None, help="where it runs, e.g. http://127.0.0.1:8080")
+@click.option("--geocoder-option", "geocoder_options", multiple=True, metavar="NAME=VALUE",
+              help="passed to the geopy geocoder, e.g. api_key=... (repeat for several)")
 @click.option("--geocode-delay-s", type=float, default=1.0, show_default=True,
               help="seconds between look-ups (Nominatim's public policy is 1)")
 @click.option("--postal-codes", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -213,7 +215,8 @@ def serve(host: str, port: int, db: str | None, demo: bool) -> None:
 @_fails_cleanly
 def score(input_path: Path, out: Path, db: str | None, radius_m: float, at, lat_col: str,
           lon_col: str, address_col: str, postal_col: str, country_col: str, geocoder: str | None,
-          geocoder_url: str | None, geocode_delay_s: float, postal_codes: Path | None,
+          geocoder_url: str | None, geocoder_options: tuple[str, ...], geocode_delay_s: float,
+          postal_codes: Path | None,
           chunk_rows: int, report_path: Path | None, id_col: str | None, tile_url: str | None,
           scheduler: str | None) -> None:
     """Score a customer file: nearest store, stores in reach, geofences, the offer (SPEC 7)."""
@@ -223,7 +226,7 @@ def score(input_path: Path, out: Path, db: str | None, radius_m: float, at, lat_
     from tqdm import tqdm
 
     from .batchio import BackgroundWriter, ChunkWriter, count_rows, read_chunks
-    from .geocoding import AddressGeocoder, PostalCodes
+    from .geocoding import AddressGeocoder, PostalCodes, parse_options
     from .report import MapSample, write_report
     from .scoring import OUTPUT_COLUMNS, score_frame
 
@@ -238,7 +241,8 @@ def score(input_path: Path, out: Path, db: str | None, radius_m: float, at, lat_
         datetime.now(UTC)
     locate_kw = dict(address_col=address_col, postal_col=postal_col, country_col=country_col,
                      postal_codes=PostalCodes(postal_codes),
-                     geocoder=AddressGeocoder(geocoder, engine.db, geocoder_url, geocode_delay_s)
+                     geocoder=AddressGeocoder(geocoder, engine.db, geocoder_url, geocode_delay_s,
+                                              options=parse_options(geocoder_options))
                      if geocoder else None)
     writer = BackgroundWriter(ChunkWriter(out))  # writes overlap the next chunk's scoring
     scored_chunks = read_chunks(input_path, chunk_rows)
@@ -246,7 +250,8 @@ def score(input_path: Path, out: Path, db: str | None, radius_m: float, at, lat_
         options = dict(radius_m=radius_m, at=when, lat_col=lat_col, lon_col=lon_col,
                        address_col=address_col, postal_col=postal_col, country_col=country_col,
                        postal_codes_file=postal_codes,
-                       geocoder=(geocoder, geocoder_url, geocode_delay_s) if geocoder else None)
+                       geocoder=(geocoder, geocoder_url, geocode_delay_s,
+                                 parse_options(geocoder_options)) if geocoder else None)
         scored_chunks = _on_dask(scheduler, scored_chunks, str(Path(engine.db.path).resolve()), options)
     else:
         def local(chunks):

@@ -20,14 +20,41 @@ import pandas as pd
 from .errors import InvalidInput
 from .store import Database
 
-__all__ = ["AddressGeocoder", "PostalCodes"]
+__all__ = ["AddressGeocoder", "PostalCodes", "parse_options"]
+
+
+def parse_options(pairs: list[str] | tuple[str, ...]) -> dict:
+    """``["api_key=abc", "timeout=5"]`` -> ``{"api_key": "abc", "timeout": 5}`` (numbers and
+    true/false read as such, the rest kept as text)."""
+    out: dict = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise InvalidInput(f"--geocoder-option {pair!r} is not NAME=VALUE, like api_key=abc123")
+        text = value.strip()
+        parsed: object = text
+        if text.lower() in ("true", "false"):
+            parsed = text.lower() == "true"
+        else:
+            for kind in (int, float):
+                try:
+                    parsed = kind(text)
+                    break
+                except ValueError:
+                    pass
+        out[key.strip()] = parsed
+    return out
 
 
 class AddressGeocoder:
-    """Geocode addresses through geopy, each distinct one once, cached in ``db``."""
+    """Geocode addresses through geopy, each distinct one once, cached in ``db``.
+
+    ``options`` go to the geopy geocoder's constructor as they are (``api_key`` for the
+    commercial ones, ``user_agent``, ``timeout``, ...); see :func:`parse_options`.
+    """
 
     def __init__(self, name: str, db: Database, url: str | None = None, delay_s: float = 1.0,
-                 user_agent: str = "geo-engine"):
+                 user_agent: str = "geo-engine", options: dict | None = None):
         from geopy.extra.rate_limiter import RateLimiter
         from geopy.geocoders import get_geocoder_for_service
 
@@ -40,6 +67,7 @@ class AddressGeocoder:
         if url:
             parsed = urlparse(url if "://" in url else f"https://{url}")
             kwargs.update(domain=parsed.netloc + parsed.path.rstrip("/"), scheme=parsed.scheme)
+        kwargs.update(options or {})  # what that geocoder takes: api_key, user_agent, timeout...
         try:
             self._geocoder = cls(**kwargs)
         except TypeError as exc:

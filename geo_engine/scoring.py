@@ -199,7 +199,7 @@ def score_chunk_on_worker(df: pd.DataFrame, db_path: str, options: dict
     The worker opens the database once and keeps it.
 
     ``options`` are score_frame's keywords, with ``postal_codes_file`` and ``geocoder`` given as
-    plain values (``(name, url, delay_s)``) that the worker turns into objects.
+    plain values (``(name, url, delay_s, options)``) that the worker turns into objects.
     """
     from .config import Settings
 
@@ -211,6 +211,7 @@ def score_chunk_on_worker(df: pd.DataFrame, db_path: str, options: dict
     geocoder = opts.pop("geocoder", None)
     opts["postal_codes"] = PostalCodes(postal)
     if geocoder:
-        opts["geocoder"] = AddressGeocoder(geocoder[0], engine.db, geocoder[1], geocoder[2])
+        opts["geocoder"] = AddressGeocoder(geocoder[0], engine.db, geocoder[1], geocoder[2],
+                                           options=geocoder[3] if len(geocoder) > 3 else None)
     per_store = np.zeros(len(engine.store_index), dtype=np.int64)
     return score_frame(df, engine, per_store=per_store, **opts), per_store

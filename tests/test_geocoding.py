@@ -28,11 +28,13 @@ PLACES = {"1 Ferry Building, San Francisco": (37.7955, -122.3937),
 
 class _Nominatim(BaseHTTPRequestHandler):
     asked: list[str] = []
+    agents: list[str] = []
 
     def do_GET(self):  # noqa: N802 - http.server's name
         url = urlparse(self.path)
         q = parse_qs(url.query).get("q", [""])[0]
         type(self).asked.append(q)
+        type(self).agents.append(self.headers.get("User-Agent", ""))
         hit = PLACES.get(q)
         body = [] if url.path != "/search" or hit is None else [
             {"place_id": 1, "lat": str(hit[0]), "lon": str(hit[1]), "display_name": q,
@@ -51,6 +53,7 @@ class _Nominatim(BaseHTTPRequestHandler):
 @pytest.fixture
 def nominatim():
     _Nominatim.asked = []
+    _Nominatim.agents = []
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Nominatim)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -125,3 +128,20 @@ def test_postal_codes_offline(engine, tmp_path):
     assert out.loc[1, "located_lat"] == pytest.approx(42.377)  # a ZIP that lost its leading zero
     assert out.loc[2, "located_lat"] == pytest.approx((48.8592 + 48.8608) / 2)  # the code's centroid
     assert out.loc[0, "nearest_store_id"].startswith(("fc-", "gg-"))
+
+
+def test_geocoder_options_reach_the_geocoder(engine, nominatim, tmp_path):
+    url, asked = nominatim
+    path = tmp_path / "customers.csv"
+    pd.DataFrame({"address": ["1 Ferry Building, San Francisco"]}).to_csv(path, index=False)
+    base = [sys.executable, "-m", "geo_engine", "score", str(path), "--out", str(tmp_path / "o.csv"),
+            "--db", engine.db.path, "--geocoder", "nominatim", "--geocoder-url", url,
+            "--geocode-delay-s", "0"]
+    r = subprocess.run(base + ["--geocoder-option", "user_agent=acme-crm-import",
+                               "--geocoder-option", "timeout=3"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert _Nominatim.agents == ["acme-crm-import"]  # what the geocoder sent, as asked
+    for bad, says in ((["--geocoder-option", "api_key"], "is not NAME=VALUE"),
+                      (["--geocoder-option", "no_such_setting=1"], "cannot be set up this way")):
+        r = subprocess.run(base + bad, capture_output=True, text=True)
+        assert r.returncode != 0 and says in r.stderr and "Traceback" not in r.stderr
