@@ -247,11 +247,11 @@ class Database:
 
     @property
     def schema_version(self) -> int:
-        return self._conn.execute("PRAGMA user_version").fetchone()[0]
+        return self._query("PRAGMA user_version")[0][0]
 
     @property
     def journal_mode(self) -> str:
-        return self._conn.execute("PRAGMA journal_mode").fetchone()[0]
+        return self._query("PRAGMA journal_mode")[0][0]
 
     def _migrate(self) -> None:
         version = self.schema_version
@@ -263,6 +263,16 @@ class Database:
                 for statement in _statements(MIGRATIONS[target - 1]):
                     conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {target}")
+
+    def _query(self, sql: str, args: tuple = ()) -> list[tuple]:
+        """Read outside a write transaction, whole, under the connection's lock.
+
+        The connection is shared by threads: a read left running while another thread begins
+        a write would make that BEGIN an upgrade of a stale snapshot once another process has
+        written, which SQLite refuses at once ("database is locked") instead of waiting.
+        """
+        with self._lock:
+            return self._conn.execute(sql, args).fetchall()
 
     @contextmanager
     def atomic(self) -> Iterator[sqlite3.Connection]:
@@ -351,16 +361,16 @@ class Database:
 
     def counts(self) -> dict[str, int]:
         """Return how many stores and geofences the database holds."""
-        q = self._conn.execute
-        return {"stores": q("SELECT count(*) FROM stores").fetchone()[0],
-                "geofences": q("SELECT count(*) FROM geofences").fetchone()[0]}
+        q = self._query
+        return {"stores": q("SELECT count(*) FROM stores")[0][0],
+                "geofences": q("SELECT count(*) FROM geofences")[0][0]}
 
     def store_ids(self) -> set[str]:
-        return {r[0] for r in self._conn.execute("SELECT id FROM stores")}
+        return {r[0] for r in self._query("SELECT id FROM stores")}
 
     def store_arrays(self) -> StoreArrays:
         """Return every store's id, lat, lon and name as arrays sorted by id (one query)."""
-        rows = self._conn.execute("SELECT id, lat, lon, name FROM stores ORDER BY id").fetchall()
+        rows = self._query("SELECT id, lat, lon, name FROM stores ORDER BY id")
         if not rows:
             return StoreArrays(np.array([], dtype=object), np.array([]), np.array([]),
                                np.array([], dtype=object))
@@ -377,16 +387,16 @@ class Database:
         if ids is not None:
             sql += f" WHERE id IN ({','.join('?' * len(ids))})"
             args = list(ids)
-        rows = self._conn.execute(sql + " ORDER BY id", args).fetchall()
+        rows = self._query(sql + " ORDER BY id", args)
         return [Store(id=r[0], lat=r[1], lon=r[2], name=r[3], tags=tuple(json.loads(r[4])),
                       timezone=r[5], opening_hours=json.loads(r[6]) if r[6] else None,
                       address=r[7], metadata=json.loads(r[8])) for r in rows]
 
     def geofences(self) -> list[Geofence]:
         """Return every geofence, ordered by id, polygons rebuilt with their parts and edges."""
-        rows = self._conn.execute(
+        rows = self._query(
             "SELECT id, store_id, name, lat, lon, radius_m, geometry, tags, enabled, expires_at, "
-            "metadata FROM geofences ORDER BY id").fetchall()
+            "metadata FROM geofences ORDER BY id")
         circles, polygons = [], []
         for r in rows:
             fields = dict(id=r[0], store_id=r[1], name=r[2], tags=tuple(json.loads(r[7])),
@@ -405,11 +415,11 @@ class Database:
     def campaign_bodies(self) -> list[dict]:
         """Every campaign object as stored, ordered by id."""
         return [json.loads(r[0]) for r in
-                self._conn.execute("SELECT body FROM campaigns ORDER BY id")]
+                self._query("SELECT body FROM campaigns ORDER BY id")]
 
     def generations(self) -> dict[str, int]:
         """The change counters: ``places`` (stores, geofences) and ``campaigns``."""
-        return dict(self._conn.execute("SELECT key, value FROM meta"))
+        return dict(self._query("SELECT key, value FROM meta"))
 
     @staticmethod
     def _changed(conn: sqlite3.Connection, what: str) -> None:
@@ -453,8 +463,8 @@ class Database:
 
     def recent_devices(self, limit: int) -> list[DeviceState]:
         """The ``limit`` devices seen last, for a process to start with their state in memory."""
-        rows = self._conn.execute(f"SELECT {self._DEVICE_COLUMNS} FROM devices "
-                                  "ORDER BY last_ts DESC LIMIT ?", (limit,))
+        rows = self._query(f"SELECT {self._DEVICE_COLUMNS} FROM devices "
+                           "ORDER BY last_ts DESC LIMIT ?", (limit,))
         return [_device(row) for row in rows]
 
     def save_device(self, conn: sqlite3.Connection, state: DeviceState,
@@ -507,12 +517,12 @@ class Database:
 
     def campaign_spend(self) -> dict[str, int]:
         """Pushes so far of every campaign that has any (its budget's spend)."""
-        return dict(self._conn.execute("SELECT campaign_id, pushes FROM campaign_spend"))
+        return dict(self._query("SELECT campaign_id, pushes FROM campaign_spend"))
 
     def reply(self, device_id: str, ping_id: str) -> bytes | None:
-        row = self._conn.execute("SELECT body FROM replies WHERE device_id = ? AND ping_id = ?",
-                                 (device_id, ping_id)).fetchone()
-        return row[0] if row else None
+        rows = self._query("SELECT body FROM replies WHERE device_id = ? AND ping_id = ?",
+                           (device_id, ping_id))
+        return rows[0][0] if rows else None
 
     def save_reply(self, conn: sqlite3.Connection, device_id: str, ping_id: str, body: bytes) -> None:
         conn.execute("INSERT OR IGNORE INTO replies (device_id, ping_id, body) VALUES (?, ?, ?)",
@@ -540,23 +550,23 @@ class Database:
         if device_id is not None:
             sql += " WHERE device_id = ?"
             args = (device_id,)
-        return self._conn.execute(sql + " ORDER BY id", args).fetchall()
+        return self._query(sql + " ORDER BY id", args)
 
     def events(self, device_id: str) -> list[tuple]:
-        return self._conn.execute("SELECT type, geofence_id, ts, duration_s FROM events WHERE "
-                                  "device_id = ? ORDER BY id", (device_id,)).fetchall()
+        return self._query("SELECT type, geofence_id, ts, duration_s FROM events WHERE "
+                           "device_id = ? ORDER BY id", (device_id,))
 
     # --- API keys ----------------------------------------------------------------------------
 
     def api_keys(self) -> list[tuple[str, str, str]]:
         """Active keys: (kind, prefix, created_at)."""
-        return self._conn.execute("SELECT kind, prefix, created_at FROM api_keys WHERE revoked_at "
-                                  "IS NULL ORDER BY id").fetchall()
+        return self._query("SELECT kind, prefix, created_at FROM api_keys WHERE revoked_at "
+                           "IS NULL ORDER BY id")
 
     def key_kind(self, key_hash: str) -> str | None:
-        row = self._conn.execute("SELECT kind FROM api_keys WHERE key_hash = ? AND revoked_at IS "
-                                 "NULL", (key_hash,)).fetchone()
-        return row[0] if row else None
+        rows = self._query("SELECT kind FROM api_keys WHERE key_hash = ? AND revoked_at IS "
+                           "NULL", (key_hash,))
+        return rows[0][0] if rows else None
 
     def replace_key(self, kind: str, key_hash: str, prefix: str) -> None:
         """Revoke the active keys of a kind and store a new one."""
@@ -573,9 +583,9 @@ class Database:
         out: dict[str, tuple] = {}
         for k in range(0, len(addresses), 500):
             part = addresses[k:k + 500]
-            rows = self._conn.execute(
+            rows = self._query(
                 f"SELECT address, lat, lon FROM geocodes WHERE geocoder = ? AND address IN "
-                f"({','.join('?' * len(part))})", (geocoder, *part)).fetchall()
+                f"({','.join('?' * len(part))})", (geocoder, *part))
             out.update({a: (la, lo) for a, la, lo in rows})
         return out
 

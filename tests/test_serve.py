@@ -147,3 +147,60 @@ def test_sigterm_shuts_down_cleanly(served):
     # uvicorn shuts down gracefully, then re-raises SIGTERM so a supervisor sees why it ended
     assert proc.wait(timeout=15) in (0, -signal.SIGTERM)
     assert "Traceback" not in Path(proc.log_path).read_text()
+
+
+def test_two_workers_on_one_database_keep_every_device_consistent(served):
+    """Two `serve` processes on one file, each device's pings alternating between them: each
+    process caches device state, so a stale copy must be caught (the row's version) every time."""
+    run, db = served
+    _, url_a = run()
+    _, url_b = run()
+    campaign = {"id": "two-workers", "offer": {"title": "once"}, "targets": {"store_ids": ["fc-ferry"]},
+                "trigger": {"type": "enter"}, "priority": 99,
+                "caps": {"per_device_total": 1, "budget_total": 30}}
+    assert httpx.put(f"{url_a}/v1/campaigns/two-workers", json=campaign, headers=ADMIN).status_code == 200
+    deadline = time.monotonic() + 10  # worker B notices A's change within GEO_ENGINE_RELOAD_CHECK_S
+    while time.monotonic() < deadline:
+        if any(c["id"] == "two-workers" for c in
+               httpx.get(f"{url_b}/v1/campaigns", headers=ADMIN).json()["campaigns"]):
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError("worker B never saw the campaign made through worker A")
+    answered: list[str] = []
+    lock = threading.Lock()
+
+    def walker(t: int):
+        clients = [httpx.Client(base_url=u, headers=PUB, timeout=10) for u in (url_a, url_b)]
+        for i in range(24):
+            device = f"t{t}-{i % 8}"
+            walk = T0 + timedelta(minutes=20 * i)
+            # away through one worker, in through the other, turn about
+            clients[i % 2].post("/v1/pings", json={"device_id": device, "lat": AWAY[0], "lon": AWAY[1],
+                                                   "accuracy_m": 10, "timestamp": walk.isoformat()})
+            r = clients[(i + 1) % 2].post("/v1/pings", json={
+                "device_id": device, "lat": FERRY[0], "lon": FERRY[1], "accuracy_m": 10,
+                "timestamp": (walk + timedelta(minutes=10)).isoformat()}).json()
+            assert [e["type"] for e in r["events"]] == ["enter"], r  # a stale "inside" would hide it
+            if r["offer"] and r["offer"]["campaign_id"] == "two-workers":
+                with lock:
+                    answered.append(device)
+        for c in clients:
+            c.close()
+    threads = [threading.Thread(target=walker, args=(t,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with sqlite3.connect(db) as conn:
+        pushed = [d for (d,) in conn.execute(
+            "SELECT device_id FROM pushes WHERE campaign_id = 'two-workers'")]
+        events = conn.execute("SELECT device_id, type FROM events ORDER BY id").fetchall()
+    assert sorted(answered) == sorted(pushed)
+    assert len(pushed) == len(set(pushed)) == 30  # one each at most, and the budget spent exactly
+    by_device: dict[str, list[str]] = {}
+    for device, kind in events:
+        by_device.setdefault(device, []).append(kind)
+    assert len(by_device) == 32
+    for device, kinds in by_device.items():  # 24 visits each way round: enter, exit, enter...
+        assert kinds == ["enter", "exit"] * 2 + ["enter"], (device, kinds)
