@@ -22,7 +22,7 @@ import shapely
 
 from .errors import InvalidInput
 
-__all__ = ["BackgroundWriter", "ChunkWriter", "count_rows", "read_chunks"]
+__all__ = ["BackgroundWriter", "ChunkWriter", "count_rows", "prefetch", "read_chunks"]
 
 
 def count_rows(path: Path) -> int | None:
@@ -166,3 +166,40 @@ class BackgroundWriter:
     def abort(self) -> None:
         self._finish()
         self.writer.abort()
+
+
+def prefetch(items: Iterator, depth: int = 1) -> Iterator:
+    """Yield what ``items`` yields, produced ``depth`` ahead in a thread of its own: the next
+    chunk is read (pyarrow and GDAL release the GIL) while this one is scored. An error in
+    the thread is raised where the item would have come."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def run() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        q.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put((done, None))
+        except BaseException as exc:  # handed to the consumer
+            q.put((done, exc))
+
+    thread = threading.Thread(target=run, name="chunk-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = q.get()
+            if item is done:
+                if error is not None:
+                    raise error
+                return
+            yield item
+    finally:
+        stop.set()

@@ -225,7 +225,7 @@ def score(input_path: Path, out: Path, db: str | None, radius_m: float, at, lat_
     import numpy as np
     from tqdm import tqdm
 
-    from .batchio import BackgroundWriter, ChunkWriter, count_rows, read_chunks
+    from .batchio import BackgroundWriter, ChunkWriter, count_rows, prefetch, read_chunks
     from .geocoding import AddressGeocoder, PostalCodes, parse_options
     from .report import MapSample, write_report
     from .scoring import OUTPUT_COLUMNS, score_frame
@@ -245,7 +245,7 @@ def score(input_path: Path, out: Path, db: str | None, radius_m: float, at, lat_
                                               options=parse_options(geocoder_options))
                      if geocoder else None)
     writer = BackgroundWriter(ChunkWriter(out))  # writes overlap the next chunk's scoring
-    scored_chunks = read_chunks(input_path, chunk_rows)
+    scored_chunks = prefetch(read_chunks(input_path, chunk_rows))  # reading overlaps scoring
     if scheduler:
         options = dict(radius_m=radius_m, at=when, lat_col=lat_col, lon_col=lon_col,
                        address_col=address_col, postal_col=postal_col, country_col=country_col,

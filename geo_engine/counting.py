@@ -6,6 +6,10 @@ k-d tree lists them all. :class:`CapGrid` counts whole grid cells instead:
 
 * The points go in square lon/lat cells of ``R / 8`` (in angle), sorted by cell, so the points
   of a run of cells along a row are one ``searchsorted`` range.
+* Batch scoring has far more customers than stores, so the stores are the queries over a grid
+  of the customers: one pass then gives both counts, the stores' directly and each customer's
+  from a difference array over the sorted customers (+1 where a run of whole cells starts, -1
+  after it ends) plus the edge hits (``count(..., per_point=True)``).
 * Around a query, the disk of radius ``R`` lies between two spherical caps: every point within
   ``theta_in = R / R_HI`` is within ``R``, and none beyond ``theta_out = R / R_LO`` is (the bounds
   of :mod:`geo_engine.geometry`). For each row of cells the longitudes a cap covers are an
@@ -28,7 +32,10 @@ from .geometry import R_HI, R_LO, distances_m
 
 __all__ = ["CapGrid"]
 
-_PER_RADIUS = 3  # cells across the radius: finer means fewer points tested, more searches
+# cells across the radius: finer means fewer points tested at the edge, more rows per query.
+# Many queries over few points (customers over stores): 3. Few queries over many points
+# (stores over a chunk's customers): 8. (Measured in benchmarks/RESULTS.md.)
+PER_RADIUS = 3
 _MAX_LAT = 85.0
 _EPS = 1e-9  # radians of slack: full intervals shrink by it, partial ones grow by it
 
@@ -50,15 +57,17 @@ class CapGrid:
     ----------
     lats, lons : the points, degrees
     radius_m : the geodesic radius the counts are for
+    per_radius : cells across the radius
     """
 
-    def __init__(self, lats, lons, radius_m: float):
+    def __init__(self, lats, lons, radius_m: float, per_radius: int = PER_RADIUS):
         self.radius_m = float(radius_m)
         self.lats = np.asarray(lats, dtype=float)
         self.lons = np.asarray(lons, dtype=float)
         self.theta_in = self.radius_m / R_HI * (1 - 1e-9)
         self.theta_out = self.radius_m / R_LO * (1 + 1e-9) + 1e-12
-        self.cell = max(math.degrees(self.theta_out) / _PER_RADIUS, 1e-6)  # degrees
+        self.per_radius = int(per_radius)
+        self.cell = max(math.degrees(self.theta_out) / self.per_radius, 1e-6)  # degrees
         self.ncol = math.ceil(360.0 / self.cell) + 2
         row = np.floor((self.lats + 90.0) / self.cell).astype(np.int64)
         col = np.floor((self.lons + 180.0) / self.cell).astype(np.int64)
@@ -68,18 +77,31 @@ class CapGrid:
         phi, lam = np.radians(self.lats[self.order]), np.radians(self.lons[self.order])
         self.xyz = np.column_stack([np.cos(phi) * np.cos(lam), np.cos(phi) * np.sin(lam), np.sin(phi)])
 
-    def count(self, lats, lons) -> tuple[np.ndarray, np.ndarray]:
+    def count(self, lats, lons, per_point: bool = False):
         """Return (counts, handled): for each query, the points within the radius (inclusive).
 
-        Rows with ``handled`` False have count 0 and are for the caller to answer. (Counts per
-        point come from the same grid built over the queries, with the roles swapped.)
+        Rows with ``handled`` False have count 0 and are for the caller to answer. With
+        ``per_point``, return (counts, handled, per point): for each point, how many of the
+        handled queries have it within the radius, from the same pass (whole cells through a
+        difference array over the sorted points, edge points as they are tested). With few
+        queries over many points (stores over customers) that gives both counts at once.
         """
         q_lat = np.asarray(lats, dtype=float)
         q_lon = np.asarray(lons, dtype=float)
         n = len(q_lat)
         counts = np.zeros(n, dtype=np.int64)
+        # per sorted point: a difference array for whole cells, plus edge hits
+        diff = np.zeros(len(self.keys) + 1, dtype=np.int64) if per_point else None
+        hits = np.zeros(len(self.keys), dtype=np.int64) if per_point else None
+
+        def done(handled):
+            if not per_point:
+                return counts, handled
+            by_point = np.empty(len(self.keys), dtype=np.int64)
+            by_point[self.order] = np.cumsum(diff)[:-1] + hits
+            return counts, handled, by_point
         if n == 0 or self.radius_m < 0:
-            return counts, np.ones(n, dtype=bool)
+            return done(np.ones(n, dtype=bool))
         th_in, th_out, cell = self.theta_in, self.theta_out, self.cell
         phi0 = np.radians(q_lat)
         reach_deg = math.degrees(th_out)
@@ -89,7 +111,7 @@ class CapGrid:
             (q_lon + wide < 180.0) & np.isfinite(q_lat) & np.isfinite(q_lon)
         qi = np.flatnonzero(handled)
         if len(qi) == 0 or len(self.keys) == 0:
-            return counts, handled
+            return done(handled)
         # queries in cell order: the binary searches below then walk the keys in order
         qi = qi[np.argsort(np.floor((q_lat[qi] + 90.0) / cell) * self.ncol +
                            np.floor((q_lon[qi] + 180.0) / cell), kind="stable")]
@@ -102,7 +124,7 @@ class CapGrid:
         chord_in2 = (2 * math.sin(th_in / 2)) ** 2
         chord_out2 = (2 * math.sin(th_out / 2)) ** 2
         keys, ncol = self.keys, self.ncol
-        span = _PER_RADIUS + 1
+        span = self.per_radius + 1
         # half-widths at row edge k (the south edge of row qrow + k), each found once
         edges: dict[tuple[int, float], np.ndarray] = {}
 
@@ -138,8 +160,12 @@ class CapGrid:
             base = row * ncol
             if full.any():  # cells inside the inner cap: every point counts
                 fi = np.flatnonzero(full)
-                sub[fi] += np.searchsorted(keys, base[fi] + f_hi[fi], "right") - \
-                    np.searchsorted(keys, base[fi] + f_lo[fi], "left")
+                s_hi = np.searchsorted(keys, base[fi] + f_hi[fi], "right")
+                s_lo = np.searchsorted(keys, base[fi] + f_lo[fi], "left")
+                sub[fi] += s_hi - s_lo
+                if per_point:
+                    diff += np.bincount(s_lo, minlength=len(diff)) - \
+                        np.bincount(s_hi, minlength=len(diff))
             # the edge: [p_lo, f_lo - 1] and [f_hi + 1, p_hi], or all of [p_lo, p_hi]
             left_hi = np.where(full, f_lo - 1, p_hi)
             right_lo = np.where(full, f_hi + 1, p_hi + 1)
@@ -148,9 +174,9 @@ class CapGrid:
                 if use.any():
                     ui = np.flatnonzero(use)
                     sub += self._edge(ui, base[ui] + e_lo[ui], base[ui] + e_hi[ui], qxyz,
-                                      q_lat[qi], q_lon[qi], len(qi), chord_in2, chord_out2)
+                                      q_lat[qi], q_lon[qi], len(qi), chord_in2, chord_out2, hits)
         counts[qi] = sub
-        return counts, handled
+        return done(handled)
 
     def _ranges(self, k_lo: np.ndarray, k_hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For key ranges, which range each point slot belongs to and the slots themselves."""
@@ -162,7 +188,8 @@ class CapGrid:
             np.repeat(start, length)
         return owner, slot
 
-    def _edge(self, qsel, k_lo, k_hi, qxyz, q_lat, q_lon, nq, chord_in2, chord_out2) -> np.ndarray:
+    def _edge(self, qsel, k_lo, k_hi, qxyz, q_lat, q_lon, nq, chord_in2, chord_out2,
+              hits: np.ndarray | None = None) -> np.ndarray:
         """Counts (over all nq queries) from the points of edge cells, tested one by one."""
         owner, slot = self._ranges(k_lo, k_hi)
         if len(slot) == 0:
@@ -175,4 +202,6 @@ class CapGrid:
             p = self.order[slot[shell]]
             d = distances_m(q_lat[q[shell]], q_lon[q[shell]], self.lats[p], self.lons[p])
             keep[shell] = d <= self.radius_m
+        if hits is not None:
+            hits += np.bincount(slot[keep], minlength=len(hits))
         return np.bincount(q[keep], minlength=nq)

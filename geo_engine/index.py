@@ -268,6 +268,8 @@ class StoreIndex:
         lons = np.asarray(lons, dtype=float).ravel()
         if self.size == 0 or len(lats) == 0:
             return np.zeros(len(lats), dtype=np.int64)
+        if len(lats) >= self.size:
+            return self._count_within_swapped(lats, lons, radius_m, per_store)
         grid = self._cap_grids.get(radius_m)
         if grid is None:
             self._cap_grids = {radius_m: CapGrid(self._plats, self._plons, radius_m)}
@@ -277,11 +279,29 @@ class StoreIndex:
         if len(rest):
             counts[rest] = self._count_within_tree(lats[rest], lons[rest], radius_m)
         if per_store is not None:  # the same count with the roles swapped, points as the grid
-            mine, done = CapGrid(lats, lons, radius_m).count(self._plats, self._plons)
+            # few queries over many points: finer cells (0.37 s a 200k chunk, from 0.53 s)
+            mine, done = CapGrid(lats, lons, radius_m, per_radius=8).count(self._plats, self._plons)
             rest = np.flatnonzero(~done)
             if len(rest):
                 mine[rest] = StoreIndex(lats, lons)._count_within_tree(self._plats[rest],
                                                                        self._plons[rest], radius_m)
+            per_store += mine
+        return counts
+
+    def _count_within_swapped(self, lats, lons, radius_m: float,
+                              per_store: np.ndarray | None) -> np.ndarray:
+        """More points than stores: the stores query a grid of the points, and one pass gives
+        both counts (each point's from a difference array over whole cells plus edge hits).
+        Stores the grid leaves (a pole, ±180 in reach) are counted by a k-d tree of just them."""
+        grid = CapGrid(lats, lons, radius_m, per_radius=8)
+        mine, done, counts = grid.count(self._plats, self._plons, per_point=True)
+        rest = np.flatnonzero(~done)
+        if len(rest):
+            some = np.zeros(len(rest), dtype=np.int64)
+            counts += StoreIndex(self._plats[rest], self._plons[rest])._count_within_tree(
+                lats, lons, radius_m, some)
+            mine[rest] = some
+        if per_store is not None:
             per_store += mine
         return counts
 

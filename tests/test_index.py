@@ -388,3 +388,22 @@ def test_the_count_grid_answers_all_but_the_hard_places(dense):
                             np.array([-122.42, 25.0, 179.99, 179.0, 0.0, 18.4]))
     # by ±180 (5 km reaches across) and near a pole the caller's k-d tree answers
     assert handled.tolist() == [True, True, False, True, False, True]
+
+
+@settings(max_examples=4, deadline=None)
+@given(st.floats(0, 20_000), st.integers(0, 2**32 - 1))
+def test_counts_with_more_points_than_stores_equal_brute_force(dense, radius, seed):
+    """The stores query a grid of the points and one pass gives both counts (the batch
+    scoring case: a chunk of customers over the stores); stores by ±180 use the k-d tree."""
+    slats, slons, index, *_ = dense
+    rng = np.random.default_rng(seed)
+    n = 2 * len(slats)
+    city = rng.integers(0, len(CITIES), n)
+    qlats = np.array([CITIES[c][0] for c in city]) + rng.normal(0, 0.03, n)
+    qlons = (np.array([CITIES[c][1] for c in city]) + rng.normal(0, 0.03, n) + 180) % 360 - 180
+    per_store = np.zeros(len(slats), dtype=np.int64)
+    got = index.count_within_bulk(qlats, qlons, radius, per_store)
+    d = np.array([WGS84.inv(np.full(n, lo), np.full(n, la), qlons, qlats)[2]
+                  for la, lo in zip(slats, slons, strict=True)])  # (stores, points)
+    assert got.tolist() == (d <= radius).sum(axis=0).tolist()
+    assert per_store.tolist() == (d <= radius).sum(axis=1).tolist()

@@ -223,3 +223,17 @@ def test_a_write_that_fails_in_the_writer_thread_is_raised_and_leaves_no_output(
         good.write(pd.DataFrame({"located_lat": [float(k)], "n": [k]}))
     good.close()
     assert pd.read_parquet(out)["n"].tolist() == [0, 1, 2, 3, 4]  # every chunk, in order
+
+
+def test_prefetch_yields_in_order_and_raises_where_the_error_was():
+    from geo_engine.batchio import prefetch
+
+    def chunks():
+        yield from range(5)
+        raise ValueError("bad row 1234 in chunk 6")
+    got = []
+    with pytest.raises(ValueError, match="bad row 1234"):
+        for item in prefetch(chunks(), depth=2):
+            got.append(item)
+    assert got == [0, 1, 2, 3, 4]
+    assert list(prefetch(iter(range(100)))) == list(range(100))
