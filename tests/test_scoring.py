@@ -237,3 +237,29 @@ def test_prefetch_yields_in_order_and_raises_where_the_error_was():
             got.append(item)
     assert got == [0, 1, 2, 3, 4]
     assert list(prefetch(iter(range(100)))) == list(range(100))
+
+
+def test_reading_a_parquet_file_in_chunks_holds_no_more_than_a_chunk(tmp_path):
+    """Memory bounded by the chunk, whatever the file's size (pyarrow's pre-buffering would
+    keep every column chunk read so far: linear growth)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from geo_engine.batchio import read_chunks
+
+    path = tmp_path / "big.parquet"
+    rng = np.random.default_rng(4)
+    with pq.ParquetWriter(path, pa.schema([("customer_id", pa.string()), ("lat", pa.float64()),
+                                           ("lon", pa.float64())])) as w:
+        for g in range(30):
+            w.write_table(pa.table({"customer_id": [f"c{g}-{k}" for k in range(20_000)],
+                                    "lat": rng.uniform(-60, 60, 20_000),
+                                    "lon": rng.uniform(-180, 180, 20_000)}))
+    before = pa.total_allocated_bytes()
+    held = []
+    for chunk in read_chunks(path, 20_000):
+        del chunk
+        held.append(pa.total_allocated_bytes() - before)
+    assert len(held) == 30
+    whole_file = 30 * 20_000 * (8 + 8 + 12)  # about 17 MB decoded
+    assert max(held) < whole_file / 4, [h // 1024 for h in held]
