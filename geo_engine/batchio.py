@@ -68,12 +68,19 @@ def read_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
                         df = df.drop(columns=[geom_col])
                 yield df
         else:
-            total = int(pyogrio.read_info(path)["features"])
-            for start in range(0, max(total, 1), chunk_rows):
-                gdf = pyogrio.read_dataframe(path, skip_features=start, max_features=chunk_rows)
-                if gdf.crs is not None and not gdf.crs.equals("EPSG:4326"):
-                    gdf = gdf.to_crs("EPSG:4326")
-                yield gdf
+            # one pass as an Arrow stream: skipping features again per chunk would make GDAL
+            # parse a GeoJSON file from its start every time (quadratic in its size)
+            with pyogrio.open_arrow(path, batch_size=chunk_rows, use_pyarrow=True) as (meta, reader):
+                geom_col = meta.get("geometry_name") or "wkb_geometry"
+                crs = meta.get("crs")
+                for batch in reader:
+                    df = batch.to_pandas()
+                    geoms = shapely.from_wkb(df.pop(geom_col)) if geom_col in df.columns else None
+                    gdf = gpd.GeoDataFrame(df, geometry=gpd.GeoSeries(geoms, index=df.index, crs=crs)
+                                           if geoms is not None else None)
+                    if gdf.crs is not None and not gdf.crs.equals("EPSG:4326"):
+                        gdf = gdf.to_crs("EPSG:4326")
+                    yield gdf
     except (OSError, ValueError, pa.ArrowException, pyogrio.errors.DataSourceError) as exc:
         raise InvalidInput(f"{path}: cannot be read as a customer file: {exc}") from None
 

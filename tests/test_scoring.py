@@ -108,12 +108,13 @@ def write_all_formats(df: pd.DataFrame, tmp_path):
     gdf = gpd.GeoDataFrame(df, geometry=gpd.points_from_xy(df["lon"], df["lat"]), crs="EPSG:4326")
     paths = {"csv": tmp_path / "c.csv", "parquet": tmp_path / "c.parquet",
              "geoparquet": tmp_path / "c.geo.parquet", "geojson": tmp_path / "c.geojson",
-             "gpkg": tmp_path / "c.gpkg"}
+             "gpkg": tmp_path / "c.gpkg", "gpkg-web-mercator": tmp_path / "c3857.gpkg"}
     df.to_csv(paths["csv"], index=False)
     df.to_parquet(paths["parquet"], index=False)
     gdf.to_parquet(paths["geoparquet"], index=False)
     gdf.to_file(paths["geojson"], driver="GeoJSON")
     gdf.to_file(paths["gpkg"], driver="GPKG")
+    gdf.to_crs(3857).to_file(paths["gpkg-web-mercator"], driver="GPKG")  # projected: read back to WGS84
     return paths
 
 
