@@ -29,6 +29,7 @@ import math
 import numpy as np
 
 from .geometry import R_HI, R_LO, distances_m
+from .grid import expand_runs
 
 __all__ = ["CapGrid"]
 
@@ -182,11 +183,7 @@ class CapGrid:
         """For key ranges, which range each point slot belongs to and the slots themselves."""
         start = np.searchsorted(self.keys, k_lo, "left")
         end = np.searchsorted(self.keys, k_hi, "right")
-        length = np.maximum(end - start, 0)
-        owner = np.repeat(np.arange(len(start)), length)
-        slot = np.arange(len(owner)) - np.repeat(np.cumsum(length) - length, length) + \
-            np.repeat(start, length)
-        return owner, slot
+        return expand_runs(start, end - start)
 
     def _edge(self, qsel, k_lo, k_hi, qxyz, q_lat, q_lon, nq, chord_in2, chord_out2,
               hits: np.ndarray | None = None) -> np.ndarray:

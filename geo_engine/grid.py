@@ -21,7 +21,16 @@ import numpy as np
 
 from .geometry import GEOD, R_HI, R_LO
 
-__all__ = ["BoxGrid", "PointGrid"]
+__all__ = ["BoxGrid", "PointGrid", "expand_runs"]
+
+
+def expand_runs(starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every index of the runs ``starts[i] .. starts[i] + lengths[i] - 1``, with its run ``i``:
+    ``(run, index)`` arrays, run by run (the vectorized form of a loop over ranges)."""
+    lengths = np.maximum(np.asarray(lengths, dtype=np.int64), 0)
+    run = np.repeat(np.arange(len(lengths)), lengths)
+    offsets = np.cumsum(lengths) - lengths
+    return run, np.asarray(starts, dtype=np.int64)[run] + np.arange(len(run)) - offsets[run]
 
 _D2R = math.pi / 180.0
 _RATIO = R_HI / R_LO * (1 + 1e-9)  # chord-angle ratio that a geodesic ranking can overturn
@@ -148,8 +157,8 @@ class BoxGrid:
         self.usable = len(self._wide) <= self.MAX_WIDE
         keep = np.flatnonzero(~wide)
         n = (nx * ny)[keep]
-        rep = np.repeat(keep, n)
-        k = np.arange(len(rep)) - np.repeat(np.cumsum(n) - n, n)  # index within each box
+        box_of, k = expand_runs(np.zeros(len(n), dtype=np.int64), n)  # k: index within a box
+        rep = keep[box_of]
         keys = (iy0[rep] + k // nx[rep]) * self.ncol + ix0[rep] + k % nx[rep]
         order = np.argsort(keys, kind="stable")
         keys, rep = keys[order], rep[order]
@@ -173,9 +182,8 @@ class BoxGrid:
         hit = np.flatnonzero((len(self._ukeys) > 0) & (self._ukeys[at] == keys)) if len(keys) \
             else np.zeros(0, dtype=np.int64)
         start, length = self._ustart[at[hit]], self._uend[at[hit]] - self._ustart[at[hit]]
-        pts = np.repeat(hit, length)
-        entry = np.arange(len(pts)) - np.repeat(np.cumsum(length) - length, length) + \
-            np.repeat(start, length)
+        run, entry = expand_runs(start, length)
+        pts = hit[run]
         box = self._entry_box[entry]
         b = self._boxes[box]
         x, y = lons[pts], lats[pts]
