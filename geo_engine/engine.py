@@ -120,8 +120,13 @@ class Engine:
         self.reload()
         # device id -> its state as last read or written here; the row's version is the truth
         self._devices: dict[str, DeviceState] = {}
+
+    def warm_devices(self) -> int:
+        """Read the most recently seen devices' state into memory (``serve`` does, at start):
+        their first pings then skip the read. Return how many. Other commands need none."""
         for state in reversed(self.db.recent_devices(_DEVICE_CACHE)):  # oldest first, as kept
-            self._devices[state.device_id] = state
+            self._devices.setdefault(state.device_id, state)
+        return len(self._devices)
 
     def reload(self) -> None:
         """Rebuild the indexes (and the campaign list) from the database."""
