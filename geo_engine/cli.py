@@ -6,6 +6,7 @@ user types leads to a traceback.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import sys
@@ -229,13 +230,14 @@ def score(input_path: Path, out: Path, db: str | None, radius_m: float, at, lat_
     from .batchio import BackgroundWriter, ChunkWriter, count_rows, prefetch, read_chunks
     from .geocoding import AddressGeocoder, PostalCodes, parse_options
     from .report import MapSample, write_report
-    from .scoring import OUTPUT_COLUMNS, score_frame
+    from .scoring import score_frame
 
     if not input_path.is_file():
         raise InvalidInput(f"{input_path}: no such file")
     if tile_url is not None and not all(k in tile_url for k in ("{z}", "{x}", "{y}")):
         raise InvalidInput(f"--tile-url {tile_url!r} needs {{z}}, {{x}} and {{y}} where the tile's "
                            "zoom and numbers go, like http://host/tile/{z}/{x}/{y}.png")
+    geocoder_opts = parse_options(geocoder_options)
     engine = _engine(db)
     # one instant for every chunk (and every worker): the offers are decided as of it
     when = (at.replace(tzinfo=UTC) if at.tzinfo is None else at) if at is not None else \
@@ -243,16 +245,25 @@ def score(input_path: Path, out: Path, db: str | None, radius_m: float, at, lat_
     locate_kw = dict(address_col=address_col, postal_col=postal_col, country_col=country_col,
                      postal_codes=PostalCodes(postal_codes),
                      geocoder=AddressGeocoder(geocoder, engine.db, geocoder_url, geocode_delay_s,
-                                              options=parse_options(geocoder_options))
+                                              options=geocoder_opts)
                      if geocoder else None)
+    chunks = prefetch(read_chunks(input_path, chunk_rows))  # reading overlaps scoring
+    first = next(chunks, None)
+    # the id column, checked on the input before anything is scored: named and missing is an
+    # error; by default "id" when there is one
+    if first is not None and id_col is not None and id_col not in first.columns:
+        raise InvalidInput(f"{input_path}: no column {id_col!r} for --id-col (columns: "
+                           f"{', '.join(map(str, first.columns))})")
+    if id_col is None and first is not None and "id" in first.columns:
+        id_col = "id"
+    scored_chunks = itertools.chain([first], chunks) if first is not None else iter(())
     writer = BackgroundWriter(ChunkWriter(out))  # writes overlap the next chunk's scoring
-    scored_chunks = prefetch(read_chunks(input_path, chunk_rows))  # reading overlaps scoring
     if scheduler:
         options = dict(radius_m=radius_m, at=when, lat_col=lat_col, lon_col=lon_col,
                        address_col=address_col, postal_col=postal_col, country_col=country_col,
                        postal_codes_file=postal_codes,
-                       geocoder=(geocoder, geocoder_url, geocode_delay_s,
-                                 parse_options(geocoder_options)) if geocoder else None)
+                       geocoder=(geocoder, geocoder_url, geocode_delay_s, geocoder_opts)
+                       if geocoder else None)
         scored_chunks = _on_dask(scheduler, scored_chunks, str(Path(engine.db.path).resolve()), options)
     else:
         def local(chunks):
@@ -261,8 +272,7 @@ def score(input_path: Path, out: Path, db: str | None, radius_m: float, at, lat_
                 yield score_frame(chunk, engine, radius_m=radius_m, at=when, lat_col=lat_col,
                                   lon_col=lon_col, per_store=counts, **locate_kw), counts
         scored_chunks = local(scored_chunks)
-    sample = None  # the report map's points
-    first = True
+    sample = MapSample(id_col=id_col) if report_path is not None else None  # the map's points
     statuses: dict[str, int] = {}
     per_store = np.zeros(len(engine.stores), dtype=np.int64)
     rows = 0
@@ -271,15 +281,6 @@ def score(input_path: Path, out: Path, db: str | None, radius_m: float, at, lat_
         with tqdm(total=count_rows(input_path), unit="rows", disable=not sys.stderr.isatty(),
                   desc="scoring") as bar:
             for scored, counts in scored_chunks:
-                if first:  # the id column: named and missing is an error; by default "id" if there
-                    first = False
-                    if id_col is not None and id_col not in scored.columns:
-                        given = [str(c) for c in scored.columns if c not in OUTPUT_COLUMNS]
-                        raise InvalidInput(f"{input_path}: no column {id_col!r} for --id-col "
-                                           f"(columns: {', '.join(given)})")
-                    id_col = id_col or ("id" if "id" in scored.columns else None)
-                    if report_path is not None:
-                        sample = MapSample(id_col=id_col)
                 if id_col is not None:
                     scored = scored[[id_col, *(c for c in scored.columns if c != id_col)]]
                 writer.write(scored)
@@ -298,10 +299,9 @@ def score(input_path: Path, out: Path, db: str | None, radius_m: float, at, lat_
     writer.close()
     took = time.monotonic() - started
     near = {sid: int(c) for sid, c in zip(engine.stores.ids, per_store, strict=True) if c}
-    if report_path is not None:
+    if sample is not None:
         write_report(report_path, engine, rows=rows, statuses=statuses, near=near,
-                     sample=(sample or MapSample(id_col=id_col)).frame, radius_m=radius_m,
-                     seconds=took, tile_url=tile_url,
+                     sample=sample.frame, radius_m=radius_m, seconds=took, tile_url=tile_url,
                      id_col=id_col)
     click.echo(f"scored {rows:,} rows in {took:.1f} s ({rows / max(took, 1e-9):,.0f} rows/s) into {out}")
     for k in sorted(statuses):

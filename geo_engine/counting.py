@@ -4,8 +4,8 @@ Batch scoring asks, for every customer, how many stores lie within ``R`` (5 km b
 for every store how many customers do. In a dense city that is hundreds of pairs a customer; a
 k-d tree lists them all. :class:`CapGrid` counts whole grid cells instead:
 
-* The points go in square lon/lat cells of ``R / 8`` (in angle), sorted by cell, so the points
-  of a run of cells along a row are one ``searchsorted`` range.
+* The points go in square lon/lat cells of ``R / per_radius`` (in angle), sorted by cell, so
+  the points of a run of cells along a row are one ``searchsorted`` range.
 * Batch scoring has far more customers than stores, so the stores are the queries over a grid
   of the customers: one pass then gives both counts, the stores' directly and each customer's
   from a difference array over the sorted customers (+1 where a run of whole cells starts, -1
@@ -28,7 +28,7 @@ import math
 
 import numpy as np
 
-from .geometry import R_HI, R_LO, distances_m
+from .geometry import R_HI, R_LO, distances_m, unit_vectors
 from .grid import expand_runs
 
 __all__ = ["CapGrid"]
@@ -70,13 +70,15 @@ class CapGrid:
         self.per_radius = int(per_radius)
         self.cell = max(math.degrees(self.theta_out) / self.per_radius, 1e-6)  # degrees
         self.ncol = math.ceil(360.0 / self.cell) + 2
-        row = np.floor((self.lats + 90.0) / self.cell).astype(np.int64)
-        col = np.floor((self.lons + 180.0) / self.cell).astype(np.int64)
-        keys = row * self.ncol + col
+        keys = self._keys(self.lats, self.lons)
         self.order = np.argsort(keys, kind="stable")
         self.keys = keys[self.order]
-        phi, lam = np.radians(self.lats[self.order]), np.radians(self.lons[self.order])
-        self.xyz = np.column_stack([np.cos(phi) * np.cos(lam), np.cos(phi) * np.sin(lam), np.sin(phi)])
+        self.xyz = unit_vectors(self.lats[self.order], self.lons[self.order])
+
+    def _keys(self, lats, lons) -> np.ndarray:
+        # no wrap at ±180: caps that cross it are left to the caller
+        return np.floor((lats + 90.0) / self.cell).astype(np.int64) * self.ncol + \
+            np.floor((lons + 180.0) / self.cell).astype(np.int64)
 
     def count(self, lats, lons, per_point: bool = False):
         """Return (counts, handled): for each query, the points within the radius (inclusive).
@@ -114,11 +116,9 @@ class CapGrid:
         if len(qi) == 0 or len(self.keys) == 0:
             return done(handled)
         # queries in cell order: the binary searches below then walk the keys in order
-        qi = qi[np.argsort(np.floor((q_lat[qi] + 90.0) / cell) * self.ncol +
-                           np.floor((q_lon[qi] + 180.0) / cell), kind="stable")]
+        qi = qi[np.argsort(self._keys(q_lat[qi], q_lon[qi]), kind="stable")]
         phi0, lam_deg = phi0[qi], q_lon[qi]
-        qxyz = np.column_stack([np.cos(phi0) * np.cos(np.radians(lam_deg)),
-                                np.cos(phi0) * np.sin(np.radians(lam_deg)), np.sin(phi0)])
+        qxyz = unit_vectors(q_lat[qi], lam_deg)
         sub = np.zeros(len(qi), dtype=np.int64)
         qrow = np.floor((q_lat[qi] + 90.0) / cell).astype(np.int64)
         phi_star = np.arcsin(np.clip(np.sin(phi0) / math.cos(th_out), -1, 1))  # widest latitude

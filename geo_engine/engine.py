@@ -130,7 +130,7 @@ class Engine:
 
     def reload(self) -> None:
         """Rebuild the indexes (and the campaign list) from the database."""
-        self._seen = self.db.generations()  # read first: a change made meanwhile shows next time
+        seen = self.db.generations()  # read first: a change made meanwhile shows next time
         self._checked = time.monotonic()
         self.stores = self.db.store_arrays()
         self.store_index = StoreIndex(self.stores.lats, self.stores.lons)
@@ -141,10 +141,15 @@ class Engine:
         self._store_cache: dict[str, Store] = {}
         if len(self.stores) <= _PRELOAD_STORES:
             self._store_cache = {s.id: s for s in self.db.stores()}
-        self.reload_campaigns()
+        self._seen = seen
+        self.reload_campaigns(seen["campaigns"])
 
-    def reload_campaigns(self) -> None:
-        self._seen = self.db.generations()
+    def reload_campaigns(self, generation: int | None = None) -> None:
+        """Re-read the campaigns (``generation``: their change counter, read before them)."""
+        if generation is None:
+            generation = self.db.generations()["campaigns"]
+        # only the campaigns' counter: a change to places made meanwhile must still show
+        self._seen["campaigns"] = generation
         self.campaigns = [parse_campaign(body) for body in self.db.campaign_bodies()]
         self._active = [c for c in self.campaigns if c.enabled]
         self._targeted: dict[str, tuple[np.ndarray, StoreIndex | None]] = {}
@@ -285,7 +290,6 @@ class Engine:
         hits.sort(key=lambda h: -h.confidence.rank)
         near = self.store_index.nearest_one(lat, lon)
         return Location(hits, None if near is None else self._hit(*near))
-
 
     # --- campaigns, geofences, devices -------------------------------------------------------
 

@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from .geometry import GEOD, R_HI, R_LO
+from .geometry import GEOD, R_HI, R_LO, unit_vector, unit_vectors
 
 __all__ = ["BoxGrid", "PointGrid", "expand_runs"]
 
@@ -32,6 +32,14 @@ def expand_runs(starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np
     offsets = np.cumsum(lengths) - lengths
     return run, np.asarray(starts, dtype=np.int64)[run] + np.arange(len(run)) - offsets[run]
 
+
+def _cell_keys(lats, lons, cell: float, ncol: int) -> np.ndarray:
+    """Row-major cell numbers of lon/lat points in square cells of ``cell`` degrees (the
+    longitude wrapped into ``ncol`` columns)."""
+    return np.floor((np.asarray(lats) + 90) / cell).astype(np.int64) * ncol + \
+        np.floor((np.asarray(lons) + 180) / cell).astype(np.int64) % ncol
+
+
 _D2R = math.pi / 180.0
 _RATIO = R_HI / R_LO * (1 + 1e-9)  # chord-angle ratio that a geodesic ranking can overturn
 _RATIO2 = _RATIO * _RATIO * (1 + 1e-9)
@@ -43,10 +51,7 @@ def _pick_cell(lats: np.ndarray, lons: np.ndarray, per_cell: float) -> float:
     """The largest cell size (degrees) whose cells hold at most ``per_cell`` points on average,
     as a point sees it (weighted by points: dense city centres decide, not empty country)."""
     for cell in (5.0, 2.0, 1.0, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01, 0.005, 0.002):
-        ncol = round(360 / cell)
-        keys = np.floor((lats + 90) / cell).astype(np.int64) * ncol + \
-            np.floor((lons + 180) / cell).astype(np.int64) % ncol
-        counts = np.unique(keys, return_counts=True)[1]
+        counts = np.unique(_cell_keys(lats, lons, cell, round(360 / cell)), return_counts=True)[1]
         if (counts.astype(float) ** 2).sum() / len(lats) <= per_cell:
             return cell
     return 0.002
@@ -65,31 +70,23 @@ class PointGrid:
         lons = np.asarray(lons, dtype=float)
         self.cell = _pick_cell(lats, lons, 3.0) if len(lats) else 1.0
         self.ncol = round(360 / self.cell)
-        self.nrow = round(180 / self.cell) + 1
-        phi, lam = np.radians(lats), np.radians(lons)
-        x, y, z = np.cos(phi) * np.cos(lam), np.cos(phi) * np.sin(lam), np.sin(phi)
-        keys = self._keys(lats, lons)
+        keys = _cell_keys(lats, lons, self.cell, self.ncol)
         order = np.argsort(keys, kind="stable")
         k = keys[order]
         starts = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
         ends = np.r_[starts[1:], len(k)]
-        rows = list(zip(x[order].tolist(), y[order].tolist(), z[order].tolist(),
-                        order.tolist(), strict=True))
+        xyz = unit_vectors(lats[order], lons[order]).tolist()
+        rows = [(x, y, z, p) for (x, y, z), p in zip(xyz, order.tolist(), strict=True)]
         self._lats, self._lons = lats.tolist(), lons.tolist()
         self._cells = {int(k[s]): tuple(rows[s:e]) for s, e in zip(starts, ends, strict=True)}
-
-    def _keys(self, lats, lons):
-        return np.floor((lats + 90) / self.cell).astype(np.int64) * self.ncol + \
-            np.floor((lons + 180) / self.cell).astype(np.int64) % self.ncol
 
     def nearest(self, lat: float, lon: float) -> tuple[int, float] | None:
         """``(position, geodesic metres)`` of the nearest point, ties by position; or None."""
         if abs(lat) > _MAX_LAT or not self._cells:
             return None
         cell, ncol, cells = self.cell, self.ncol, self._cells
-        phi, lam = lat * _D2R, lon * _D2R
-        cphi = math.cos(phi)
-        qx, qy, qz = cphi * math.cos(lam), cphi * math.sin(lam), math.sin(phi)
+        qx, qy, qz = unit_vector(lat, lon)
+        cphi = math.cos(lat * _D2R)
         iy = math.floor((lat + 90) / cell)
         ix = math.floor((lon + 180) / cell)
         found: list[tuple[float, int]] = []  # (chord squared, position), maybe nearest

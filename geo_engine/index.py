@@ -14,6 +14,7 @@ bounds that make the proposals complete.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -262,13 +263,15 @@ class StoreIndex:
         Counted by :class:`~geo_engine.counting.CapGrid` (whole cells inside the radius at once);
         points it leaves (near a pole, a radius across ±180) go to the k-d tree. With
         ``per_store`` (an int array, one slot per store position), how many of the points lie
-        within the radius of each store is added to it: the same count with the roles swapped.
+        within the radius of each store is added to it, from the same pass.
         """
         lats = np.asarray(lats, dtype=float).ravel()
         lons = np.asarray(lons, dtype=float).ravel()
         if self.size == 0 or len(lats) == 0:
             return np.zeros(len(lats), dtype=np.int64)
-        if len(lats) >= self.size:
+        if per_store is not None or len(lats) >= self.size:
+            # stores as the queries: one pass gives both counts (and beats the other way
+            # round whenever the points outnumber the stores)
             return self._count_within_swapped(lats, lons, radius_m, per_store)
         grid = self._cap_grids.get(radius_m)
         if grid is None:
@@ -278,14 +281,6 @@ class StoreIndex:
         rest = np.flatnonzero(~handled)
         if len(rest):
             counts[rest] = self._count_within_tree(lats[rest], lons[rest], radius_m)
-        if per_store is not None:  # the same count with the roles swapped, points as the grid
-            # few queries over many points: finer cells (0.37 s a 200k chunk, from 0.53 s)
-            mine, done = CapGrid(lats, lons, radius_m, per_radius=8).count(self._plats, self._plons)
-            rest = np.flatnonzero(~done)
-            if len(rest):
-                mine[rest] = StoreIndex(lats, lons)._count_within_tree(self._plats[rest],
-                                                                       self._plons[rest], radius_m)
-            per_store += mine
         return counts
 
     def _count_within_swapped(self, lats, lons, radius_m: float,
@@ -378,8 +373,8 @@ class FenceIndex:
         self._owners = owners  # box -> fence position (a list: indexing a few is cheaper)
         self._owners_arr = np.array(owners, dtype=np.intp)
         b = np.array(boxes, dtype=float).reshape(-1, 4)
-        self._grid = BoxGrid(b, self._owners_arr)  # for one point; the R-tree for arrays
-        self._tree = STRtree(shapely.box(b[:, 0], b[:, 1], b[:, 2], b[:, 3]))
+        self._boxes = b
+        self._grid = BoxGrid(b, self._owners_arr)  # the R-tree only for what the grid declines
         self._circle = np.array([f.is_circle for f in self.fences], dtype=bool)
         self._c_lat = np.array([f.lat if f.is_circle else np.nan for f in self.fences], dtype=float)
         self._c_lon = np.array([f.lon if f.is_circle else np.nan for f in self.fences], dtype=float)
@@ -391,6 +386,13 @@ class FenceIndex:
 
     def __len__(self) -> int:
         return len(self.fences)
+
+    @functools.cached_property
+    def _tree(self) -> STRtree:
+        """An R-tree of the same boxes, built on first use: only for queries the grid declines
+        (very wide geofences, a reach of more than a few cells, near the poles)."""
+        b = self._boxes
+        return STRtree(shapely.box(b[:, 0], b[:, 1], b[:, 2], b[:, 3]))
 
     def _candidates(self, lat: float, lon: float, reach_m: float) -> tuple[list[int], list]:
         """Candidate positions, and the boxes (geometries) that cover the reach, if any."""

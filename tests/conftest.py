@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +16,25 @@ from geo_engine import Database, Engine, Settings
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "data" / "demo_stores.geojson"
 WGS84 = Geod(ellps="WGS84")  # the reference every answer is checked against
+
+
+def loopback_http(answer: Callable[[BaseHTTPRequestHandler], tuple[str, bytes]]) -> ThreadingHTTPServer:
+    """An HTTP server on a free loopback port, serving in a thread; ``answer(request)`` gives
+    each GET's content type and body. ``shutdown()`` it when done."""
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            kind, body = answer(self)
+            self.send_response(200)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
 
 
 def brute_nearest(lat, lon, lats, lons, k=None, radius_m=None):

@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 import pandas as pd
@@ -20,44 +18,36 @@ from geo_engine import Engine, Settings
 from geo_engine.geocoding import AddressGeocoder, PostalCodes
 from geo_engine.scoring import score_frame
 
-from .conftest import DEMO
+from .conftest import DEMO, loopback_http
 
 PLACES = {"1 Ferry Building, San Francisco": (37.7955, -122.3937),
           "1 Dr Carlton B Goodlett Pl, San Francisco": (37.7793, -122.4193)}
 
 
-class _Nominatim(BaseHTTPRequestHandler):
-    asked: list[str] = []
-    agents: list[str] = []
+class _Nominatim:
+    """What a Nominatim server answers to /search?q=...&format=json; it counts the look-ups."""
 
-    def do_GET(self):  # noqa: N802 - http.server's name
-        url = urlparse(self.path)
+    def __init__(self):
+        self.asked: list[str] = []
+        self.agents: list[str] = []
+
+    def __call__(self, request) -> tuple[str, bytes]:
+        url = urlparse(request.path)
         q = parse_qs(url.query).get("q", [""])[0]
-        type(self).asked.append(q)
-        type(self).agents.append(self.headers.get("User-Agent", ""))
+        self.asked.append(q)
+        self.agents.append(request.headers.get("User-Agent", ""))
         hit = PLACES.get(q)
         body = [] if url.path != "/search" or hit is None else [
             {"place_id": 1, "lat": str(hit[0]), "lon": str(hit[1]), "display_name": q,
              "boundingbox": [str(hit[0]), str(hit[0]), str(hit[1]), str(hit[1])]}]
-        data = json.dumps(body).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
+        return "application/json", json.dumps(body).encode()
 
 
 @pytest.fixture
 def nominatim():
-    _Nominatim.asked = []
-    _Nominatim.agents = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Nominatim)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", _Nominatim.asked
+    answer = _Nominatim()
+    server = loopback_http(answer)
+    yield f"http://127.0.0.1:{server.server_address[1]}", answer.asked, answer.agents
     server.shutdown()
 
 
@@ -69,7 +59,7 @@ def engine(tmp_path):
 
 
 def test_addresses_are_geocoded_once_and_cached(engine, nominatim, tmp_path):
-    url, asked = nominatim
+    url, asked, _ = nominatim
     path = tmp_path / "customers.csv"
     pd.DataFrame({
         "id": ["a", "b", "c", "d", "e"],
@@ -131,7 +121,7 @@ def test_postal_codes_offline(engine, tmp_path):
 
 
 def test_geocoder_options_reach_the_geocoder(engine, nominatim, tmp_path):
-    url, asked = nominatim
+    url, _, agents = nominatim
     path = tmp_path / "customers.csv"
     pd.DataFrame({"address": ["1 Ferry Building, San Francisco"]}).to_csv(path, index=False)
     base = [sys.executable, "-m", "geo_engine", "score", str(path), "--out", str(tmp_path / "o.csv"),
@@ -140,7 +130,7 @@ def test_geocoder_options_reach_the_geocoder(engine, nominatim, tmp_path):
     r = subprocess.run(base + ["--geocoder-option", "user_agent=acme-crm-import",
                                "--geocoder-option", "timeout=3"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    assert _Nominatim.agents == ["acme-crm-import"]  # what the geocoder sent, as asked
+    assert agents == ["acme-crm-import"]  # what the geocoder sent, as asked
     for bad, says in ((["--geocoder-option", "api_key"], "is not NAME=VALUE"),
                       (["--geocoder-option", "no_such_setting=1"], "cannot be set up this way")):
         r = subprocess.run(base + bad, capture_output=True, text=True)

@@ -372,10 +372,11 @@ def test_counts_within_a_radius_in_dense_cities_equal_brute_force(dense, radius,
     qlats = np.array([CITIES[c][0] for c in city]) + rng.normal(0, 0.03, 60)
     qlons = (np.array([CITIES[c][1] for c in city]) + rng.normal(0, 0.03, 60) + 180) % 360 - 180
     per_store = np.zeros(len(slats), dtype=np.int64)
-    got = index.count_within_bulk(qlats, qlons, radius, per_store)
+    got = index.count_within_bulk(qlats, qlons, radius)  # few points: they query the stores
+    both = index.count_within_bulk(qlats, qlons, radius, per_store)  # the stores query them
     d = np.array([WGS84.inv(np.full(len(slats), lo), np.full(len(slats), la), slons, slats)[2]
                   for la, lo in zip(qlats, qlons, strict=True)])  # (queries, stores)
-    assert got.tolist() == (d <= radius).sum(axis=1).tolist()
+    assert got.tolist() == both.tolist() == (d <= radius).sum(axis=1).tolist()
     assert per_store.tolist() == (d <= radius).sum(axis=0).tolist()
 
 

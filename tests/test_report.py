@@ -13,7 +13,7 @@ from PIL import Image
 
 from geo_engine import Engine, Settings
 
-from .conftest import DEMO
+from .conftest import DEMO, loopback_http
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -79,27 +79,15 @@ def test_tiles_cover_the_view_and_stay_few():
 def _tile_server(colour):
     """A tile server on a free loopback port: every tile a flat colour; requests recorded."""
     import io
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     buf = io.BytesIO()
     Image.new("RGB", (256, 256), colour).save(buf, format="PNG")
     png, seen = buf.getvalue(), []
 
-    class Tiles(BaseHTTPRequestHandler):
-        def do_GET(self):
-            seen.append(self.path)
-            self.send_response(200)
-            self.send_header("Content-Type", "image/png")
-            self.send_header("Content-Length", str(len(png)))
-            self.end_headers()
-            self.wfile.write(png)
-
-        def log_message(self, *args):
-            pass
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Tiles)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, seen
+    def answer(request):
+        seen.append(request.path)
+        return "image/png", png
+    return loopback_http(answer), seen
 
 
 def test_a_tile_layer_only_when_asked_and_it_draws(tmp_path):
