@@ -8,6 +8,7 @@ often (``caps``). Validation collects every problem, each naming its field.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -75,11 +76,16 @@ class Campaign:
         """Whether ``at`` falls in the schedule, days and hours read in the store's zone."""
         if self.starts_at and at < self.starts_at or self.ends_at and at > self.ends_at:
             return False
+        weekly = self._weekly
+        return weekly is None or in_weekly_hours(weekly, at, tz)
+
+    @functools.cached_property
+    def _weekly(self) -> dict[str, list[tuple[int, int]]] | None:
+        """The schedule's days and hours as weekly spans (None: any time), made once."""
         if self.days is None and not self.hours:
-            return True
-        weekly = {d: [list(h) for h in self.hours] or [[0, 1440]]
-                  for d in (self.days if self.days is not None else DAYS)}
-        return in_weekly_hours(weekly, at, tz)
+            return None
+        return {d: list(self.hours) or [(0, 1440)]
+                for d in (self.days if self.days is not None else DAYS)}
 
     def in_holdout(self, device_id: str) -> bool:
         """Deterministic: the same device is always in (or out of) a campaign's holdout."""
@@ -89,7 +95,7 @@ class Campaign:
         return int.from_bytes(h[:8], "big") / 2**64 * 100 < self.holdout_pct
 
 
-def in_weekly_hours(weekly: dict[str, list[list[int]]], at: datetime, tz: str | None) -> bool:
+def in_weekly_hours(weekly: dict[str, list], at: datetime, tz: str | None) -> bool:
     """Whether the instant ``at`` is inside weekly spans of local minutes.
 
     ``weekly`` maps a day (``mon``...) to ``[start, end]`` minutes after local midnight; a span

@@ -93,13 +93,7 @@ def store_open(store: Store, at: datetime) -> bool:
     """Whether the store is open at ``at`` by its weekly hours (absent hours: always open)."""
     if store.opening_hours is None:
         return True
-    weekly = {day: [[_m(a), _m(b)] for a, b in spans] for day, spans in store.opening_hours.items()}
-    return in_weekly_hours(weekly, at, store.timezone)
-
-
-def _m(hhmm: str) -> int:
-    hh, mm = hhmm.split(":")
-    return int(hh) * 60 + int(mm)
+    return in_weekly_hours(store.weekly_hours, at, store.timezone)
 
 
 def decide(candidates: Iterable[Candidate], *, device_id: str, segments: frozenset[str],

@@ -154,7 +154,7 @@ class Engine:
         self._active = [c for c in self.campaigns if c.enabled]
         self._targeted: dict[str, tuple[np.ndarray, StoreIndex | None]] = {}
         # for the ping: campaigns by geofence and trigger, each nearby campaign's reach
-        self._by_fence: dict[str, dict[str, list[Campaign]]] = {}
+        self._by_fence: dict[str, _OnFence] = {}
         self._by_target: dict[str, list[Campaign]] = {}  # a geofence id, store id or tag -> them
         for c in self._active:
             if c.trigger != "nearby":
@@ -426,7 +426,7 @@ class Engine:
             return _Outcome(after, [], Decision(0, [], None), flags)
         events, visits = transition(
             state.visits, hits, ts, acc, lambda fid: self._distance_to(fid, ping, at),
-            self._dwell_thresholds(set(hits) | set(state.visits)))
+            self._dwell_thresholds(hits, state.visits))
         candidates = self._candidates(events, hits, ping, acc, nearest_m)
         decision = decide(
             candidates, device_id=ping.device_id, segments=frozenset(ping.segments),
@@ -468,12 +468,15 @@ class Engine:
             return math.inf
         return self.fence_index.distance_m(i, ping.lat, ping.lon)
 
-    def _dwell_thresholds(self, fence_ids: set[str]) -> dict[str, float]:
+    def _dwell_thresholds(self, hits: dict, visits: dict) -> dict[str, float]:
+        """Geofence id -> the shortest ``dwell_s`` asked of it, for those the fix is in or
+        has a visit open in."""
         out: dict[str, float] = {}
-        for fid in fence_ids if self._has_dwell else ():
-            dwellers = self._campaigns_on(fid).get("dwell")
-            if dwellers:
-                out[fid] = min(c.dwell_s for c in dwellers)
+        if self._has_dwell:
+            for fid in itertools.chain(hits, visits):
+                need = self._campaigns_on(fid).dwell_s
+                if need is not None:
+                    out[fid] = need
         return out
 
     @property
@@ -493,21 +496,32 @@ class Engine:
         except NotFound:
             return None
 
-    def _campaigns_on(self, fence_id: str) -> dict[str, list[Campaign]]:
+    def _campaigns_on(self, fence_id: str) -> _OnFence:
         """The active campaigns targeting a geofence, by trigger (found once, then kept)."""
         found = self._by_fence.get(fence_id)
         if found is None:
-            found = {}
-            fence = self.geofence(fence_id)
-            if fence is not None:
-                store = self.find_store(fence.store_id)
-                keys = [fence.id, fence.store_id, *fence.tags, *(store.tags if store else ())]
-                maybe = {id(c): c for k in keys for c in self._by_target.get(k, ())}
-                for c in sorted(maybe.values(), key=lambda c: c.id):
-                    if c.targets_fence(fence, store):
-                        found.setdefault(c.trigger, []).append(c)
-            self._by_fence[fence_id] = found
+            found = self._by_fence[fence_id] = self._find_campaigns_on(fence_id)
         return found
+
+    def _find_campaigns_on(self, fence_id: str) -> _OnFence:
+        fence = self.geofence(fence_id)
+        if fence is None:
+            return _NO_CAMPAIGNS
+        store = self._store_cache.get(fence.store_id) or self.find_store(fence.store_id)
+        by_target = self._by_target
+        maybe: dict[str, Campaign] = {}
+        for key in (fence.id, fence.store_id, *fence.tags, *(store.tags if store else ())):
+            for c in by_target.get(key, ()):
+                maybe[c.id] = c
+        if not maybe:
+            return _NO_CAMPAIGNS
+        by_trigger: dict[str, list[Campaign]] = {}
+        for cid in sorted(maybe):
+            c = maybe[cid]
+            if c.targets_fence(fence, store):
+                by_trigger.setdefault(c.trigger, []).append(c)
+        dwell = by_trigger.get("dwell")
+        return _OnFence(by_trigger, min(c.dwell_s for c in dwell) if dwell else None)
 
     def _nearby(self, campaign: Campaign, lat: float, lon: float) -> list[tuple[float, int]]:
         """(metres, store position) of the stores within a nearby campaign's radius, nearest
@@ -539,7 +553,7 @@ class Engine:
                     nearest_m: float) -> list[Candidate]:
         out: list[Candidate] = []
         for e in events:
-            campaigns = self._campaigns_on(e.geofence_id).get(str(e.type))
+            campaigns = self._campaigns_on(e.geofence_id).by_trigger.get(e.type)
             if not campaigns:
                 continue
             store = self.find_store(e.store_id)
@@ -567,6 +581,17 @@ class Engine:
         if h is None:
             return Counts(0, 0, None, spend)
         return Counts(h[2].get(_local_day(at, c.store), 0), h[0], h[1], spend)
+
+
+@dataclass(frozen=True)
+class _OnFence:
+    """The active campaigns on one geofence, by trigger, and the shortest dwell they ask."""
+
+    by_trigger: dict[str, list[Campaign]]
+    dwell_s: float | None
+
+
+_NO_CAMPAIGNS = _OnFence({}, None)
 
 
 @dataclass

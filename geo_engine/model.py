@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -41,6 +42,17 @@ class Store:
     opening_hours: dict[str, list[list[str]]] | None = None
     address: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
+
+    @functools.cached_property
+    def weekly_hours(self) -> dict[str, list[tuple[int, int]]]:
+        """``opening_hours`` as minutes after local midnight, by day (made once)."""
+        return {day: [(_minutes(a), _minutes(b)) for a, b in spans]
+                for day, spans in (self.opening_hours or {}).items()}
+
+
+def _minutes(hhmm: str) -> int:
+    hh, mm = hhmm.split(":")
+    return int(hh) * 60 + int(mm)
 
 
 @dataclass(frozen=True)
