@@ -190,3 +190,42 @@ def test_the_checkpointer_copies_the_wal_into_the_database_file(db_path):
     assert {"before", "after"} <= in_main_file()
     db.close()
     assert not db._checkpointer.is_alive()
+
+
+def test_the_wal_file_starts_over_under_steady_writes(db_path):
+    """A passive checkpoint never catches up with a writer that never pauses, and SQLite only
+    starts the WAL over once one has: the checkpointer makes it catch up past a size."""
+    import os
+    import threading
+    import time
+
+    db = Database(db_path)
+    with db.atomic() as conn:
+        conn.execute("CREATE TABLE filler (k INTEGER PRIMARY KEY, blob BLOB)")
+    limit = 1 << 20
+    db.start_checkpointer(every_s=0.02, restart_bytes=limit)
+    wal = f"{db_path}-wal"
+    largest = 0
+    stop = threading.Event()
+
+    def watch():
+        nonlocal largest
+        while not stop.is_set():
+            largest = max(largest, os.path.getsize(wal) if os.path.exists(wal) else 0)
+            time.sleep(0.005)
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    written = 0
+    k = 0
+    while written < 80 * limit:  # 80 MB in small commits, no pause between them
+        with db.atomic() as conn:
+            conn.execute("INSERT OR REPLACE INTO filler VALUES (?, randomblob(8000))", (k % 500,))
+        written += 8192
+        k += 1
+    stop.set()
+    watcher.join()
+    db.close()
+    assert 0 < largest < 24 * limit, f"the WAL grew to {largest / 1e6:.1f} MB"
+    conn = sqlite3.connect(db_path)
+    assert conn.execute("SELECT count(*) FROM filler").fetchone()[0] == 500
+    conn.close()
