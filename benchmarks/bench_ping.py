@@ -78,8 +78,7 @@ def build(db_path: str, n_stores: int, n_devices: int) -> tuple[Engine, np.ndarr
              for k, h in enumerate(home)])
     engine.db.close()
     engine = Engine(Settings(db=db_path))  # as a server starts: device state read at start
-    engine.db.start_checkpointer()  # as `geo-engine serve` does
-    engine.warm_devices()
+    engine.start_serving()  # as `geo-engine serve` does: checkpointer, devices read, gc.freeze
     return engine, home, np.column_stack([lats, lons])
 
 

@@ -174,8 +174,7 @@ def serve(host: str, port: int, db: str | None, demo: bool) -> None:
     for kind, key in ensure_keys(engine.db, engine.settings).items():
         click.echo(f"created the {kind} key (shown once, keep it): {key}", err=True)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    engine.db.start_checkpointer()
-    engine.warm_devices()
+    engine.start_serving()
     click.echo(f"geo-engine serving {engine.db.path} on http://{host}:{port} (docs: /docs)", err=True)
     uvicorn.run(create_app(engine), host=host, port=port, access_log=False, log_level="warning",
                 timeout_graceful_shutdown=10)

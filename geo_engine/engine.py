@@ -7,6 +7,7 @@ and ``locate`` both call :meth:`Engine.locate`, so the two surfaces cannot drift
 from __future__ import annotations
 
 import dataclasses
+import gc
 import itertools
 import math
 import time
@@ -127,6 +128,20 @@ class Engine:
         for state in reversed(self.db.recent_devices(_DEVICE_CACHE)):  # oldest first, as kept
             self._devices.setdefault(state.device_id, state)
         return len(self._devices)
+
+    def start_serving(self) -> int:
+        """Ready a long-running server (``serve``; bench_ping does the same): a checkpointer
+        thread, the recent devices' state in memory, and everything loaded so far moved out of
+        the cyclic garbage collector's sight (``gc.freeze``). Return the devices read.
+
+        Measured in bench_ping: with 100k devices in memory a full collection took 90 ms and
+        more, and the whole ping's mean fell by a tenth once they were frozen.
+        """
+        self.db.start_checkpointer()
+        n = self.warm_devices()
+        gc.collect()
+        gc.freeze()
+        return n
 
     def reload(self) -> None:
         """Rebuild the indexes (and the campaign list) from the database."""
