@@ -170,11 +170,16 @@ class Engine:
         self._targeted: dict[str, tuple[np.ndarray, StoreIndex | None]] = {}
         # for the ping: campaigns by geofence and trigger, each nearby campaign's reach
         self._by_fence: dict[str, _OnFence] = {}
-        self._by_target: dict[str, list[Campaign]] = {}  # a geofence id, store id or tag -> them
+        # the campaigns naming each geofence id, store id and tag (targets_fence, as maps)
+        self._by_fence_id: dict[str, list[Campaign]] = {}
+        self._by_store_id: dict[str, list[Campaign]] = {}
+        self._by_tag: dict[str, list[Campaign]] = {}
         for c in self._active:
             if c.trigger != "nearby":
-                for key in c.geofence_ids | c.store_ids | c.tags:
-                    self._by_target.setdefault(key, []).append(c)
+                for keys, into in ((c.geofence_ids, self._by_fence_id),
+                                   (c.store_ids, self._by_store_id), (c.tags, self._by_tag)):
+                    for key in keys:
+                        into.setdefault(key, []).append(c)
         self._reach: dict[str, BoxGrid] = {}
         self._has_dwell = any(c.trigger == "dwell" for c in self._active)
         self._nearby_reach = max((c.radius_m for c in self._active if c.trigger == "nearby"),
@@ -523,18 +528,20 @@ class Engine:
         if fence is None:
             return _NO_CAMPAIGNS
         store = self._store_cache.get(fence.store_id) or self.find_store(fence.store_id)
-        by_target = self._by_target
-        maybe: dict[str, Campaign] = {}
-        for key in (fence.id, fence.store_id, *fence.tags, *(store.tags if store else ())):
-            for c in by_target.get(key, ()):
-                maybe[c.id] = c
-        if not maybe:
+        found: dict[str, Campaign] = {}  # what Campaign.targets_fence says, from the maps
+        for c in itertools.chain(self._by_fence_id.get(fence.id, ()),
+                                 self._by_store_id.get(fence.store_id, ())):
+            found[c.id] = c
+        by_tag = self._by_tag
+        if by_tag:
+            for tag in itertools.chain(fence.tags, store.tags if store else ()):
+                for c in by_tag.get(tag, ()):
+                    found[c.id] = c
+        if not found:
             return _NO_CAMPAIGNS
         by_trigger: dict[str, list[Campaign]] = {}
-        for cid in sorted(maybe):
-            c = maybe[cid]
-            if c.targets_fence(fence, store):
-                by_trigger.setdefault(c.trigger, []).append(c)
+        for cid in sorted(found):
+            by_trigger.setdefault(found[cid].trigger, []).append(found[cid])
         dwell = by_trigger.get("dwell")
         return _OnFence(by_trigger, min(c.dwell_s for c in dwell) if dwell else None)
 
