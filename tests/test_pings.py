@@ -435,3 +435,31 @@ def test_the_campaigns_on_a_geofence_are_those_that_target_it(tmp_path):
         assert {t: [c.id for c in cs] for t, cs in on.by_trigger.items()} == want
         dwell = [c.dwell_s for c in e.active_campaigns if c.id in want.get("dwell", [])]
         assert on.dwell_s == (min(dwell) if dwell else None)
+
+
+def test_a_nearby_offer_names_the_nearest_targeted_store_in_reach(tmp_path):
+    origin = (48.8566, 2.3522)
+
+    def spot(bearing, metres):
+        lon, lat, _ = WGS84.fwd(origin[1], origin[0], bearing, metres)
+        return lat, lon
+    places = {"s-east": (spot(90, 300), ["books"]), "s-north": (spot(0, 200), ["books"]),
+              "s-close": (spot(200, 50), ["coffee"]), "s-far": (spot(45, 900), ["books"])}
+    path = tmp_path / "paris.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        feature({"kind": "store", "id": sid, "tags": tags}, lon, lat)
+        for sid, ((lat, lon), tags) in places.items()]}))
+    e = Engine(Settings(db=str(tmp_path / "geo.db"), min_offer_interval_s=0))
+    e.import_files([path])
+    e.put_campaign("books", {"id": "books", "offer": {"title": "read"}, "targets": {"tags": ["books"]},
+                             "trigger": {"type": "nearby", "radius_m": 400}, "min_confidence": "high"})
+    a = ping(e, "d", origin, T0, accuracy_m=20)
+    want = min((WGS84.inv(origin[1], origin[0], lon, lat)[2], sid)
+               for sid, ((lat, lon), tags) in places.items() if "books" in tags)
+    assert a["offer"]["store_id"] == want[1] == "s-north"
+    assert a["offer"]["distance_m"] == pytest.approx(want[0], abs=1e-3)
+    assert a["nearest_store"]["store_id"] == "s-close"
+    # 200 m away with a 250 m accuracy circle: in reach, but not surely (min_confidence high)
+    assert reasons(ping(e, "e", origin, T0, accuracy_m=250)) == {"books": "low_confidence"}
+    # beyond the radius of every targeted store: not considered at all
+    assert ping(e, "f", spot(180, 500), T0)["decision"]["considered"] == 0
