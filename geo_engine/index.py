@@ -160,6 +160,11 @@ class StoreIndex:
         return (np.array([p for _, p in ranked], dtype=np.intp),
                 np.array([d for d, _ in ranked], dtype=float))
 
+    def prepare_point_queries(self) -> None:
+        """Build the grid one-point queries use now (a server, at start) rather than in the
+        first query."""
+        _ = self._grid
+
     @property
     def _grid(self) -> PointGrid | None:
         if self._point_grid is None and 0 < self.size <= GRID_MAX_POINTS:
