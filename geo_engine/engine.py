@@ -29,7 +29,7 @@ from .fences import Dataset, check_references, load_files, parse_geojson
 from .geometry import check_lat_lon, distance_m
 from .index import FenceIndex, StoreIndex
 from .model import Confidence, Store
-from .store import Database, new_version
+from .store import Database, device_from_row, new_version
 
 __all__ = ["Engine", "FenceHit", "Location", "Ping", "StoreHit"]
 
@@ -119,14 +119,15 @@ class Engine:
         self.db = database or Database(self.settings.db)
         self._serving = False  # start_serving: build what pings query at every reload
         self.reload()
-        # device id -> its state as last read or written here; the row's version is the truth
-        self._devices: dict[str, DeviceState] = {}
+        # device id -> its row as last read or written here (plain values, which the garbage
+        # collector need not scan); the row's version in the database is the truth
+        self._devices: dict[str, tuple] = {}
 
     def warm_devices(self) -> int:
         """Read the most recently seen devices' state into memory (``serve`` does, at start):
         their first pings then skip the read. Return how many. Other commands need none."""
-        for state in reversed(self.db.recent_devices(_DEVICE_CACHE)):  # oldest first, as kept
-            self._devices.setdefault(state.device_id, state)
+        for row in reversed(self.db.recent_device_rows(_DEVICE_CACHE)):  # oldest first, as kept
+            self._devices.setdefault(row[0], row)
         return len(self._devices)
 
     def start_serving(self) -> int:
@@ -404,17 +405,19 @@ class Engine:
                 cached = self.db.reply(ping.device_id, ping.ping_id)
                 if cached is not None:
                     return cached
-            state = self._devices.get(ping.device_id)
-            if state is None:
-                state = self.db.load_device(conn, ping.device_id)
+            row = self._devices.get(ping.device_id)
+            state = device_from_row(row) if row is not None else \
+                self.db.load_device(conn, ping.device_id)
             t2 = clock()
             out = self._outcome(conn, state, ping, at, ts, acc, hits, nearest_m)
             t3 = clock()
-            if not self.db.save_device(conn, out.state, state.version):
+            row = self.db.save_device(conn, out.state, state.version)
+            if row is None:
                 # the cached copy was stale: read the row (we hold the write lock) and redo
                 state = self.db.load_device(conn, ping.device_id)
                 out = self._outcome(conn, state, ping, at, ts, acc, hits, nearest_m)
-                if not self.db.save_device(conn, out.state, state.version):
+                row = self.db.save_device(conn, out.state, state.version)
+                if row is None:
                     raise StorageError(f"device {ping.device_id!r} changed under a write lock")
             self.db.record_events(conn, ping.device_id, ts, out.events, ping.ping_id)
             decision = out.decision
@@ -434,7 +437,7 @@ class Engine:
             if ping.ping_id is not None:
                 self.db.save_reply(conn, ping.device_id, ping.ping_id, body)
             # cached before the commit: should the commit fail, the version check catches it
-            self._remember(out.state)
+            self._remember(row)
         if self.stage_times is not None:  # benchmarks/bench_ping.py: where a ping's time goes
             t4 = clock()
             self.stage_times.append((t1 - t0, t2 - t1, t3 - t2, t4 - t3))
@@ -479,10 +482,10 @@ class Engine:
             after.last_offer_ts = ts
         return _Outcome(after, events, decision, flags)
 
-    def _remember(self, state: DeviceState) -> None:
+    def _remember(self, row: tuple) -> None:
         cache = self._devices
-        cache.pop(state.device_id, None)  # re-inserted last: the oldest entries go first
-        cache[state.device_id] = state
+        cache.pop(row[0], None)  # re-inserted last: the oldest entries go first
+        cache[row[0]] = row
         if len(cache) > _DEVICE_CACHE:
             for device_id in list(itertools.islice(cache, _DEVICE_CACHE // 10)):
                 del cache[device_id]

@@ -25,7 +25,7 @@ from .errors import StorageError
 from .fences import Dataset, build_geofences
 from .model import Geofence, Store
 
-__all__ = ["MIGRATIONS", "Database", "StoreArrays", "new_version"]
+__all__ = ["MIGRATIONS", "Database", "StoreArrays", "device_from_row", "new_version"]
 
 
 def new_version() -> int:
@@ -186,7 +186,8 @@ def _statements(script: str) -> Iterator[str]:
             pending = ""
 
 
-def _device(row: tuple) -> DeviceState:
+def device_from_row(row: tuple) -> DeviceState:
+    """A device's state from its row (``Database.DEVICE_COLUMNS`` order), as read or written."""
     visits = {fid: Visit(fid, sid, entered, bool(done))
               for fid, (sid, entered, done) in orjson.loads(row[8]).items()}
     return DeviceState(row[0], row[2], row[3], row[4], row[5], row[6], bool(row[7]), visits,
@@ -463,33 +464,35 @@ class Database:
 
     # --- devices (call inside atomic(): reads and writes of one ping are one transaction) ----
 
-    _DEVICE_COLUMNS = ("device_id, version, last_ts, last_lat, last_lon, last_accuracy_m, "
+    DEVICE_COLUMNS = ("device_id, version, last_ts, last_lat, last_lon, last_accuracy_m, "
                        "last_offer_ts, opted_out, visits, history")
 
     def load_device(self, conn: sqlite3.Connection, device_id: str) -> DeviceState:
         """The device's state as stored (``version`` None when there is no row)."""
-        row = conn.execute(f"SELECT {self._DEVICE_COLUMNS} FROM devices WHERE device_id = ?",
+        row = conn.execute(f"SELECT {self.DEVICE_COLUMNS} FROM devices WHERE device_id = ?",
                            (device_id,)).fetchone()
-        return DeviceState(device_id) if row is None else _device(row)
+        return DeviceState(device_id) if row is None else device_from_row(row)
 
-    def recent_devices(self, limit: int) -> list[DeviceState]:
-        """The ``limit`` devices seen last, for a process to start with their state in memory."""
-        rows = self._query(f"SELECT {self._DEVICE_COLUMNS} FROM devices "
+    def recent_device_rows(self, limit: int) -> list[tuple]:
+        """The rows of the ``limit`` devices seen last, for a process to start with them in
+        memory (``device_from_row`` makes a row a state)."""
+        return self._query(f"SELECT {self.DEVICE_COLUMNS} FROM devices "
                            "ORDER BY last_ts DESC LIMIT ?", (limit,))
-        return [_device(row) for row in rows]
 
     def save_device(self, conn: sqlite3.Connection, state: DeviceState,
-                    expected: int | None) -> bool:
-        """Write ``state`` (with its new ``version``) if the row is still at ``expected``.
+                    expected: int | None) -> tuple | None:
+        """Write ``state`` (with its new ``version``) if the row is still at ``expected``, and
+        return the row as written (``DEVICE_COLUMNS`` order).
 
-        Return False, writing nothing, when another writer changed the row since it was read
+        Return None, writing nothing, when another writer changed the row since it was read
         (or created it, when ``expected`` is None): the caller re-reads and decides again.
         """
         visits = orjson.dumps({fid: [v.store_id, v.entered_ts, int(v.dwell_done)]
                                for fid, v in state.visits.items()})
+        history = orjson.dumps(state.history)
         values = (state.version, state.last_ts, state.last_lat, state.last_lon,
                   state.last_accuracy_m, state.last_offer_ts, int(state.opted_out), visits,
-                  orjson.dumps(state.history), state.device_id)
+                  history, state.device_id)
         if expected is None:
             cur = conn.execute(
                 "INSERT INTO devices (version, last_ts, last_lat, last_lon, last_accuracy_m, "
@@ -500,7 +503,9 @@ class Database:
                 "UPDATE devices SET version = ?, last_ts = ?, last_lat = ?, last_lon = ?, "
                 "last_accuracy_m = ?, last_offer_ts = ?, opted_out = ?, visits = ?, history = ? "
                 "WHERE device_id = ? AND version = ?", (*values, expected))
-        return cur.rowcount == 1
+        if cur.rowcount != 1:
+            return None
+        return (state.device_id, *values[:-1])
 
     def record_events(self, conn: sqlite3.Connection, device_id: str, ts: float,
                       events: list[Event], ping_id: str | None) -> None:
