@@ -13,14 +13,15 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from .errors import InvalidCampaign
 from .model import Confidence, Geofence, Store
 
-__all__ = ["TRIGGERS", "Campaign", "in_weekly_hours", "parse_campaign", "parse_campaigns"]
+__all__ = ["TRIGGERS", "Campaign", "in_weekly_hours", "local_time", "parse_campaign",
+           "parse_campaigns"]
 
 TRIGGERS = ("enter", "exit", "dwell", "nearby")
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -95,6 +96,16 @@ class Campaign:
         return int.from_bytes(h[:8], "big") / 2**64 * 100 < self.holdout_pct
 
 
+@functools.lru_cache(maxsize=1024)
+def local_time(at: datetime, tz: str | None) -> datetime:
+    """The instant ``at`` on the wall clock of the IANA zone ``tz`` (UTC when None).
+
+    Kept for the instants asked last: one ping asks it of the same store's zone for each
+    schedule, opening hours and cap it checks.
+    """
+    return at.astimezone(ZoneInfo(tz or "UTC"))
+
+
 def in_weekly_hours(weekly: dict[str, list], at: datetime, tz: str | None) -> bool:
     """Whether the instant ``at`` is inside weekly spans of local minutes.
 
@@ -102,10 +113,10 @@ def in_weekly_hours(weekly: dict[str, list], at: datetime, tz: str | None) -> bo
     whose end is not after its start runs past midnight into the next day. Local time is
     ``at`` in zone ``tz`` (UTC when None), so DST is handled by zoneinfo.
     """
-    local = at.astimezone(ZoneInfo(tz or "UTC"))
+    local = local_time(at, tz)
     minute = local.hour * 60 + local.minute
-    today = DAYS[local.weekday()]
-    yesterday = DAYS[(local - timedelta(days=1)).weekday()]
+    weekday = local.weekday()
+    today, yesterday = DAYS[weekday], DAYS[weekday - 1]
     for start, end in weekly.get(today, []):
         if (start <= minute < end) if end > start else minute >= start:
             return True

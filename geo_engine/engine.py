@@ -15,12 +15,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import orjson
 
-from .campaigns import Campaign, parse_campaign
+from .campaigns import Campaign, local_time, parse_campaign
 from .config import Settings
 from .decide import Candidate, Counts, Decision, decide
 from .devices import POOR_ACCURACY_M, DeviceState, Event, EventType, transition
@@ -644,7 +643,7 @@ def _feature(f) -> dict:
 
 
 def _local_day(at: datetime, store: Store) -> str:
-    return at.astimezone(ZoneInfo(store.timezone or "UTC")).date().isoformat()
+    return local_time(at, store.timezone).date().isoformat()
 
 
 _tz_finder = None
