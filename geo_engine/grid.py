@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from pykdtree.kdtree import KDTree
 
 from .geometry import GEOD, R_HI, R_LO, unit_vector, unit_vectors
 
@@ -45,6 +46,7 @@ _RATIO = R_HI / R_LO * (1 + 1e-9)  # chord-angle ratio that a geodesic ranking c
 _RATIO2 = _RATIO * _RATIO * (1 + 1e-9)
 _MAX_LAT = 80.0  # beyond this the cells are slivers: the tree answers
 _MAX_RING = 3
+_MAX_LISTED = 16  # a cell whose list would be longer keeps the ring search
 
 
 def _pick_cell(lats: np.ndarray, lons: np.ndarray, per_cell: float) -> float:
@@ -63,9 +65,12 @@ class PointGrid:
     Parameters
     ----------
     lats, lons : arrays of the points (positions in these arrays are what is returned)
+    listed : also list, for each cell with points and its neighbours, the points that can be
+        nearest from it (``_candidate_lists``): queries there then skip the ring search. Costs
+        about a second and 50 MB per 100k points to build; a server does, a one-off query not.
     """
 
-    def __init__(self, lats: np.ndarray, lons: np.ndarray):
+    def __init__(self, lats: np.ndarray, lons: np.ndarray, listed: bool = False):
         lats = np.asarray(lats, dtype=float)
         lons = np.asarray(lons, dtype=float)
         self.cell = _pick_cell(lats, lons, 3.0) if len(lats) else 1.0
@@ -79,6 +84,59 @@ class PointGrid:
         rows = [(x, y, z, p) for (x, y, z), p in zip(xyz, order.tolist(), strict=True)]
         self._lats, self._lons = lats.tolist(), lons.tolist()
         self._cells = {int(k[s]): tuple(rows[s:e]) for s, e in zip(starts, ends, strict=True)}
+        self.listed = listed
+        self._near: dict[int, tuple] = {}
+        if listed and len(lats):
+            by_point: list = [None] * len(rows)
+            for row in rows:
+                by_point[row[3]] = row
+            self._near = self._candidate_lists(lats, lons, np.unique(keys), by_point)
+
+    def _candidate_lists(self, lats: np.ndarray, lons: np.ndarray, keys: np.ndarray,
+                         by_point: list) -> dict[int, tuple]:
+        """Cell -> every point that can be the nearest to some point of that cell, for the cells
+        holding points and their neighbours (where queries come), when there are few.
+
+        For a query ``q`` in a cell with centre ``c`` and corner angle ``rho``, and ``p1`` the
+        point nearest to ``c`` (angle ``t1``), the nearest point ``p*`` satisfies
+        ``R_LO (angle(c, p*) - rho) <= s(q, p*) <= s(q, p1) <= R_HI (rho + t1)``, so
+        ``angle(c, p*) <= R_HI / R_LO (rho + t1) + rho``: every point within that angle of the
+        centre is listed (ties included). A cell with more than ``_MAX_LISTED`` is left out.
+        """
+        cell, ncol = self.cell, self.ncol
+        r0, c0 = keys // ncol, keys % ncol
+        dr, dc = (a.ravel() for a in np.meshgrid([-1, 0, 1], [-1, 0, 1]))
+        r = (r0[:, None] + dr).ravel()
+        c = ((c0[:, None] + dc) % ncol).ravel()
+        lat_lo, lat_hi = r * cell - 90, (r + 1) * cell - 90
+        ok = (lat_lo >= -_MAX_LAT - cell) & (lat_hi <= _MAX_LAT + cell)
+        cells = np.unique(r[ok] * ncol + c[ok])
+        r, c = cells // ncol, cells % ncol
+        lat_lo, lon_lo = r * cell - 90, c * cell - 180
+        lat_mid, lon_mid = lat_lo + cell / 2, lon_lo + cell / 2
+        centre = unit_vectors(lat_mid, lon_mid)
+        rho = np.zeros(len(cells))
+        for la, lo in [(lat_lo, lon_lo), (lat_lo, lon_lo + cell), (lat_lo + cell, lon_lo),
+                       (lat_lo + cell, lon_lo + cell), (lat_lo, lon_mid), (lat_lo + cell, lon_mid),
+                       (lat_mid, lon_lo), (lat_mid, lon_lo + cell)]:  # corners and edge midpoints
+            chord = np.linalg.norm(unit_vectors(la, lo) - centre, axis=1)
+            rho = np.maximum(rho, 2 * np.arcsin(np.minimum(1.0, chord / 2)))
+        rho *= 1.01  # the farthest point of a cell is a corner; a margin all the same
+        tree = KDTree(unit_vectors(lats, lons))
+        k = min(_MAX_LISTED + 1, len(lats))
+        chord, idx = tree.query(np.ascontiguousarray(centre), k=k)
+        chord, idx = chord.reshape(len(cells), k), idx.reshape(len(cells), k)
+        t1 = 2 * np.arcsin(np.minimum(1.0, chord[:, 0] / 2))
+        reach = np.minimum(np.pi, _RATIO * (rho + t1) + rho) * (1 + 1e-9) + 1e-12
+        limit = 2 * np.sin(reach / 2)
+        inside = chord <= limit[:, None]
+        complete = ~inside[:, -1] if k > _MAX_LISTED else np.ones(len(cells), dtype=bool)
+        counts = inside.sum(axis=1)[complete]  # the tree lists each row nearest first
+        flat = [by_point[i] for i in idx[complete][inside[complete]].tolist()]
+        ends = np.cumsum(counts).tolist()
+        starts = [0, *ends[:-1]]
+        return {key: tuple(flat[a:b]) for key, a, b in
+                zip(cells[complete].tolist(), starts, ends, strict=True)}
 
     def nearest(self, lat: float, lon: float) -> tuple[int, float] | None:
         """``(position, geodesic metres)`` of the nearest point, ties by position; or None."""
@@ -86,9 +144,24 @@ class PointGrid:
             return None
         cell, ncol, cells = self.cell, self.ncol, self._cells
         qx, qy, qz = unit_vector(lat, lon)
-        cphi = math.cos(lat * _D2R)
         iy = math.floor((lat + 90) / cell)
         ix = math.floor((lon + 180) / cell)
+        listed = self._near.get(iy * ncol + ix % ncol)
+        if listed is not None:  # the points that can be nearest from this cell: no ring search
+            best = math.inf
+            scored = []
+            for px, py, pz, pos in listed:
+                dx, dy, dz = px - qx, py - qy, pz - qz
+                c2 = dx * dx + dy * dy + dz * dz
+                scored.append((c2, pos))
+                if c2 < best:
+                    best = c2
+            limit = (2 * math.sin(min(math.pi, 2 * math.asin(min(1.0, math.sqrt(best) / 2)) * _RATIO)
+                                  / 2)) ** 2 + 1e-15
+            inv, la, lo = GEOD.inv, self._lats, self._lons
+            d, pos = min((inv(lon, lat, lo[p], la[p])[2], p) for c2, p in scored if c2 <= limit)
+            return pos, d
+        cphi = math.cos(lat * _D2R)
         found: list[tuple[float, int]] = []  # (chord squared, position), maybe nearest
         best = keep = math.inf
         margin = 0.0

@@ -161,9 +161,10 @@ class StoreIndex:
                 np.array([d for d, _ in ranked], dtype=float))
 
     def prepare_point_queries(self) -> None:
-        """Build the grid one-point queries use now (a server, at start) rather than in the
-        first query."""
-        _ = self._grid
+        """Build the grid one-point queries use now, with each cell's candidate list (a server,
+        at start), rather than a plainer one in the first query."""
+        if 0 < self.size <= GRID_MAX_POINTS and (self._point_grid is None or not self._point_grid.listed):
+            self._point_grid = PointGrid(self._plats, self._plons, listed=True)
 
     @property
     def _grid(self) -> PointGrid | None:

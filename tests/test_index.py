@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 
 import numpy as np
@@ -301,13 +302,47 @@ def dense():
     return np.array(lats), np.array(lons), StoreIndex(lats, lons), fences, FenceIndex(fences), tree
 
 
+@pytest.fixture(scope="module")
+def dense_listed(dense):
+    """The same stores, with the candidate lists a server builds (prepare_point_queries)."""
+    index = StoreIndex(dense[0], dense[1])
+    index.prepare_point_queries()
+    return index
+
+
+@pytest.fixture(scope="module")
+def world_listed(world):
+    index = StoreIndex(world[0], world[1])
+    index.prepare_point_queries()
+    return index
+
+
 @settings(max_examples=300, deadline=None)
 @given(near_city)
-def test_nearest_one_equals_brute_force_in_dense_cities(dense, point):
+def test_nearest_one_equals_brute_force_in_dense_cities(dense, dense_listed, point):
     slats, slons, index, *_ = dense
     want_i, want_d = brute_nearest(*point, slats, slons, k=1)
-    pos, d = index.nearest_one(*point)
-    assert pos == want_i[0] and d == pytest.approx(want_d[0], abs=1e-6)
+    for idx in (index, dense_listed):
+        pos, d = idx.nearest_one(*point)
+        assert pos == want_i[0] and d == pytest.approx(want_d[0], abs=1e-6)
+
+
+def test_the_candidate_lists_answer_city_pings_as_brute_force_does(dense, dense_listed):
+    slats, slons, *_ = dense
+    grid = dense_listed._grid
+    rng = np.random.default_rng(10)
+    listed = 0
+    for clat, clon in CITIES:
+        for la, lo in zip(clat + rng.uniform(-0.05, 0.05, 60), clon + rng.uniform(-0.05, 0.05, 60),
+                          strict=True):
+            lo = _wrap(lo)
+            row, col = math.floor((la + 90) / grid.cell), math.floor((lo + 180) / grid.cell)
+            listed += row * grid.ncol + col % grid.ncol in grid._near
+            got = grid.nearest(la, lo)
+            want_i, want_d = brute_nearest(la, lo, slats, slons, k=1)
+            if got is not None:
+                assert got[0] == want_i[0] and got[1] == pytest.approx(want_d[0], abs=1e-6)
+    assert listed >= 120  # of 240: most city pings fall in a listed cell (160 when written)
 
 
 def test_the_store_grid_answers_most_pings_in_a_city(dense):
@@ -328,11 +363,12 @@ def test_the_store_grid_answers_most_pings_in_a_city(dense):
 
 @settings(max_examples=300, deadline=None)
 @given(lats, lons)
-def test_nearest_one_equals_brute_force_anywhere(world, lat, lon):
+def test_nearest_one_equals_brute_force_anywhere(world, world_listed, lat, lon):
     slats, slons, index = world
     want_i, want_d = brute_nearest(lat, lon, slats, slons, k=1)
-    pos, d = index.nearest_one(lat, lon)
-    assert pos == want_i[0] and d == pytest.approx(want_d[0], abs=1e-6)
+    for idx in (index, world_listed):
+        pos, d = idx.nearest_one(lat, lon)
+        assert pos == want_i[0] and d == pytest.approx(want_d[0], abs=1e-6)
 
 
 @settings(max_examples=300, deadline=None)
