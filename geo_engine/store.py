@@ -299,7 +299,7 @@ class Database:
         starts the WAL file over when one has: measured in bench_ping, the WAL grew to 200 MB in
         10,000 pings. Past ``restart_bytes`` the thread therefore holds this process's writers
         back for one short RESTART checkpoint (the frames written since the last pass, and a
-        sync: about 10 ms here); the next commit starts the file over. At bench_ping's rate that
+        sync: 10 to 12 ms here); the next commit starts the file over. At bench_ping's rate that
         is one ping in a few thousand; 8, 32 and 256 MB were tried and differed by less than the
         machine's noise.
         """
