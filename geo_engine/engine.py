@@ -25,7 +25,8 @@ from .decide import Candidate, Counts, Decision, decide
 from .devices import POOR_ACCURACY_M, DeviceState, Event, EventType, transition
 from .errors import InvalidInput, NotFound, StorageError, ValidationFailed
 from .fences import Dataset, check_references, load_files, parse_geojson
-from .geometry import check_lat_lon, distance_m
+from .geometry import GEOD, check_lat_lon, distance_m, lonlat_boxes
+from .grid import BoxGrid
 from .index import FenceIndex, StoreIndex
 from .model import Confidence, Store
 from .store import Database, device_from_row, new_version
@@ -146,13 +147,12 @@ class Engine:
         return n
 
     def _prepare_for_pings(self) -> None:
-        """Build what pings query (the grids of all stores and of each nearby campaign's
-        stores) now, in a server's start or reload, rather than in the first ping to ask."""
+        """Build what pings query (the stores' grid, each nearby campaign's reach) now, in a
+        server's start or reload, rather than in the first ping to ask: the reach of a campaign
+        over 25k stores took 0.37 s."""
         self.store_index.prepare_point_queries()
         for c in self._nearby_campaigns:
-            _, index = self.stores_targeted_by(c)
-            if index is not None:
-                index.prepare_point_queries()
+            self._reach_of(c)
 
     def reload(self) -> None:
         """Rebuild the indexes (and the campaign list) from the database."""
@@ -192,6 +192,7 @@ class Engine:
                     for key in keys:
                         into.setdefault(key, []).append(c)
         self._nearby_campaigns = [c for c in self._active if c.trigger == "nearby"]
+        self._reach: dict[str, BoxGrid] = {}
         if self._serving:
             self._prepare_for_pings()
         self._has_dwell = any(c.trigger == "dwell" for c in self._active)
@@ -560,15 +561,35 @@ class Engine:
         dwell = by_trigger.get("dwell")
         return _OnFence(by_trigger, min(c.dwell_s for c in dwell) if dwell else None)
 
-    def _nearest_targeted(self, campaign: Campaign, lat: float, lon: float) -> tuple[float, int] | None:
-        """(metres, store position) of the nearest store a campaign targets (ties by id), or
-        None when it targets none. Of a nearby campaign's stores in reach only the nearest can
-        win: it has the highest confidence of them and is the nearest (decide's order)."""
-        pos, index = self.stores_targeted_by(campaign)
-        if index is None:
-            return None
-        i, d = index.nearest_one(lat, lon)
-        return d, int(pos[i])
+    def _nearby(self, campaign: Campaign, lat: float, lon: float) -> list[tuple[float, int]]:
+        """(metres, store position) of the stores within a nearby campaign's radius, nearest
+        first, ties by id. The campaign's reach is held as boxes around its stores."""
+        radius = campaign.radius_m
+        near = self._reach_of(campaign).query([(lon, lat, lon, lat)])
+        if near is None:  # near a pole, or reaches too wide for the grid: the k-d tree
+            pos, index = self.stores_targeted_by(campaign)
+            if index is None:
+                return []
+            idx, dist = index.within(lat, lon, radius)
+            return sorted(zip(dist.tolist(), pos[idx].tolist(), strict=True))
+        la, lo, inv = self.stores.lats, self.stores.lons, GEOD.inv
+        found = [(inv(lon, lat, float(lo[p]), float(la[p]))[2], p) for p in near]
+        return sorted(f for f in found if f[0] <= radius)
+
+    def _reach_of(self, campaign: Campaign) -> BoxGrid:
+        """A nearby campaign's reach: boxes around its stores covering its radius (made once)."""
+        grid = self._reach.get(campaign.id)
+        if grid is None:
+            pos, _ = self.stores_targeted_by(campaign)
+            lats, lons = self.stores.lats[pos].tolist(), self.stores.lons[pos].tolist()
+            boxes, owners = [], []
+            for p, la, lo in zip(pos.tolist(), lats, lons, strict=True):
+                for b in lonlat_boxes(la, lo, campaign.radius_m):
+                    boxes.append(b)
+                    owners.append(p)
+            grid = self._reach[campaign.id] = BoxGrid(np.array(boxes, dtype=float).reshape(-1, 4),
+                                                     np.array(owners, dtype=np.int64))
+        return grid
 
     def _candidates(self, events: list[Event], hits, ping: Ping, acc: float,
                     nearest_m: float) -> list[Candidate]:
@@ -588,9 +609,7 @@ class Engine:
                 out.append(Candidate(c, store, e.geofence_id, dist, conf))
         if nearest_m <= self._nearby_reach:  # else no store is within any nearby radius
             for c in self._nearby_campaigns:
-                near = self._nearest_targeted(c, ping.lat, ping.lon)
-                if near is not None and near[0] <= c.radius_m:
-                    d, p = near
+                for d, p in self._nearby(c, ping.lat, ping.lon):
                     conf = Confidence.HIGH if d + acc <= c.radius_m else Confidence.MEDIUM
                     out.append(Candidate(c, self.store(self.stores.ids[p]), None, d, conf))
         return out
