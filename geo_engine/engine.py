@@ -131,12 +131,13 @@ class Engine:
         return len(self._devices)
 
     def start_serving(self) -> int:
-        """Ready a long-running server (``serve``; bench_ping does the same): a checkpointer
-        thread, the recent devices' state in memory, and everything loaded so far moved out of
-        the cyclic garbage collector's sight (``gc.freeze``). Return the devices read.
+        """Ready a long-running server (``serve``; bench_ping does the same): the grids pings
+        query (:meth:`_prepare_for_pings`, again at every reload), a checkpointer thread, the
+        recent devices' rows in memory, and everything loaded so far moved out of the cyclic
+        garbage collector's sight (``gc.freeze``). Return the devices read.
 
         Measured in bench_ping: with 100k devices in memory a full collection took 90 ms and
-        more, and the whole ping's mean fell by a tenth once they were frozen.
+        more; frozen, the whole ping's mean was 336 to 360 us in three runs, against 381 to 459.
         """
         self._serving = True
         self._prepare_for_pings()
