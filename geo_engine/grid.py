@@ -111,6 +111,8 @@ class PointGrid:
         lat_lo, lat_hi = r * cell - 90, (r + 1) * cell - 90
         ok = (lat_lo >= -_MAX_LAT - cell) & (lat_hi <= _MAX_LAT + cell)
         cells = np.unique(r[ok] * ncol + c[ok])
+        if not len(cells):  # every point too near a pole: the tree answers there
+            return {}
         r, c = cells // ncol, cells % ncol
         lat_lo, lon_lo = r * cell - 90, c * cell - 180
         lat_mid, lon_mid = lat_lo + cell / 2, lon_lo + cell / 2

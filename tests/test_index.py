@@ -444,3 +444,14 @@ def test_counts_with_more_points_than_stores_equal_brute_force(dense, radius, se
                   for la, lo in zip(slats, slons, strict=True)])  # (stores, points)
     assert got.tolist() == (d <= radius).sum(axis=0).tolist()
     assert per_store.tolist() == (d <= radius).sum(axis=1).tolist()
+
+
+def test_a_serving_grid_of_stores_near_a_pole_leaves_them_to_the_tree():
+    rng = np.random.default_rng(3)
+    slats, slons = 89.9 + rng.random(2000) * 0.05, rng.random(2000) * 0.05
+    index = StoreIndex(slats, slons)
+    index.prepare_point_queries()  # no cell is listed there; building must not fail
+    for la, lo in [(89.92, 0.01), (89.99, 120.0), (88.0, -45.0)]:
+        want_i, want_d = brute_nearest(la, lo, slats, slons, k=1)
+        pos, d = index.nearest_one(la, lo)
+        assert pos == want_i[0] and d == pytest.approx(want_d[0], abs=1e-6)
