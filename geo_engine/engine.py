@@ -544,7 +544,7 @@ class Engine:
         fence = self.geofence(fence_id)
         if fence is None:
             return _NO_CAMPAIGNS
-        store = self._store_cache.get(fence.store_id) or self.find_store(fence.store_id)
+        store = self.find_store(fence.store_id)
         found: dict[str, Campaign] = {}  # what Campaign.targets_fence says, from the maps
         for c in itertools.chain(self._by_fence_id.get(fence.id, ()),
                                  self._by_store_id.get(fence.store_id, ())):
@@ -668,7 +668,7 @@ def _local_day(at: datetime, store: Store) -> str:
 
 _tz_finder = None
 _PRELOAD_STORES = 250_000
-_DEVICE_CACHE = 500_000  # device states kept in memory (each a few hundred bytes)
+_DEVICE_CACHE = 500_000  # device rows kept in memory (each a few hundred bytes)
 
 
 def _derive_timezones(data: Dataset) -> None:

@@ -140,6 +140,16 @@ class PointGrid:
         return {key: tuple(flat[a:b]) for key, a, b in
                 zip(cells[complete].tolist(), starts, ends, strict=True)}
 
+    def _geodesic_best(self, lat: float, lon: float, found: list[tuple[float, int]],
+                       best: float) -> tuple[float, int]:
+        """``(geodesic metres, position)`` of the nearest of ``found`` ((chord squared,
+        position) pairs, ``best`` their least chord squared): only those whose chord a geodesic
+        ranking can still put first are measured."""
+        limit = (2 * math.sin(min(math.pi, 2 * math.asin(min(1.0, math.sqrt(best) / 2)) * _RATIO)
+                              / 2)) ** 2 + 1e-15
+        inv, la, lo = GEOD.inv, self._lats, self._lons
+        return min((inv(lon, lat, lo[p], la[p])[2], p) for c2, p in found if c2 <= limit)
+
     def nearest(self, lat: float, lon: float) -> tuple[int, float] | None:
         """``(position, geodesic metres)`` of the nearest point, ties by position; or None."""
         if abs(lat) > _MAX_LAT or not self._cells:
@@ -158,10 +168,7 @@ class PointGrid:
                 scored.append((c2, pos))
                 if c2 < best:
                     best = c2
-            limit = (2 * math.sin(min(math.pi, 2 * math.asin(min(1.0, math.sqrt(best) / 2)) * _RATIO)
-                                  / 2)) ** 2 + 1e-15
-            inv, la, lo = GEOD.inv, self._lats, self._lons
-            d, pos = min((inv(lon, lat, lo[p], la[p])[2], p) for c2, p in scored if c2 <= limit)
+            d, pos = self._geodesic_best(lat, lon, scored, best)
             return pos, d
         cphi = math.cos(lat * _D2R)
         found: list[tuple[float, int]] = []  # (chord squared, position), maybe nearest
@@ -193,10 +200,7 @@ class PointGrid:
                 break
         if not found:
             return None
-        limit = (2 * math.sin(min(math.pi, 2 * math.asin(min(1.0, math.sqrt(best) / 2)) * _RATIO)
-                              / 2)) ** 2 + 1e-15
-        inv, la, lo = GEOD.inv, self._lats, self._lons
-        d, pos = min((inv(lon, lat, lo[p], la[p])[2], p) for c2, p in found if c2 <= limit)
+        d, pos = self._geodesic_best(lat, lon, found, best)
         if d >= R_LO * margin * (1 - 1e-9) - 1e-6:
             return None  # something outside the block might be nearer
         return pos, d

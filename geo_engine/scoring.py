@@ -211,7 +211,7 @@ def score_chunk_on_worker(df: pd.DataFrame, db_path: str, options: dict
     geocoder = opts.pop("geocoder", None)
     opts["postal_codes"] = PostalCodes(postal)
     if geocoder:
-        opts["geocoder"] = AddressGeocoder(geocoder[0], engine.db, geocoder[1], geocoder[2],
-                                           options=geocoder[3] if len(geocoder) > 3 else None)
+        name, url, delay_s, options = geocoder
+        opts["geocoder"] = AddressGeocoder(name, engine.db, url, delay_s, options=options)
     per_store = np.zeros(len(engine.store_index), dtype=np.int64)
     return score_frame(df, engine, per_store=per_store, **opts), per_store

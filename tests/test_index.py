@@ -302,6 +302,14 @@ def dense():
     return np.array(lats), np.array(lons), StoreIndex(lats, lons), fences, FenceIndex(fences), tree
 
 
+def _assert_nearest_one(indexes, lat, lon, slats, slons):
+    """Each index's nearest_one is the brute-force nearest store (ties by position)."""
+    want_i, want_d = brute_nearest(lat, lon, slats, slons, k=1)
+    for index in indexes:
+        pos, d = index.nearest_one(lat, lon)
+        assert pos == want_i[0] and d == pytest.approx(want_d[0], abs=1e-6)
+
+
 @pytest.fixture(scope="module")
 def dense_listed(dense):
     """The same stores, with the candidate lists a server builds (prepare_point_queries)."""
@@ -321,10 +329,7 @@ def world_listed(world):
 @given(near_city)
 def test_nearest_one_equals_brute_force_in_dense_cities(dense, dense_listed, point):
     slats, slons, index, *_ = dense
-    want_i, want_d = brute_nearest(*point, slats, slons, k=1)
-    for idx in (index, dense_listed):
-        pos, d = idx.nearest_one(*point)
-        assert pos == want_i[0] and d == pytest.approx(want_d[0], abs=1e-6)
+    _assert_nearest_one([index, dense_listed], *point, slats, slons)
 
 
 def test_the_candidate_lists_answer_city_pings_as_brute_force_does(dense, dense_listed):
@@ -365,10 +370,7 @@ def test_the_store_grid_answers_most_pings_in_a_city(dense):
 @given(lats, lons)
 def test_nearest_one_equals_brute_force_anywhere(world, world_listed, lat, lon):
     slats, slons, index = world
-    want_i, want_d = brute_nearest(lat, lon, slats, slons, k=1)
-    for idx in (index, world_listed):
-        pos, d = idx.nearest_one(lat, lon)
-        assert pos == want_i[0] and d == pytest.approx(want_d[0], abs=1e-6)
+    _assert_nearest_one([index, world_listed], lat, lon, slats, slons)
 
 
 @settings(max_examples=300, deadline=None)
@@ -452,6 +454,4 @@ def test_a_serving_grid_of_stores_near_a_pole_leaves_them_to_the_tree():
     index = StoreIndex(slats, slons)
     index.prepare_point_queries()  # no cell is listed there; building must not fail
     for la, lo in [(89.92, 0.01), (89.99, 120.0), (88.0, -45.0)]:
-        want_i, want_d = brute_nearest(la, lo, slats, slons, k=1)
-        pos, d = index.nearest_one(la, lo)
-        assert pos == want_i[0] and d == pytest.approx(want_d[0], abs=1e-6)
+        _assert_nearest_one([index], la, lo, slats, slons)

@@ -356,11 +356,11 @@ def test_consent_and_forgetting_reach_every_worker(engine, twin):
 
 
 def test_device_state_survives_a_restart(engine):
+    import gc
+
     engine.put_campaign("c1", campaign(caps={"per_device_per_day": 1}))
     visit(engine, "d", T0)
     visit(engine, "e", T0)
-    import gc
-
     again = Engine(engine.settings)  # a restarted process: nothing cached
     try:
         assert again.start_serving() == 2  # as serve does at start: both devices read back
