@@ -128,9 +128,10 @@ class ChunkWriter:
             os.replace(self.path, self.final)
 
     def abort(self) -> None:
-        """Drop what was written; the output is left as it was."""
+        """Drop what was written; the output is left as it was (again: nothing more)."""
         if self._parquet is not None:
             self._parquet.close()
+            self._parquet = None
         self.path.unlink(missing_ok=True)
 
 
@@ -168,9 +169,14 @@ class BackgroundWriter:
             self._thread.join()
 
     def close(self) -> None:
+        """Finish the file and put it in place; if any write failed, drop it and raise."""
         self._finish()
-        self._raise()
-        self.writer.close()
+        try:
+            self._raise()
+            self.writer.close()
+        except BaseException:
+            self.writer.abort()
+            raise
 
     def abort(self) -> None:
         self._finish()

@@ -217,6 +217,7 @@ def test_a_write_that_fails_in_the_writer_thread_is_raised_and_leaves_no_output(
     writer.write(pd.DataFrame({"located_lat": [2.0], "n": ["not a number"]}))  # schema differs
     with pytest.raises(Exception, match="not a number|convert|cast|Integer"):
         writer.close()
+    assert list(tmp_path.iterdir()) == []  # close itself dropped the partial file
     writer.abort()
     assert not out.exists() and list(tmp_path.iterdir()) == []
     good = BackgroundWriter(ChunkWriter(out))
