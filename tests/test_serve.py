@@ -30,9 +30,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(db, port) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GEO_ENGINE_")} | KEYS
-    env["GEO_ENGINE_MIN_OFFER_INTERVAL_S"] = "0"
+def start(db, port, keys=None, min_offer_interval_s: str | None = "0") -> subprocess.Popen:
+    """``geo-engine serve --demo`` on ``port``, with these keys (and offer interval, unless
+    None), once it answers /health."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GEO_ENGINE_")} | (keys or KEYS)
+    if min_offer_interval_s is not None:
+        env["GEO_ENGINE_MIN_OFFER_INTERVAL_S"] = min_offer_interval_s
     # the access log goes to a file: a pipe nobody reads would fill and stall the server
     log = open(db.with_suffix(f".{port}.log"), "w")  # noqa: SIM115 - closed with the process
     proc = subprocess.Popen([sys.executable, "-m", "geo_engine", "serve", "--port", str(port),
