@@ -19,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 from geo_engine import Engine
+from geo_engine.apikeys import key_kind
 from geo_engine.engine import Ping
 from geo_engine.errors import (
     Conflict,
@@ -28,7 +29,6 @@ from geo_engine.errors import (
     StorageError,
     ValidationFailed,
 )
-from geo_engine.keys import key_kind
 
 __all__ = ["ERROR_STATUS", "create_app"]
 

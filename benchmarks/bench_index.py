@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT / "data"))
 import generate  # noqa: E402
 
 from geo_engine import FenceIndex, StoreIndex, parse_geojson  # noqa: E402
-from geo_engine.geometry import GEOD, distances_m  # noqa: E402
+from geo_engine.geodesy import GEOD, distances_m  # noqa: E402
 
 M_PER_DEG = 111_320.0
 

@@ -32,8 +32,8 @@ import generate  # noqa: E402
 
 from geo_engine import Engine, Geofence, Settings, Store  # noqa: E402
 from geo_engine.engine import Ping  # noqa: E402
-from geo_engine.fences import Dataset  # noqa: E402
-from geo_engine.geometry import GEOD  # noqa: E402
+from geo_engine.geodesy import GEOD  # noqa: E402
+from geo_engine.io.places import Dataset  # noqa: E402
 
 CAMPAIGNS = [
     {"id": f"enter-{k}", "offer": {"title": f"offer {k}"}, "targets": {"tags": [tag]},

@@ -38,7 +38,7 @@ def make_inputs(tmp: Path, n_customers: int, n_stores: int) -> tuple[Path, Path,
     import pyarrow.parquet as pq
 
     from geo_engine import Engine, Geofence, Settings, Store
-    from geo_engine.fences import Dataset
+    from geo_engine.io.places import Dataset
 
     ids, lats, lons = generate.stores(n_stores, "city", seed=21)
     db = tmp / "stores.db"

@@ -17,11 +17,13 @@ from .errors import (
     StorageError,
     ValidationFailed,
 )
-from .fences import Dataset, load_files, parse_csv, parse_geojson
-from .geometry import boundary_distance_m, check_lat_lon, distance_m, distances_m
-from .index import FenceIndex, StoreIndex
+from .geodesy import check_lat_lon, distance_m, distances_m
+from .io.places import Dataset, load_files, parse_csv, parse_geojson
 from .model import Confidence, Geofence, Store
+from .polygons import boundary_distance_m
 from .scoring import score_frame
+from .spatial.fences import FenceIndex
+from .spatial.stores import StoreIndex
 from .store import Database
 
 __version__ = "0.1.0"

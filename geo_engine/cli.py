@@ -70,7 +70,7 @@ def cli() -> None:
 def validate(files: tuple[str, ...], db: str | None) -> None:
     """Check GeoJSON/CSV store and geofence FILES; print every problem (exit 1 if any)."""
     settings = Settings.from_env(db=db)
-    from .fences import load_files
+    from .io.places import load_files
 
     known: set[str] = set()
     if db is not None or Path(settings.db).exists():
@@ -163,7 +163,7 @@ def serve(host: str, port: int, db: str | None, demo: bool) -> None:
 
     from api.app import create_app
 
-    from .keys import ensure_keys
+    from .apikeys import ensure_keys
 
     engine = _engine(db)
     if demo and engine.db.counts()["stores"] == 0:
@@ -226,8 +226,8 @@ def score(input_path: Path, out: Path, db: str | None, radius_m: float, at, lat_
     import numpy as np
     from tqdm import tqdm
 
-    from .batchio import BackgroundWriter, ChunkWriter, count_rows, prefetch, read_chunks
-    from .geocoding import AddressGeocoder, PostalCodes, parse_options
+    from .io.customers import BackgroundWriter, ChunkWriter, count_rows, prefetch, read_chunks
+    from .io.geocoding import AddressGeocoder, PostalCodes, parse_options
     from .report import MapSample, write_report
     from .scoring import score_frame
 
@@ -351,7 +351,7 @@ def _on_dask(scheduler: str, chunks, db_path: str, options: dict, in_flight: int
 @_fails_cleanly
 def keys(db: str | None, rotate: str | None) -> None:
     """List the active API keys (by prefix), or rotate one."""
-    from .keys import rotate_key
+    from .apikeys import rotate_key
 
     database = Database(Settings.from_env(db=db).db)
     if rotate:

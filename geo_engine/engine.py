@@ -24,11 +24,12 @@ from .config import Settings
 from .decide import Candidate, Counts, Decision, decide
 from .devices import POOR_ACCURACY_M, DeviceState, Event, EventType, transition
 from .errors import InvalidInput, NotFound, StorageError, ValidationFailed
-from .fences import Dataset, check_references, load_files, parse_geojson
-from .geometry import GEOD, check_lat_lon, distance_m, lonlat_boxes
-from .grid import BoxGrid
-from .index import FenceIndex, StoreIndex
+from .geodesy import GEOD, check_lat_lon, distance_m, lonlat_boxes
+from .io.places import Dataset, check_references, load_files, parse_geojson
 from .model import Confidence, Store
+from .spatial.fences import FenceIndex
+from .spatial.grids import BoxGrid
+from .spatial.stores import StoreIndex
 from .store import Database, device_from_row, new_version
 
 __all__ = ["Engine", "FenceHit", "Location", "Ping", "StoreHit"]

@@ -61,7 +61,7 @@ class Geofence:
 
     For a polygon, ``geometry`` is its GeoJSON geometry in WGS84 lon/lat as loaded; ``parts``
     are its planar pieces in [-180, 180] (split at the antimeridian) and ``edges`` its boundary
-    segments ``lon0, lat0, lon1, lat1`` (see :func:`geo_engine.geometry.polygon_parts`).
+    segments ``lon0, lat0, lon1, lat1`` (see :func:`geo_engine.polygons.polygon_parts`).
     """
 
     id: str

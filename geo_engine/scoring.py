@@ -18,8 +18,8 @@ import shapely
 
 from .decide import Candidate, Counts, decide
 from .engine import Engine
-from .geocoding import AddressGeocoder, PostalCodes
-from .geometry import distance_m
+from .geodesy import distance_m
+from .io.geocoding import AddressGeocoder, PostalCodes
 from .model import Confidence
 
 __all__ = ["OUTPUT_COLUMNS", "locate_rows", "score_frame"]

@@ -22,7 +22,7 @@ import orjson
 
 from .devices import DeviceState, Event, Visit
 from .errors import StorageError
-from .fences import Dataset, build_geofences
+from .io.places import Dataset, build_geofences
 from .model import Geofence, Store
 
 __all__ = ["MIGRATIONS", "Database", "StoreArrays", "device_from_row", "new_version"]

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from geo_engine import Engine, Settings
-from geo_engine.keys import ensure_keys
+from geo_engine.apikeys import ensure_keys
 
 from .conftest import DEMO
 
@@ -234,6 +234,6 @@ def test_first_start_creates_both_keys_once(tmp_path):
     created = ensure_keys(db, Settings(db=str(tmp_path / "k.db")))
     assert set(created) == {"admin", "publishable"}
     assert ensure_keys(db, Settings(db=str(tmp_path / "k.db"))) == {}  # printed once only
-    from geo_engine.keys import key_kind
+    from geo_engine.apikeys import key_kind
 
     assert key_kind(db, created["admin"]) == "admin" and key_kind(db, "guess") is None

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from geo_engine import Engine, Settings
-from geo_engine.geocoding import AddressGeocoder, PostalCodes
+from geo_engine.io.geocoding import AddressGeocoder, PostalCodes
 from geo_engine.scoring import score_frame
 
 from .conftest import DEMO, loopback_http

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from geo_engine import Confidence, FenceIndex, Geofence, StoreIndex
-from geo_engine.fences import geofence_from_geometry
+from geo_engine.io.places import geofence_from_geometry
 
 from .conftest import WGS84, brute_nearest
 
@@ -419,7 +419,7 @@ def test_counts_within_a_radius_in_dense_cities_equal_brute_force(dense, radius,
 
 
 def test_the_count_grid_answers_all_but_the_hard_places(dense):
-    from geo_engine.counting import CapGrid
+    from geo_engine.spatial.counting import CapGrid
 
     slats, slons, *_ = dense
     grid = CapGrid(slats, slons, 5000.0)

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, settings
 
 from api.app import create_app
 from geo_engine import Engine, Settings
-from geo_engine.keys import ensure_keys
+from geo_engine.apikeys import ensure_keys
 
 from .conftest import DEMO
 

@@ -209,7 +209,7 @@ def test_nearby_campaigns_score_as_pings_decide(tmp_path):
 
 
 def test_a_write_that_fails_in_the_writer_thread_is_raised_and_leaves_no_output(tmp_path):
-    from geo_engine.batchio import BackgroundWriter, ChunkWriter
+    from geo_engine.io.customers import BackgroundWriter, ChunkWriter
 
     out = tmp_path / "o.parquet"
     writer = BackgroundWriter(ChunkWriter(out))
@@ -228,7 +228,7 @@ def test_a_write_that_fails_in_the_writer_thread_is_raised_and_leaves_no_output(
 
 
 def test_prefetch_yields_in_order_and_raises_where_the_error_was():
-    from geo_engine.batchio import prefetch
+    from geo_engine.io.customers import prefetch
 
     def chunks():
         yield from range(5)
@@ -247,7 +247,7 @@ def test_reading_a_parquet_file_in_chunks_holds_no_more_than_a_chunk(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from geo_engine.batchio import read_chunks
+    from geo_engine.io.customers import read_chunks
 
     path = tmp_path / "big.parquet"
     rng = np.random.default_rng(4)

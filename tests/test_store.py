@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from geo_engine import Database, Engine, Geofence, Settings, StorageError, Store, ValidationFailed
-from geo_engine.fences import Dataset, geofence_from_geometry
+from geo_engine.io.places import Dataset, geofence_from_geometry
 from geo_engine.store import MIGRATIONS
 
 from .conftest import DEMO

@@ -17,8 +17,8 @@ from urllib.parse import urlparse
 import numpy as np
 import pandas as pd
 
-from .errors import InvalidInput
-from .store import Database
+from ..errors import InvalidInput
+from ..store import Database
 
 __all__ = ["AddressGeocoder", "PostalCodes", "parse_options"]
 

@@ -20,8 +20,8 @@ import numpy as np
 import shapely
 from shapely.geometry import Polygon
 
-from .errors import InvalidGeometry
-from .geometry import _explain_invalid, polygon_parts
+from ..errors import InvalidGeometry
+from ..polygons import explain_invalid, polygon_parts
 
 __all__ = ["Shape", "ShapeBatch", "check_lonlat"]
 
@@ -307,7 +307,7 @@ class ShapeBatch:
             bad = [k for k, reason in enumerate(why) if reason != "Valid Geometry"]
             if bad:
                 where = f"polygon {bad[0]}: " if item.geom_type == "MultiPolygon" else ""
-                results[n] = where + _explain_invalid(why[bad[0]])
+                results[n] = where + explain_invalid(why[bad[0]])
                 continue
             rs = range(item.first_ring, item.first_ring + item.ring_count)
             pieces = [edges_all[starts_l[r]:starts_l[r] + lens_l[r] - 1] for r in rs]

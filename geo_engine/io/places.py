@@ -24,8 +24,8 @@ import numpy as np
 import orjson
 import pyproj
 
-from .errors import InvalidGeometry, Problem, ValidationFailed
-from .model import Geofence, Store
+from ..errors import InvalidGeometry, Problem, ValidationFailed
+from ..model import Geofence, Store
 from .shapes import ShapeBatch, check_lonlat
 
 __all__ = [

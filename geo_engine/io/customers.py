@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import pyogrio
 import shapely
 
-from .errors import InvalidInput
+from ..errors import InvalidInput
 
 __all__ = ["BackgroundWriter", "ChunkWriter", "count_rows", "prefetch", "read_chunks"]
 

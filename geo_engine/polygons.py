@@ -1,177 +1,25 @@
-"""WGS84 geometry: coordinate checks, geodesic distances, antimeridian handling.
-
-Every distance here is an ellipsoidal geodesic in metres, as ``pyproj.Geod(ellps="WGS84").inv``
-returns it. Two facts let the indexes stay exact while working on a unit sphere:
-
-* A position (lat, lon) is mapped to the unit sphere with its *geodetic* latitude. Chord
-  length on that sphere orders points exactly as the sphere's central angle ``theta`` does.
-* Along any curve, the ellipsoid's line element lies between ``R_LO`` and ``R_HI`` times the
-  sphere's (the radii of curvature range from ``a(1 - e^2)`` at the equator to ``a^2 / b`` at
-  the poles), so ``R_LO * theta <= geodesic <= R_HI * theta`` for every pair of points. An
-  index can therefore prune with ``theta <= d / R_LO`` and never miss a point within ``d``.
+"""Polygons in lon/lat: the antimeridian split, validity in words, and distance to a boundary.
 
 Polygon edges are straight lines in lon/lat (RFC 7946 section 3.1.1), so containment is the
 planar test shapely does on lon/lat; the distance to a boundary is the geodesic distance to the
 nearest point of those lon/lat segments, found by a branch and bound that is exact to a stated
-tolerance (see :func:`boundary_distance_m`).
+tolerance (see :func:`boundary_distance_m`). This module knows one polygon at a time: reading
+files of them is :mod:`geo_engine.io.shapes`, indexing them :mod:`geo_engine.spatial.fences`.
 """
 
 from __future__ import annotations
 
 import math
-import os
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import shapely
-from pyproj import Geod
 from shapely.geometry import MultiPolygon, Polygon
 
-from .errors import InvalidCoordinate, InvalidGeometry
+from .errors import InvalidGeometry
+from .geodesy import R_HI, distances_m
 
-__all__ = [
-    "GEOD",
-    "R_HI",
-    "R_LO",
-    "boundary_distance_m",
-    "check_lat_lon",
-    "chord_for_distance",
-    "distance_m",
-    "distances_m",
-    "lonlat_boxes",
-    "polygon_parts",
-    "unit_vector",
-    "unit_vectors",
-]
+__all__ = ["boundary_distance_m", "explain_invalid", "polygon_parts"]
 
-GEOD = Geod(ellps="WGS84")
-_A = GEOD.a
-_E2 = GEOD.es
-#: Smallest radius of curvature of the WGS84 ellipsoid (meridional, at the equator), metres.
-R_LO = _A * (1.0 - _E2)
-#: Largest radius of curvature of the WGS84 ellipsoid (at the poles), metres.
-R_HI = _A / math.sqrt(1.0 - _E2)
-# Relative slack for float rounding when a bound decides what an index may skip.
-_SLACK = 1e-9
-
-
-def check_lat_lon(lat: float, lon: float, where: str = "") -> tuple[float, float]:
-    """Return ``(lat, lon)`` as floats, or raise :class:`InvalidCoordinate` naming the problem.
-
-    Latitude must lie in [-90, 90] and longitude in [-180, 180]; NaN, infinities and
-    non-numbers are refused.
-    """
-    prefix = f"{where}: " if where else ""
-    try:
-        lat_f, lon_f = float(lat), float(lon)
-    except (TypeError, ValueError):
-        raise InvalidCoordinate(f"{prefix}lat and lon must be numbers, got {lat!r}, {lon!r}") from None
-    if not (math.isfinite(lat_f) and math.isfinite(lon_f)):
-        raise InvalidCoordinate(f"{prefix}lat and lon must be finite numbers, got {lat!r}, {lon!r}")
-    if not -90.0 <= lat_f <= 90.0:
-        raise InvalidCoordinate(f"{prefix}lat {lat_f} is outside [-90, 90]")
-    if not -180.0 <= lon_f <= 180.0:
-        raise InvalidCoordinate(f"{prefix}lon {lon_f} is outside [-180, 180]")
-    return lat_f, lon_f
-
-
-def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Return the WGS84 geodesic distance in metres between two points (scalar fast path)."""
-    return GEOD.inv(lon1, lat1, lon2, lat2)[2]
-
-
-_PARALLEL_FROM = 65_536  # below this, one call: threads would cost more than they save
-_pool: ThreadPoolExecutor | None = None
-
-
-def _inv_chunk(lo1, la1, lo2, la2) -> np.ndarray:
-    return np.asarray(GEOD.inv(lo1, la1, lo2, la2)[2], dtype=float)
-
-
-def distances_m(lats1, lons1, lats2, lons2) -> np.ndarray:
-    """Return WGS84 geodesic distances in metres, broadcasting the four arrays.
-
-    One C pass over the arrays; a large one is split across the machine's cores (pyproj
-    releases the GIL while it computes: two threads took 0.80 s for 1M pairs where one took
-    1.53 s here).
-    """
-    global _pool
-    b = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (lons1, lats1, lons2, lats2)))
-    shape = b[0].shape
-    lo1, la1, lo2, la2 = (np.ascontiguousarray(v).ravel() for v in b)
-    n = lo1.size
-    if n == 0:
-        return np.zeros(shape)
-    workers = os.cpu_count() or 1
-    if n < _PARALLEL_FROM or workers == 1:
-        return _inv_chunk(lo1, la1, lo2, la2).reshape(shape)
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="geodesic")
-    cuts = np.linspace(0, n, workers + 1).astype(int)
-    parts = _pool.map(lambda ab: _inv_chunk(lo1[ab[0]:ab[1]], la1[ab[0]:ab[1]], lo2[ab[0]:ab[1]],
-                                            la2[ab[0]:ab[1]]), zip(cuts[:-1], cuts[1:], strict=True))
-    return np.concatenate(list(parts)).reshape(shape)
-
-
-def unit_vector(lat: float, lon: float) -> tuple[float, float, float]:
-    """Return the point on the unit sphere for a geodetic (lat, lon) in degrees."""
-    la, lo = math.radians(lat), math.radians(lon)
-    c = math.cos(la)
-    return (c * math.cos(lo), c * math.sin(lo), math.sin(la))
-
-
-def unit_vectors(lats, lons) -> np.ndarray:
-    """Return an ``(n, 3)`` array of unit-sphere points for geodetic lats/lons in degrees."""
-    la = np.radians(np.asarray(lats, dtype=float))
-    lo = np.radians(np.asarray(lons, dtype=float))
-    c = np.cos(la)
-    return np.column_stack([c * np.cos(lo), c * np.sin(lo), np.sin(la)])
-
-
-def chord_for_distance(distance_m: float | np.ndarray) -> float | np.ndarray:
-    """Return the unit-sphere chord that contains every point within ``distance_m`` geodesic metres.
-
-    Uses ``theta = d / R_LO`` (the ellipsoid is never shorter than ``R_LO`` times the sphere),
-    widened by a hair for rounding, and capped at the diameter.
-    """
-    theta = np.minimum(np.asarray(distance_m, dtype=float) * (1 + _SLACK) / R_LO + 1e-12, np.pi)
-    chord = 2.0 * np.sin(theta / 2.0)
-    return float(chord) if np.ndim(chord) == 0 else chord
-
-
-def min_distance_for_chord(chord: float | np.ndarray) -> float | np.ndarray:
-    """Return a lower bound, in geodesic metres, for points at this unit-sphere chord or farther."""
-    c = np.minimum(np.asarray(chord, dtype=float), 2.0)
-    d = R_LO * 2.0 * np.arcsin(c / 2.0) * (1 - _SLACK) - 1e-6
-    return float(d) if np.ndim(d) == 0 else d
-
-
-def lonlat_boxes(lat: float, lon: float, radius_m: float) -> list[tuple[float, float, float, float]]:
-    """Return lon/lat boxes ``(min_lon, min_lat, max_lon, max_lat)`` covering a geodesic disk.
-
-    The cover is conservative: every point within ``radius_m`` of (lat, lon) lies in one of the
-    boxes. A disk crossing the antimeridian gives two boxes; one reaching a pole covers every
-    longitude.
-    """
-    dlat = math.degrees(radius_m / R_LO) * (1 + _SLACK) + 1e-9
-    lat_lo, lat_hi = lat - dlat, lat + dlat
-    if lat_lo <= -90.0 or lat_hi >= 90.0:
-        return [(-180.0, max(lat_lo, -90.0), 180.0, min(lat_hi, 90.0))]
-    far = math.radians(max(abs(lat_lo), abs(lat_hi)))
-    # A parallel's radius is N cos(lat) >= a cos(lat); the farthest latitude in the band is the
-    # worst case.
-    dlon = math.degrees(radius_m / (_A * math.cos(far))) * (1 + _SLACK) + 1e-9
-    if dlon >= 180.0:
-        return [(-180.0, lat_lo, 180.0, lat_hi)]
-    lon_lo, lon_hi = lon - dlon, lon + dlon
-    if lon_lo < -180.0:
-        return [(-180.0, lat_lo, lon_hi, lat_hi), (lon_lo + 360.0, lat_lo, 180.0, lat_hi)]
-    if lon_hi > 180.0:
-        return [(lon_lo, lat_lo, 180.0, lat_hi), (-180.0, lat_lo, lon_hi - 360.0, lat_hi)]
-    return [(lon_lo, lat_lo, lon_hi, lat_hi)]
-
-
-# --- polygons and the antimeridian -------------------------------------------------------------
 
 def _unwrap_lons(lons: np.ndarray) -> np.ndarray:
     """Return longitudes made continuous: an edge jumping more than 180 degrees crosses ±180."""
@@ -237,7 +85,7 @@ def polygon_parts(rings: list[np.ndarray]) -> tuple[list[Polygon], np.ndarray]:
     poly = Polygon(ext, holes)
     reason = shapely.is_valid_reason(poly)
     if reason != "Valid Geometry":
-        raise InvalidGeometry(_explain_invalid(reason))
+        raise InvalidGeometry(explain_invalid(reason))
     if lo >= -180.0 and hi <= 180.0:
         parts = [poly]
     else:
@@ -250,7 +98,7 @@ def polygon_parts(rings: list[np.ndarray]) -> tuple[list[Polygon], np.ndarray]:
     return parts, edges
 
 
-def _explain_invalid(reason: str) -> str:
+def explain_invalid(reason: str) -> str:
     """Turn GEOS's validity reason into a sentence that says where and how to fix it."""
     what, _, rest = reason.partition("[")
     place = ""

@@ -12,7 +12,7 @@ k-d tree lists them all. :class:`CapGrid` counts whole grid cells instead:
   after it ends) plus the edge hits (``count(..., per_point=True)``).
 * Around a query, the disk of radius ``R`` lies between two spherical caps: every point within
   ``theta_in = R / R_HI`` is within ``R``, and none beyond ``theta_out = R / R_LO`` is (the bounds
-  of :mod:`geo_engine.geometry`). For each row of cells the longitudes a cap covers are an
+  of :mod:`geo_engine.geodesy`). For each row of cells the longitudes a cap covers are an
   interval, from spherical trigonometry: cells inside the inner cap are counted whole (two
   binary searches); only the cells along the edge that meet the outer cap have their points
   tested, by chord, and by geodesic in the thin shell between the caps.
@@ -28,8 +28,8 @@ import math
 
 import numpy as np
 
-from .geometry import R_HI, R_LO, distances_m, unit_vectors
-from .grid import expand_runs
+from ..geodesy import R_HI, R_LO, distances_m, unit_vectors
+from .grids import expand_runs
 
 __all__ = ["CapGrid"]
 

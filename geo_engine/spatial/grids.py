@@ -8,7 +8,7 @@ the tree, so answers never depend on which path ran.
 
 * :class:`PointGrid`: stores in cells, for the nearest store. A cell ring search stops when the
   geodesic to the best store is below a lower bound on the distance to anything outside the
-  cells searched (bounds as in :mod:`geo_engine.geometry`: ``R_LO * theta <= s``).
+  cells searched (bounds as in :mod:`geo_engine.geodesy`: ``R_LO * theta <= s``).
 * :class:`BoxGrid`: the lon/lat boxes of geofence parts, for candidates whose box meets a
   query box.
 """
@@ -20,7 +20,7 @@ import math
 import numpy as np
 from pykdtree.kdtree import KDTree
 
-from .geometry import GEOD, R_HI, R_LO, unit_vector, unit_vectors
+from ..geodesy import GEOD, R_HI, R_LO, unit_vector, unit_vectors
 
 __all__ = ["BoxGrid", "PointGrid", "expand_runs"]
 
