@@ -31,9 +31,9 @@ sys.path.insert(0, str(ROOT / "data"))
 import generate  # noqa: E402
 
 from geo_engine import Engine, Geofence, Settings, Store  # noqa: E402
-from geo_engine.engine import Ping  # noqa: E402
 from geo_engine.geodesy import GEOD  # noqa: E402
 from geo_engine.io.places import Dataset  # noqa: E402
+from geo_engine.model import Ping  # noqa: E402
 
 CAMPAIGNS = [
     {"id": f"enter-{k}", "offer": {"title": f"offer {k}"}, "targets": {"tags": [tag]},
@@ -63,7 +63,7 @@ def build(db_path: str, n_stores: int, n_devices: int) -> tuple[Engine, np.ndarr
                             tags=())
                    for i, a, o, r in zip(ids, lats, lons, radius, strict=True)])
     engine = Engine(Settings(db=db_path))
-    engine.db.import_dataset(data)
+    engine.db.places.import_dataset(data.stores, data.geofences)
     engine.reload()
     for c in CAMPAIGNS:
         engine.put_campaign(c["id"], c)
@@ -115,7 +115,7 @@ def main() -> None:
         kind = np.empty(len(pings) - 200, dtype=object)
         for k, p in enumerate(pings[200:]):
             s = time.perf_counter()
-            body = engine.handle_ping(p)
+            body = engine.handle_ping(p).body
             total[k] = time.perf_counter() - s
             kind[k] = "push" if b'"offer":{' in body else "quiet" if b'"events":[]' in body else "event"
         offers = int((kind == "push").sum())

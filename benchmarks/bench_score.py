@@ -38,16 +38,15 @@ def make_inputs(tmp: Path, n_customers: int, n_stores: int) -> tuple[Path, Path,
     import pyarrow.parquet as pq
 
     from geo_engine import Engine, Geofence, Settings, Store
-    from geo_engine.io.places import Dataset
 
     ids, lats, lons = generate.stores(n_stores, "city", seed=21)
     db = tmp / "stores.db"
     engine = Engine(Settings(db=str(db)))
-    engine.db.import_dataset(Dataset(
-        stores=[Store(id=i, lat=float(a), lon=float(o), timezone="UTC")
-                for i, a, o in zip(ids, lats, lons, strict=True)],
-        geofences=[Geofence(id=f"g{i[1:]}", store_id=i, lat=float(a), lon=float(o), radius_m=150.0)
-                   for i, a, o in zip(ids, lats, lons, strict=True)]))
+    engine.db.places.import_dataset(
+        [Store(id=i, lat=float(a), lon=float(o), timezone="UTC")
+         for i, a, o in zip(ids, lats, lons, strict=True)],
+        [Geofence(id=f"g{i[1:]}", store_id=i, lat=float(a), lon=float(o), radius_m=150.0)
+         for i, a, o in zip(ids, lats, lons, strict=True)])
     stores = tmp / "stores.parquet"
     gpd.GeoDataFrame({"store_id": ids.astype(str)}, geometry=gpd.points_from_xy(lons, lats),
                      crs="EPSG:4326").to_parquet(stores)

@@ -1,10 +1,13 @@
 """geo-engine: a geolocation and proximity engine for location-triggered store offers.
 
-Exact WGS84 geodesics, an R-tree over geofences, a k-d tree over stores, and a SQLite store.
+Exact WGS84 geodesics, a k-d tree over stores and a grid of boxes over geofences, campaigns
+decided per ping and per customer file, on a SQLite database. ``docs/architecture.md`` shows
+how the modules fit.
 """
 
 from .config import SETTINGS, Setting, Settings
-from .engine import Engine, FenceHit, Location, StoreHit
+from .db import Database
+from .engine import Engine
 from .errors import (
     Conflict,
     GeoEngineError,
@@ -19,12 +22,11 @@ from .errors import (
 )
 from .geodesy import check_lat_lon, distance_m, distances_m
 from .io.places import Dataset, load_files, parse_csv, parse_geojson
-from .model import Confidence, Geofence, Store
+from .model import Confidence, FenceHit, Geofence, Location, Ping, PingAnswer, Store, StoreHit
 from .polygons import boundary_distance_m
 from .scoring import score_frame
 from .spatial.fences import FenceIndex
 from .spatial.stores import StoreIndex
-from .store import Database
 
 __version__ = "0.1.0"
 
@@ -45,6 +47,8 @@ __all__ = [
     "InvalidInput",
     "Location",
     "NotFound",
+    "Ping",
+    "PingAnswer",
     "Problem",
     "Setting",
     "Settings",

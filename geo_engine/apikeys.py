@@ -12,7 +12,7 @@ import hashlib
 import secrets
 
 from .config import Settings
-from .store import Database
+from .db.apikeys import ApiKeys
 
 __all__ = ["KINDS", "ensure_keys", "key_kind", "rotate_key"]
 
@@ -27,26 +27,26 @@ def _new(kind: str) -> str:
     return f"ge_{'adm' if kind == 'admin' else 'pub'}_{secrets.token_urlsafe(24)}"
 
 
-def ensure_keys(db: Database, settings: Settings) -> dict[str, str]:
+def ensure_keys(keys: ApiKeys, settings: Settings) -> dict[str, str]:
     """Make sure both keys exist; return the ones created now (kind -> key), to show once."""
     created = {}
-    active = {kind for kind, _, _ in db.api_keys()}
+    active = {kind for kind, _, _ in keys.active()}
     for kind, given in (("admin", settings.admin_key), ("publishable", settings.publishable_key)):
         if given:
-            db.replace_key(kind, _hash(given), given[:8])
+            keys.replace(kind, _hash(given), given[:8])
         elif kind not in active:
             created[kind] = key = _new(kind)
-            db.replace_key(kind, _hash(key), key[:8])
+            keys.replace(kind, _hash(key), key[:8])
     return created
 
 
-def rotate_key(db: Database, kind: str) -> str:
+def rotate_key(keys: ApiKeys, kind: str) -> str:
     """Replace the key of a kind with a new one; return it (the old one stops working)."""
     key = _new(kind)
-    db.replace_key(kind, _hash(key), key[:8])
+    keys.replace(kind, _hash(key), key[:8])
     return key
 
 
-def key_kind(db: Database, presented: str) -> str | None:
+def key_kind(keys: ApiKeys, presented: str) -> str | None:
     """The kind of an active key, or None."""
-    return db.key_kind(_hash(presented)) if presented else None
+    return keys.kind_of(_hash(presented)) if presented else None

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 from .errors import InvalidCampaign
 from .model import Confidence, Geofence, Store
 
-__all__ = ["TRIGGERS", "Campaign", "in_weekly_hours", "local_time", "parse_campaign",
+__all__ = ["TRIGGERS", "Campaign", "in_weekly_hours", "local_day", "local_time", "parse_campaign",
            "parse_campaigns"]
 
 TRIGGERS = ("enter", "exit", "dwell", "nearby")
@@ -104,6 +104,12 @@ def local_time(at: datetime, tz: str | None) -> datetime:
     schedule, opening hours and cap it checks.
     """
     return at.astimezone(ZoneInfo(tz or "UTC"))
+
+
+def local_day(at: datetime, tz: str | None) -> str:
+    """The date (``YYYY-MM-DD``) on the wall clock of zone ``tz`` at the instant ``at``: the day
+    a per-day cap counts in, the store's."""
+    return local_time(at, tz).date().isoformat()
 
 
 def in_weekly_hours(weekly: dict[str, list], at: datetime, tz: str | None) -> bool:

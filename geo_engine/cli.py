@@ -6,11 +6,9 @@ user types leads to a traceback.
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import sys
-import time
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
@@ -19,9 +17,9 @@ import click
 
 from . import __version__
 from .config import SETTINGS, Settings
+from .db import Database
 from .engine import Engine
 from .errors import GeoEngineError, InvalidInput, ValidationFailed
-from .store import Database
 
 __all__ = ["main"]
 
@@ -74,7 +72,7 @@ def validate(files: tuple[str, ...], db: str | None) -> None:
 
     known: set[str] = set()
     if db is not None or Path(settings.db).exists():
-        known = Database(settings.db).store_ids()
+        known = Database(settings.db).places.store_ids()
     data = load_files(files, known_store_ids=known)
     for notice in data.notices:
         click.echo(f"note: {notice}")
@@ -92,9 +90,9 @@ def import_(files: tuple[str, ...], db: str | None) -> None:
     counts, data = engine.import_files(files)
     for notice in data.notices:
         click.echo(f"note: {notice}")
-    total = engine.db.counts()
+    total = engine.counts()
     click.echo(f"imported {counts['stores']} stores and {counts['geofences']} geofences into "
-               f"{engine.db.path} (now {total['stores']} stores, {total['geofences']} geofences)")
+               f"{engine.path} (now {total['stores']} stores, {total['geofences']} geofences)")
 
 
 def _point_options(fn: Callable) -> Callable:
@@ -166,16 +164,16 @@ def serve(host: str, port: int, db: str | None, demo: bool) -> None:
     from .apikeys import ensure_keys
 
     engine = _engine(db)
-    if demo and engine.db.counts()["stores"] == 0:
+    if demo and engine.counts()["stores"] == 0:
         engine.import_files([DATA / "demo_stores.geojson"])
         for c in json.loads((DATA / "demo_campaigns.json").read_text()):
             engine.put_campaign(c["id"], c)
-        click.echo(f"loaded the demo chain into {engine.db.path}", err=True)
-    for kind, key in ensure_keys(engine.db, engine.settings).items():
+        click.echo(f"loaded the demo chain into {engine.path}", err=True)
+    for kind, key in ensure_keys(engine.db.apikeys, engine.settings).items():
         click.echo(f"created the {kind} key (shown once, keep it): {key}", err=True)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     engine.start_serving()
-    click.echo(f"geo-engine serving {engine.db.path} on http://{host}:{port} (docs: /docs)", err=True)
+    click.echo(f"geo-engine serving {engine.path} on http://{host}:{port} (docs: /docs)", err=True)
     uvicorn.run(create_app(engine), host=host, port=port, access_log=False, log_level="warning",
                 timeout_graceful_shutdown=10)
 
@@ -221,15 +219,14 @@ def score(input_path: Path, out: Path, db: str | None, radius_m: float, at, lat_
           chunk_rows: int, report_path: Path | None, id_col: str | None, tile_url: str | None,
           scheduler: str | None) -> None:
     """Score a customer file: nearest store, stores in reach, geofences, the offer (SPEC 7)."""
-    from datetime import UTC, datetime
+    from datetime import UTC
 
-    import numpy as np
     from tqdm import tqdm
 
-    from .io.customers import BackgroundWriter, ChunkWriter, count_rows, prefetch, read_chunks
-    from .io.geocoding import AddressGeocoder, PostalCodes, parse_options
+    from .io.customers import count_rows
+    from .io.geocoding import parse_options
     from .report import MapSample, write_report
-    from .scoring import score_frame
+    from .scoring import score_file
 
     if not input_path.is_file():
         raise InvalidInput(f"{input_path}: no such file")
@@ -238,111 +235,37 @@ def score(input_path: Path, out: Path, db: str | None, radius_m: float, at, lat_
                            "zoom and numbers go, like http://host/tile/{z}/{x}/{y}.png")
     geocoder_opts = parse_options(geocoder_options)
     engine = _engine(db)
-    # one instant for every chunk (and every worker): the offers are decided as of it
-    when = (at.replace(tzinfo=UTC) if at.tzinfo is None else at) if at is not None else \
-        datetime.now(UTC)
-    locate_kw = dict(address_col=address_col, postal_col=postal_col, country_col=country_col,
-                     postal_codes=PostalCodes(postal_codes),
-                     geocoder=AddressGeocoder(geocoder, engine.db, geocoder_url, geocode_delay_s,
-                                              options=geocoder_opts)
-                     if geocoder else None)
-    chunks = prefetch(read_chunks(input_path, chunk_rows))  # reading overlaps scoring
-    first = next(chunks, None)
-    # the id column, checked on the input before anything is scored: named and missing is an
-    # error; by default "id" when there is one
-    if first is not None and id_col is not None and id_col not in first.columns:
-        raise InvalidInput(f"{input_path}: no column {id_col!r} for --id-col (columns: "
-                           f"{', '.join(map(str, first.columns))})")
-    if id_col is None and first is not None and "id" in first.columns:
-        id_col = "id"
-    scored_chunks = itertools.chain([first], chunks) if first is not None else iter(())
-    writer = BackgroundWriter(ChunkWriter(out))  # writes overlap the next chunk's scoring
-    if scheduler:
-        options = dict(radius_m=radius_m, at=when, lat_col=lat_col, lon_col=lon_col,
-                       address_col=address_col, postal_col=postal_col, country_col=country_col,
-                       postal_codes_file=postal_codes,
-                       geocoder=(geocoder, geocoder_url, geocode_delay_s, geocoder_opts)
-                       if geocoder else None)
-        scored_chunks = _on_dask(scheduler, scored_chunks, str(Path(engine.db.path).resolve()), options)
-    else:
-        def local(chunks):
-            for chunk in chunks:
-                counts = np.zeros(len(engine.stores), dtype=np.int64)
-                yield score_frame(chunk, engine, radius_m=radius_m, at=when, lat_col=lat_col,
-                                  lon_col=lon_col, per_store=counts, **locate_kw), counts
-        scored_chunks = local(scored_chunks)
-    sample = MapSample(id_col=id_col) if report_path is not None else None  # the map's points
-    statuses: dict[str, int] = {}
-    per_store = np.zeros(len(engine.stores), dtype=np.int64)
-    rows = 0
-    started = time.monotonic()
-    try:
-        with tqdm(total=count_rows(input_path), unit="rows", disable=not sys.stderr.isatty(),
-                  desc="scoring") as bar:
-            for scored, counts in scored_chunks:
-                if id_col is not None:
-                    scored = scored[[id_col, *(c for c in scored.columns if c != id_col)]]
-                writer.write(scored)
-                # customers within the radius of each store, counted in the same pass as each
-                # customer's stores within the radius
-                per_store += counts
-                for k, v in scored["status"].value_counts().items():
-                    statuses[k] = statuses.get(k, 0) + int(v)
-                rows += len(scored)
-                bar.update(len(scored))
-                if sample is not None:
-                    sample.add(scored)
-    except BaseException:
-        writer.abort()  # no half-written output; an earlier one at --out stays as it was
-        raise
-    writer.close()
-    took = time.monotonic() - started
-    near = {sid: int(c) for sid, c in zip(engine.stores.ids, per_store, strict=True) if c}
+    sample = MapSample() if report_path is not None else None  # the map's points
+    with tqdm(total=count_rows(input_path), unit="rows", disable=not sys.stderr.isatty(),
+              desc="scoring") as bar:
+        run = score_file(
+            engine, input_path, out, radius_m=radius_m,
+            at=(at.replace(tzinfo=UTC) if at.tzinfo is None else at) if at is not None else None,
+            lat_col=lat_col, lon_col=lon_col, chunk_rows=chunk_rows, id_col=id_col,
+            scheduler=scheduler, postal_codes_file=postal_codes,
+            geocoder=(geocoder, geocoder_url, geocode_delay_s, geocoder_opts) if geocoder else None,
+            sample=sample, progress=bar.update, address_col=address_col, postal_col=postal_col,
+            country_col=country_col)
     if sample is not None:
-        write_report(report_path, engine, rows=rows, statuses=statuses, near=near,
-                     sample=sample.frame, radius_m=radius_m, seconds=took, tile_url=tile_url,
-                     id_col=id_col)
+        write_report(report_path, engine.snapshot.places.stores, rows=run.rows,
+                     statuses=run.statuses, near=run.near, sample=sample.frame,
+                     radius_m=radius_m, seconds=run.seconds, tile_url=tile_url, id_col=run.id_col)
+    rows, took, statuses = run.rows, run.seconds, run.statuses
     click.echo(f"scored {rows:,} rows in {took:.1f} s ({rows / max(took, 1e-9):,.0f} rows/s) into {out}")
     for k in sorted(statuses):
         click.echo(f"  {k:<22} {statuses[k]:>12,}")
     if statuses.get("not_geocoded") and not geocoder:
         click.echo("  (rows with only an address need --geocoder, e.g. --geocoder nominatim "
                    "--geocoder-url http://your-nominatim:8080)")
-    if locate_kw["geocoder"] is not None:
-        click.echo(f"  geocoder look-ups: {locate_kw['geocoder'].requests:,} (the rest from the cache)")
+    if run.geocoder_requests is not None:
+        click.echo(f"  geocoder look-ups: {run.geocoder_requests:,} (the rest from the cache)")
     if report_path is not None:
         click.echo(f"  report: {report_path}")
-    top = sorted(near.items(), key=lambda kv: (-kv[1], kv[0]))[:5]
+    top = sorted(run.near.items(), key=lambda kv: (-kv[1], kv[0]))[:5]
     if top:
         click.echo(f"  top stores by customers within {radius_m:g} m:")
         for sid, count in top:
             click.echo(f"    {sid:<20} {count:>10,}")
-
-
-def _on_dask(scheduler: str, chunks, db_path: str, options: dict, in_flight: int = 4):
-    """Score chunks on a Dask cluster; yield the results in input order (a few in flight)."""
-    from collections import deque
-
-    from distributed import Client, LocalCluster
-
-    from .scoring import score_chunk_on_worker
-
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None,
-                           host="127.0.0.1") if scheduler == "local" else None
-    try:
-        with Client(cluster if cluster is not None else scheduler, timeout="20s") as client:
-            pending: deque = deque()
-            for chunk in chunks:
-                pending.append(client.submit(score_chunk_on_worker, chunk, db_path, options, pure=False))
-                if len(pending) >= in_flight:
-                    yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
-    except (OSError, TimeoutError) as exc:
-        raise InvalidInput(f"cannot reach the Dask scheduler {scheduler!r}: {exc}") from None
-    finally:
-        if cluster is not None:
-            cluster.close()
 
 
 @cli.command()
@@ -356,9 +279,9 @@ def keys(db: str | None, rotate: str | None) -> None:
     database = Database(Settings.from_env(db=db).db)
     if rotate:
         click.echo(f"new {rotate} key (shown once; the old one no longer works): "
-                   f"{rotate_key(database, rotate)}")
+                   f"{rotate_key(database.apikeys, rotate)}")
         return
-    for kind, prefix, created in database.api_keys():
+    for kind, prefix, created in database.apikeys.active():
         click.echo(f"{kind:<12} {prefix}...  created {created}")
 
 

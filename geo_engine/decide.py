@@ -1,5 +1,8 @@
 """The offer decision: which campaigns a ping triggers, why each is turned down, the one offer.
 
+Pure: the candidates, the device's push history and the campaigns' spend come in as values, a
+:class:`~geo_engine.model.Decision` goes out. Nothing here reads a database or an index.
+
 Every campaign a ping triggers is *considered*; each one not chosen gets exactly one reason in
 ``Decision.rejected`` (SPEC section 6), checked in this order, so the answer explains itself:
 
@@ -12,81 +15,13 @@ the device had any offer within the engine-wide interval.
 
 from __future__ import annotations
 
-import enum
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 
-from .campaigns import Campaign, in_weekly_hours
-from .model import Confidence, Store
+from .campaigns import in_weekly_hours, local_day
+from .model import Candidate, Counts, Decision, Reason, Rejection, Store
 
-__all__ = ["Candidate", "Decision", "Reason", "Rejection", "decide", "store_open"]
-
-
-class Reason(enum.StrEnum):
-    OUTSIDE_SCHEDULE = "outside_schedule"
-    STORE_CLOSED = "store_closed"
-    FREQUENCY_CAP = "frequency_cap"
-    COOLDOWN = "cooldown"
-    BUDGET_EXHAUSTED = "budget_exhausted"
-    LOW_CONFIDENCE = "low_confidence"
-    NOT_IN_AUDIENCE = "not_in_audience"
-    HOLDOUT = "holdout"
-    OPTED_OUT = "opted_out"
-    SUSPICIOUS_MOVEMENT = "suspicious_movement"
-    DEVICE_INTERVAL = "device_interval"
-    LOWER_PRIORITY = "lower_priority"
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """A campaign a ping triggered, at a store (and geofence, unless ``nearby``)."""
-
-    campaign: Campaign
-    store: Store
-    geofence_id: str | None
-    distance_m: float
-    confidence: Confidence
-
-
-@dataclass(frozen=True)
-class Rejection:
-    campaign_id: str
-    reason: Reason
-
-    def as_dict(self) -> dict:
-        return {"campaign_id": self.campaign_id, "reason": str(self.reason)}
-
-
-@dataclass(frozen=True)
-class Decision:
-    """What was considered, what was turned down and why, and the offer (or None)."""
-
-    considered: int
-    rejected: list[Rejection]
-    chosen: Candidate | None
-
-    def as_dict(self) -> dict:
-        return {"considered": self.considered, "rejected": [r.as_dict() for r in self.rejected]}
-
-    def offer_dict(self) -> dict | None:
-        if self.chosen is None:
-            return None
-        c = self.chosen
-        return {"campaign_id": c.campaign.id, **{k: c.campaign.offer.get(k) for k in
-                                                 ("title", "body", "url", "coupon_code")},
-                "store_id": c.store.id, "geofence_id": c.geofence_id,
-                "distance_m": round(c.distance_m, 3)}
-
-
-@dataclass(frozen=True)
-class Counts:
-    """A device's history with one campaign, and the campaign's spend."""
-
-    today: int  # pushes of this campaign to this device on the store's local day
-    total: int  # pushes of this campaign to this device ever
-    last_ts: float | None  # the last push of this campaign to this device
-    budget_used: int  # pushes of this campaign to anyone
+__all__ = ["counts_for", "decide", "store_open"]
 
 
 def store_open(store: Store, at: datetime) -> bool:
@@ -96,15 +31,29 @@ def store_open(store: Store, at: datetime) -> bool:
     return in_weekly_hours(store.weekly_hours, at, store.timezone)
 
 
+def counts_for(c: Candidate, at: datetime, history: Mapping[str, list],
+               spend: Mapping[str, int]) -> Counts:
+    """A device's pushes of a candidate's campaign (that day in the store's zone, ever, the
+    last) from its ``history``, and the campaign's spend from ``spend``."""
+    camp = c.campaign
+    used = spend.get(camp.id, 0) if camp.budget_total is not None else 0
+    h = history.get(camp.id)
+    if h is None:
+        return Counts(0, 0, None, used)
+    return Counts(h[2].get(local_day(at, c.store.timezone), 0), h[0], h[1], used)
+
+
 def decide(candidates: Iterable[Candidate], *, device_id: str, segments: frozenset[str],
            at: datetime, ts: float, opted_out: bool, suspicious: bool,
-           interval_blocked: bool, counts: Callable[[Candidate], Counts],
+           interval_blocked: bool, history: Mapping[str, list], spend: Mapping[str, int],
            per_device: bool = True) -> Decision:
     """Return the decision for one ping (see the module docstring for the order of reasons).
 
-    A campaign triggered at several geofences is considered once, at its best place: highest
-    confidence, then nearest store, then geofence id. With ``per_device`` false (batch scoring
-    of places, not devices) audiences and holdouts are not applied.
+    ``history`` is the device's (campaign id -> [pushes, last push ts, {local day: pushes}]),
+    ``spend`` the pushes so far of each budgeted candidate campaign (absent: none). A campaign
+    triggered at several geofences is considered once, at its best place: highest confidence,
+    then nearest store, then geofence id. With ``per_device`` false (batch scoring of places,
+    not devices) audiences and holdouts are not applied.
     """
     best: dict[str, Candidate] = {}
     for c in candidates:
@@ -116,7 +65,8 @@ def decide(candidates: Iterable[Candidate], *, device_id: str, segments: frozens
     survivors: list[Candidate] = []
     for cid in sorted(best):
         c = best[cid]
-        reason = _reason(c, device_id, segments, at, ts, opted_out, suspicious, counts, per_device)
+        reason = _reason(c, device_id, segments, at, ts, opted_out, suspicious, history, spend,
+                         per_device)
         if reason is None:
             survivors.append(c)
         else:
@@ -131,8 +81,8 @@ def decide(candidates: Iterable[Candidate], *, device_id: str, segments: frozens
 
 
 def _reason(c: Candidate, device_id: str, segments: frozenset[str], at: datetime, ts: float,
-            opted_out: bool, suspicious: bool, counts: Callable[[Candidate], Counts],
-            per_device: bool) -> Reason | None:
+            opted_out: bool, suspicious: bool, history: Mapping[str, list],
+            spend: Mapping[str, int], per_device: bool) -> Reason | None:
     camp = c.campaign
     if opted_out:
         return Reason.OPTED_OUT
@@ -148,7 +98,7 @@ def _reason(c: Candidate, device_id: str, segments: frozenset[str], at: datetime
         return Reason.OUTSIDE_SCHEDULE
     if camp.only_when_open and not store_open(c.store, at):
         return Reason.STORE_CLOSED
-    n = counts(c)
+    n = counts_for(c, at, history, spend)
     if camp.budget_total is not None and n.budget_used >= camp.budget_total:
         return Reason.BUDGET_EXHAUSTED
     if camp.per_device_per_day is not None and n.today >= camp.per_device_per_day or \

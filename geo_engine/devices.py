@@ -1,4 +1,8 @@
-"""Device state and geofence events: (what the device was inside, this fix) -> enter/exit/dwell.
+"""Device state and geofence events: (the device's state, this fix) -> flags, events, next state.
+
+Pure: plain values in, plain values out; no database, no index. The engine looks up what these
+functions need (the geofences the fix is in, the distances to the ones the device may be
+leaving) and passes it in.
 
 As Tile38's fences compare a device's previous and current position, :func:`transition` compares
 the visits a device has open with the geofences a new fix is in (SPEC section 6):
@@ -10,78 +14,57 @@ the visits a device has open with the geofences a new fix is in (SPEC section 6)
 * **dwell** once per visit, when the visit has lasted the shortest ``dwell_s`` that a dwell
   campaign on that geofence asks for (the engine passes those thresholds in).
 * A fix with accuracy worse than 1,000 m causes neither an enter nor an exit.
+
+:func:`movement_flags` says what is odd about the fix itself (``out_of_order``,
+``low_accuracy``, ``suspicious_movement``); :func:`next_state` is the state written back.
 """
 
 from __future__ import annotations
 
-import enum
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 
-from .model import Confidence
+from .geodesy import distance_m
+from .model import Confidence, DeviceState, Event, EventType, Visit
 
-__all__ = ["EventType", "DeviceState", "Event", "Visit", "transition",
-           "POOR_ACCURACY_M", "MIN_MARGIN_M"]
+__all__ = ["MIN_MARGIN_M", "POOR_ACCURACY_M", "add_push", "leaving", "movement_flags",
+           "next_state", "transition"]
 
 POOR_ACCURACY_M = 1000.0
 MIN_MARGIN_M = 25.0
 
 
-class EventType(enum.StrEnum):
-    ENTER = "enter"
-    EXIT = "exit"
-    DWELL = "dwell"
+def movement_flags(state: DeviceState, lat: float, lon: float, ts: float, accuracy_m: float,
+                   max_speed_mps: float) -> list[str]:
+    """What is odd about this fix, in the answer's order: ``out_of_order`` (older than the
+    device's last), ``low_accuracy`` (worse than 1,000 m), ``suspicious_movement`` (faster than
+    ``max_speed_mps`` from the last fix, beyond both accuracy circles; never with out of order).
+    """
+    flags = []
+    out_of_order = state.last_ts is not None and ts < state.last_ts
+    if out_of_order:
+        flags.append("out_of_order")
+    if accuracy_m > POOR_ACCURACY_M:
+        flags.append("low_accuracy")
+    if not out_of_order and state.last_ts is not None and state.last_lat is not None:
+        moved = distance_m(state.last_lat, state.last_lon, lat, lon)
+        slack = accuracy_m + (state.last_accuracy_m or 0.0)
+        if max(0.0, moved - slack) > max_speed_mps * max(ts - state.last_ts, 1e-3):
+            flags.append("suspicious_movement")
+    return flags
 
 
-@dataclass
-class Visit:
-    """An open visit: the device entered ``geofence_id`` at ``entered_ts`` (epoch seconds)."""
-
-    geofence_id: str
-    store_id: str
-    entered_ts: float
-    dwell_done: bool = False
-
-
-@dataclass
-class DeviceState:
-    """What the engine remembers of a device (read from and written to the database)."""
-
-    device_id: str
-    last_ts: float | None = None
-    last_lat: float | None = None
-    last_lon: float | None = None
-    last_accuracy_m: float | None = None
-    last_offer_ts: float | None = None
-    opted_out: bool = False
-    visits: dict[str, Visit] = field(default_factory=dict)
-    #: the row's version as read (None: no row yet); see ``Database.save_device``
-    version: int | None = None
-    #: campaign id -> [pushes, last push ts, {store's local day: pushes}], for the caps
-    history: dict[str, list] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Event:
-    """A geofence event of one ping."""
-
-    type: EventType
-    geofence_id: str
-    store_id: str
-    confidence: Confidence | None = None
-    duration_s: float | None = None
-
-    def as_dict(self) -> dict:
-        out = {"type": str(self.type), "geofence_id": self.geofence_id, "store_id": self.store_id}
-        if self.confidence is not None:
-            out["confidence"] = str(self.confidence)
-        if self.duration_s is not None:
-            out["duration_s"] = round(self.duration_s, 3)
-        return out
+def leaving(visits: Mapping[str, Visit], hits: Mapping[str, tuple[str, Confidence]],
+            accuracy_m: float) -> list[str]:
+    """The geofences of open visits that this fix may be leaving: those :func:`transition`
+    needs the distance to (the fix is not surely in them, and its accuracy allows an exit)."""
+    if accuracy_m > POOR_ACCURACY_M:
+        return []
+    return [fid for fid in visits if (hit := hits.get(fid)) is None or hit[1] is Confidence.LOW]
 
 
 def transition(visits: Mapping[str, Visit], hits: Mapping[str, tuple[str, Confidence]],
-               ts: float, accuracy_m: float, distance_to: Callable[[str], float],
+               ts: float, accuracy_m: float, distance_to: Mapping[str, float],
                dwell_after_s: Mapping[str, float]) -> tuple[list[Event], dict[str, Visit]]:
     """Return this fix's events and the visits open after it.
 
@@ -91,7 +74,8 @@ def transition(visits: Mapping[str, Visit], hits: Mapping[str, tuple[str, Confid
     hits : geofences the fix is in or touches: id -> (store id, confidence)
     ts : the fix's time, epoch seconds
     accuracy_m : the fix's GPS accuracy radius, metres
-    distance_to : geodesic metres from the fix to a geofence (inf for one no longer active)
+    distance_to : geodesic metres from the fix to each geofence :func:`leaving` names (inf for
+        one no longer active)
     dwell_after_s : geofence id -> the shortest dwell_s asked of it by a dwell campaign
     """
     events: list[Event] = []
@@ -103,7 +87,7 @@ def transition(visits: Mapping[str, Visit], hits: Mapping[str, tuple[str, Confid
             hit = hits.get(fid)
             if hit is not None and hit[1] is not Confidence.LOW:
                 continue
-            if distance_to(fid) > margin:
+            if distance_to[fid] > margin:
                 events.append(Event(EventType.EXIT, fid, visit.store_id,
                                     duration_s=max(0.0, ts - visit.entered_ts)))
                 del after[fid]
@@ -119,3 +103,36 @@ def transition(visits: Mapping[str, Visit], hits: Mapping[str, tuple[str, Confid
             events.append(Event(EventType.DWELL, fid, visit.store_id, conf,
                                 duration_s=ts - visit.entered_ts))
     return events, after
+
+
+def add_push(history: Mapping[str, list], campaign_id: str, ts: float, day: str) -> dict[str, list]:
+    """``history`` with one more push of a campaign; days older than any cap can ask dropped."""
+    oldest = (datetime.fromtimestamp(ts, UTC) - timedelta(days=2)).date().isoformat()
+    total, _, days = history.get(campaign_id, (0, None, {}))
+    days = {d: n for d, n in days.items() if d >= oldest}
+    days[day] = days.get(day, 0) + 1
+    return {**history, campaign_id: [total + 1, ts, days]}
+
+
+def next_state(state: DeviceState, version: int, *, moved_to: tuple[float, float, float, float]
+               | None = None, visits: dict[str, Visit] | None = None,
+               pushed: tuple[str, float, str] | None = None) -> DeviceState:
+    """The state to write back after a ping, with its new row ``version``.
+
+    ``moved_to`` is the fix ``(ts, lat, lon, accuracy_m)`` when it counts (not out of order,
+    not suspicious), with the ``visits`` open after it; ``pushed`` is ``(campaign id, ts,
+    store's local day)`` when an offer went out. Without either, only the version changes: the
+    write then proves the state was current.
+    """
+    after = DeviceState(state.device_id, state.last_ts, state.last_lat, state.last_lon,
+                        state.last_accuracy_m, state.last_offer_ts, state.opted_out,
+                        state.visits, version, state.history)
+    if moved_to is not None:
+        after.last_ts, after.last_lat, after.last_lon, after.last_accuracy_m = moved_to
+        after.visits = visits if visits is not None else state.visits
+    if pushed is not None:
+        campaign_id, ts, day = pushed
+        after.history = add_push(state.history, campaign_id, ts, day)
+        after.last_offer_ts = ts
+    return after
+

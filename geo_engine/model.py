@@ -1,17 +1,50 @@
-"""Stores and geofences: the values every other module passes around."""
+"""Every value geo-engine passes around: places, pings, device state, events, decisions, answers.
+
+Plain data with no behaviour beyond describing itself (``as_dict`` for the JSON the API and the
+CLI print): no database, no index, no rule. Rules live in :mod:`geo_engine.devices` and
+:mod:`geo_engine.decide`; a campaign, with its parser, in :mod:`geo_engine.campaigns`.
+"""
 
 from __future__ import annotations
 
 import enum
 import functools
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import orjson
 from shapely.geometry import Polygon
 
-__all__ = ["Confidence", "Geofence", "Store"]
+from .errors import InvalidInput
+from .geodesy import check_lat_lon
+
+if TYPE_CHECKING:
+    from .campaigns import Campaign
+
+__all__ = [
+    "Candidate",
+    "Confidence",
+    "Counts",
+    "Decision",
+    "DeviceState",
+    "Event",
+    "EventType",
+    "FenceHit",
+    "Geofence",
+    "Location",
+    "NearbyFence",
+    "Ping",
+    "PingAnswer",
+    "Reason",
+    "Rejection",
+    "Store",
+    "StoreArrays",
+    "StoreHit",
+    "Visit",
+]
 
 
 class Confidence(enum.StrEnum):
@@ -93,3 +126,262 @@ class Geofence:
         if self.is_circle:
             return {"type": "Point", "coordinates": [self.lon, self.lat]}
         return self.geometry or {}
+
+
+class StoreArrays:
+    """Stores as parallel arrays (what the store index is built from), sorted by id."""
+
+    def __init__(self, ids: np.ndarray, lats: np.ndarray, lons: np.ndarray, names: np.ndarray):
+        self.ids, self.lats, self.lons, self.names = ids, lats, lons, names
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @classmethod
+    def empty(cls) -> StoreArrays:
+        return cls(np.array([], dtype=object), np.array([]), np.array([]), np.array([], dtype=object))
+
+    def hit(self, i: int, distance_m: float) -> StoreHit:
+        """The store at position ``i`` as found ``distance_m`` metres from a point."""
+        return StoreHit(self.ids[i], self.names[i], float(self.lats[i]), float(self.lons[i]),
+                        float(distance_m))
+
+
+@dataclass(frozen=True)
+class StoreHit:
+    """A store found near a point, with its geodesic distance in metres."""
+
+    store_id: str
+    name: str
+    lat: float
+    lon: float
+    distance_m: float
+
+    def as_dict(self) -> dict:
+        return {"store_id": self.store_id, "name": self.name, "lat": self.lat, "lon": self.lon,
+                "distance_m": round(self.distance_m, 3)}
+
+
+@dataclass(frozen=True)
+class FenceHit:
+    """A geofence that a fix is in or touches, and how surely."""
+
+    geofence_id: str
+    store_id: str
+    confidence: Confidence
+
+    def as_dict(self) -> dict:
+        return {"geofence_id": self.geofence_id, "store_id": self.store_id,
+                "confidence": str(self.confidence)}
+
+
+@dataclass(frozen=True)
+class Location:
+    """What a ping at a point would see: the geofences it is in and the nearest store."""
+
+    geofences: list[FenceHit]
+    nearest_store: StoreHit | None
+
+    def as_dict(self) -> dict:
+        near = self.nearest_store
+        return {"geofences": [g.as_dict() for g in self.geofences],
+                "nearest_store": None if near is None else
+                {"store_id": near.store_id, "distance_m": round(near.distance_m, 3)}}
+
+
+@dataclass(frozen=True)
+class NearbyFence:
+    """A geofence near a point, as the circle a phone's region monitoring takes."""
+
+    geofence_id: str
+    store_id: str
+    lat: float
+    lon: float
+    radius_m: float
+    distance_m: float  # to its boundary, 0 inside
+
+    def as_dict(self) -> dict:
+        return {"geofence_id": self.geofence_id, "store_id": self.store_id, "lat": self.lat,
+                "lon": self.lon, "radius_m": round(self.radius_m, 2),
+                "distance_m": round(self.distance_m, 3)}
+
+
+@dataclass(frozen=True)
+class Ping:
+    """A location update from a device (SPEC section 6). Validated on construction."""
+
+    device_id: str
+    lat: float
+    lon: float
+    accuracy_m: float | None = None
+    timestamp: datetime | None = None
+    ping_id: str | None = None
+    segments: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        d = self.device_id
+        if not isinstance(d, str) or not 1 <= len(d) <= 128 or not d.isprintable():
+            raise InvalidInput("device_id must be 1 to 128 printable characters")
+        lat, lon = check_lat_lon(self.lat, self.lon)
+        object.__setattr__(self, "lat", lat)
+        object.__setattr__(self, "lon", lon)
+        if self.accuracy_m is not None and not (math.isfinite(self.accuracy_m) and self.accuracy_m >= 0):
+            raise InvalidInput(f"accuracy_m must be a number of metres >= 0, got {self.accuracy_m}")
+        if self.timestamp is not None and self.timestamp.tzinfo is None:
+            raise InvalidInput("timestamp must carry a time zone (RFC 3339, like 2026-11-22T09:15:00Z)")
+
+
+class EventType(enum.StrEnum):
+    ENTER = "enter"
+    EXIT = "exit"
+    DWELL = "dwell"
+
+
+@dataclass
+class Visit:
+    """An open visit: the device entered ``geofence_id`` at ``entered_ts`` (epoch seconds)."""
+
+    geofence_id: str
+    store_id: str
+    entered_ts: float
+    dwell_done: bool = False
+
+
+@dataclass
+class DeviceState:
+    """What the engine remembers of a device (read from and written to the database)."""
+
+    device_id: str
+    last_ts: float | None = None
+    last_lat: float | None = None
+    last_lon: float | None = None
+    last_accuracy_m: float | None = None
+    last_offer_ts: float | None = None
+    opted_out: bool = False
+    visits: dict[str, Visit] = field(default_factory=dict)
+    #: the row's version as read (None: no row yet); see ``Database.save_device``
+    version: int | None = None
+    #: campaign id -> [pushes, last push ts, {store's local day: pushes}], for the caps
+    history: dict[str, list] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Event:
+    """A geofence event of one ping."""
+
+    type: EventType
+    geofence_id: str
+    store_id: str
+    confidence: Confidence | None = None
+    duration_s: float | None = None
+
+    def as_dict(self) -> dict:
+        out = {"type": str(self.type), "geofence_id": self.geofence_id, "store_id": self.store_id}
+        if self.confidence is not None:
+            out["confidence"] = str(self.confidence)
+        if self.duration_s is not None:
+            out["duration_s"] = round(self.duration_s, 3)
+        return out
+
+
+class Reason(enum.StrEnum):
+    OUTSIDE_SCHEDULE = "outside_schedule"
+    STORE_CLOSED = "store_closed"
+    FREQUENCY_CAP = "frequency_cap"
+    COOLDOWN = "cooldown"
+    BUDGET_EXHAUSTED = "budget_exhausted"
+    LOW_CONFIDENCE = "low_confidence"
+    NOT_IN_AUDIENCE = "not_in_audience"
+    HOLDOUT = "holdout"
+    OPTED_OUT = "opted_out"
+    SUSPICIOUS_MOVEMENT = "suspicious_movement"
+    DEVICE_INTERVAL = "device_interval"
+    LOWER_PRIORITY = "lower_priority"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A campaign a ping triggered, at a store (and geofence, unless ``nearby``)."""
+
+    campaign: Campaign
+    store: Store
+    geofence_id: str | None
+    distance_m: float
+    confidence: Confidence
+
+
+@dataclass(frozen=True)
+class Rejection:
+    campaign_id: str
+    reason: Reason
+
+    def as_dict(self) -> dict:
+        return {"campaign_id": self.campaign_id, "reason": str(self.reason)}
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What was considered, what was turned down and why, and the offer (or None)."""
+
+    considered: int
+    rejected: list[Rejection]
+    chosen: Candidate | None
+
+    def as_dict(self) -> dict:
+        return {"considered": self.considered, "rejected": [r.as_dict() for r in self.rejected]}
+
+    def offer_dict(self) -> dict | None:
+        if self.chosen is None:
+            return None
+        c = self.chosen
+        return {"campaign_id": c.campaign.id, **{k: c.campaign.offer.get(k) for k in
+                                                 ("title", "body", "url", "coupon_code")},
+                "store_id": c.store.id, "geofence_id": c.geofence_id,
+                "distance_m": round(c.distance_m, 3)}
+
+
+@dataclass(frozen=True)
+class Counts:
+    """A device's history with one campaign, and the campaign's spend."""
+
+    today: int  # pushes of this campaign to this device on the store's local day
+    total: int  # pushes of this campaign to this device ever
+    last_ts: float | None  # the last push of this campaign to this device
+    budget_used: int  # pushes of this campaign to anyone
+
+
+NO_DECISION = Decision(0, [], None)
+
+
+@dataclass(frozen=True)
+class PingAnswer:
+    """The answer to a ping (SPEC 6), as values and as the JSON ``body`` sent (made once).
+
+    A replayed ``ping_id`` answers with the first answer's bytes: then ``replayed`` is true and
+    the values are empty (nothing happened this time).
+    """
+
+    events: tuple[Event, ...]
+    decision: Decision
+    nearest_store: StoreHit | None
+    flags: tuple[str, ...]
+    body: bytes
+    replayed: bool = False
+
+    @classmethod
+    def of(cls, events: list[Event], decision: Decision, nearest_store: StoreHit | None,
+           flags: list[str]) -> PingAnswer:
+        near = nearest_store
+        body = orjson.dumps({
+            "events": [e.as_dict() for e in events],
+            "offer": decision.offer_dict(),
+            "decision": decision.as_dict(),
+            "nearest_store": None if near is None else {
+                "store_id": near.store_id, "distance_m": round(near.distance_m, 3)},
+            "flags": flags,
+        })
+        return cls(tuple(events), decision, near, tuple(flags), body)
+
+    @classmethod
+    def replay(cls, body: bytes) -> PingAnswer:
+        return cls((), NO_DECISION, None, (), body, replayed=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .engine import Engine
+from .model import StoreArrays
 
 __all__ = ["SAMPLE_POINTS", "MapSample", "tiles", "write_report"]
 
@@ -76,9 +76,9 @@ def tiles(x0: float, x1: float, y0: float, y1: float, scale: float) -> tuple[int
         z -= 1
 
 
-def _svg(engine: Engine, sample: pd.DataFrame, tile_url: str | None = None,
+def _svg(stores: StoreArrays, sample: pd.DataFrame, tile_url: str | None = None,
          id_col: str | None = None) -> str:
-    s_lat, s_lon = engine.stores.lats, engine.stores.lons
+    s_lat, s_lon = stores.lats, stores.lons
     c_lat = sample["located_lat"].to_numpy(dtype=float)
     c_lon = sample["located_lon"].to_numpy(dtype=float)
     lats = np.concatenate([s_lat, c_lat])
@@ -127,13 +127,13 @@ def _svg(engine: Engine, sample: pd.DataFrame, tile_url: str | None = None,
     squares = "".join(
         f'<rect x="{a - 4:.1f}" y="{b - 4:.1f}" width="8" height="8"><title>{html.escape(str(i))} '
         f'{html.escape(str(n))}</title></rect>'
-        for a, b, i, n in zip(x, y, engine.stores.ids, engine.stores.names, strict=True))
+        for a, b, i, n in zip(x, y, stores.ids, stores.names, strict=True))
     parts.append(f'<g fill="#d7191c" stroke="#ffffff" stroke-width="1">{squares}</g>')
     parts.append("</svg>")
     return "".join(parts)
 
 
-def write_report(path: Path, engine: Engine, *, rows: int, statuses: dict[str, int],
+def write_report(path: Path, stores: StoreArrays, *, rows: int, statuses: dict[str, int],
                  near: dict[str, int], sample: pd.DataFrame, radius_m: float, seconds: float,
                  tile_url: str | None = None, id_col: str | None = None) -> None:
     """Write the report page: map, rows scored, unscorable by reason, the top stores.
@@ -146,7 +146,7 @@ def write_report(path: Path, engine: Engine, *, rows: int, statuses: dict[str, i
                      for b, c in BUCKETS)
     status_rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:,}</td></tr>"
                           for k, v in sorted(statuses.items(), key=lambda kv: -kv[1]))
-    names = dict(zip(engine.stores.ids, engine.stores.names, strict=True))
+    names = dict(zip(stores.ids, stores.names, strict=True))
     top = sorted(near.items(), key=lambda kv: (-kv[1], kv[0]))[:15]
     top_rows = "".join(f"<tr><td>{html.escape(s)}</td><td>{html.escape(str(names.get(s, '')))}</td>"
                        f"<td>{n:,}</td></tr>" for s, n in top)
@@ -165,9 +165,9 @@ height: 10px; border-radius: 5px; margin-right: 6px; }}
 .store {{ display: inline-block; width: 9px; height: 9px; background: #d7191c; margin-right: 6px; }}
 </style></head><body>
 <h1>Scoring report</h1>
-<p class="muted">{rows:,} rows scored in {seconds:.1f} s against {len(engine.stores):,} stores;
+<p class="muted">{rows:,} rows scored in {seconds:.1f} s against {len(stores):,} stores;
 map: {len(sample):,} customers{" (a sample)" if len(sample) < statuses.get("ok", 0) else ""}.</p>
-<div class="wrap"><div id="map">{_svg(engine, sample, tile_url, id_col)}{credit}</div>
+<div class="wrap"><div id="map">{_svg(stores, sample, tile_url, id_col)}{credit}</div>
 <div><ul class="legend"><li><span class="store"></span>store</li>{legend}</ul>
 <h2>Rows by status</h2><table><tr><th>status</th><th>rows</th></tr>{status_rows}</table>
 <h2>Top stores</h2><p class="muted">customers within {radius_m:,.0f} m of each store</p>

@@ -10,19 +10,26 @@ out, in order, with a ``status`` saying why it could not be scored when it could
 
 from __future__ import annotations
 
+import itertools
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import shapely
 
-from .decide import Candidate, Counts, decide
+from .decide import decide
 from .engine import Engine
-from .geodesy import distance_m
+from .errors import InvalidInput
+from .io.customers import BackgroundWriter, ChunkWriter, prefetch, read_chunks
 from .io.geocoding import AddressGeocoder, PostalCodes
-from .model import Confidence
+from .targeting import Targeting
 
-__all__ = ["OUTPUT_COLUMNS", "locate_rows", "score_frame"]
+__all__ = ["OUTPUT_COLUMNS", "ScoreRun", "locate_rows", "score_file", "score_frame"]
 
 OUTPUT_COLUMNS = ["nearest_store_id", "nearest_distance_m", "stores_within_radius", "geofence_ids",
                   "offer_campaign_id", "status", "location_source", "located_lat", "located_lon"]
@@ -109,6 +116,8 @@ def score_frame(df: pd.DataFrame, engine: Engine, *, radius_m: float = 5000.0,
     ``radius_m`` of each store is added to it, from the same pass.
     """
     at = at or datetime.now(UTC)
+    snap = engine.refresh()
+    places = snap.places
     lats, lons, status, source = locate_rows(df, lat_col, lon_col, **locate_kw)
     ok = np.flatnonzero(status == "ok")
     n = len(df)
@@ -117,14 +126,14 @@ def score_frame(df: pd.DataFrame, engine: Engine, *, radius_m: float = 5000.0,
     within = np.zeros(n, dtype=np.int64)
     fence_ids = np.full(n, "", dtype=object)
     offer = np.full(n, None, dtype=object)
-    if len(ok) and len(engine.store_index):
-        idx, dist = engine.store_index.nearest_bulk(lats[ok], lons[ok], 1)
-        nearest_id[ok] = engine.stores.ids[idx[:, 0]]
+    if len(ok) and len(places.store_index):
+        idx, dist = places.store_index.nearest_bulk(lats[ok], lons[ok], 1)
+        nearest_id[ok] = places.stores.ids[idx[:, 0]]
         nearest_d[ok] = dist[:, 0]
-        within[ok] = engine.store_index.count_within_bulk(lats[ok], lons[ok], radius_m, per_store)
-    if len(ok) and len(engine.fence_index):
-        pts, fences = engine.fence_index.containing_bulk(lats[ok], lons[ok], at)
-        names = engine.fence_index.ids
+        within[ok] = places.store_index.count_within_bulk(lats[ok], lons[ok], radius_m, per_store)
+    if len(ok) and len(places.fence_index):
+        pts, fences = places.fence_index.containing_bulk(lats[ok], lons[ok], at)
+        names = places.fence_index.ids
         if len(pts):
             order = np.lexsort((names[fences], pts))
             pts, fences = pts[order], fences[order]
@@ -132,7 +141,8 @@ def score_frame(df: pd.DataFrame, engine: Engine, *, radius_m: float = 5000.0,
             groups = np.split(names[fences], starts[1:])
             fence_ids[ok[pts[starts]]] = ["|".join(g) for g in groups]
     if len(ok):
-        offer[ok] = _offers(engine, lats[ok], lons[ok], fence_ids[ok], at)
+        offer[ok] = _offers(snap.targeting, engine.campaign_spend(), lats[ok], lons[ok],
+                            fence_ids[ok], at)
     out = df.copy()
     for name, values in zip(OUTPUT_COLUMNS, [nearest_id, nearest_d, within, fence_ids, offer, status,
                                              source, lats, lons], strict=True):
@@ -140,19 +150,17 @@ def score_frame(df: pd.DataFrame, engine: Engine, *, radius_m: float = 5000.0,
     return out
 
 
-def _offers(engine: Engine, lats: np.ndarray, lons: np.ndarray, fence_ids: np.ndarray,
-            at: datetime) -> np.ndarray:
+def _offers(targeting: Targeting, spend: dict[str, int], lats: np.ndarray, lons: np.ndarray,
+            fence_ids: np.ndarray, at: datetime) -> np.ndarray:
     """The campaign a ping would get at each point: decided once per distinct situation."""
-    active = engine.active_campaigns
-    enters = [c for c in active if c.trigger == "enter"]
-    nearby = [c for c in active if c.trigger == "nearby"]
     n = len(lats)
-    if not enters and not nearby:  # a single ping can only be offered an enter or nearby campaign
+    # a single ping can only be offered an enter or a nearby campaign
+    if not any(c.trigger in ("enter", "nearby") for c in targeting.active):
         return np.full(n, None, dtype=object)
     # nearby: for each campaign, the nearest targeted store within its radius (arrays)
     near_keys = []
-    for c in nearby:
-        targeted, sub = engine.stores_targeted_by(c)
+    for c in targeting.nearby:
+        targeted, sub = targeting.stores_targeted_by(c)
         hit = np.full(n, -1, dtype=np.int64)
         dist = np.full(n, np.inf)
         if sub is not None:
@@ -164,27 +172,15 @@ def _offers(engine: Engine, lats: np.ndarray, lons: np.ndarray, fence_ids: np.nd
     keys = pd.MultiIndex.from_arrays(key_cols) if len(key_cols) > 1 else pd.Index(key_cols[0])
     codes, uniques = pd.factorize(keys)
     result = np.full(len(uniques), None, dtype=object)
-    spend = engine.db.campaign_spend()
     _, first_rows = np.unique(codes, return_index=True)  # one representative row per situation
     for u, row in enumerate(first_rows.tolist()):
-        cands = []
-        for fid in filter(None, str(fence_ids[row]).split("|")):
-            fence = engine.geofence(fid)
-            store = engine.find_store(fence.store_id) if fence is not None else None
-            if store is None:
-                continue
-            d = distance_m(lats[row], lons[row], store.lat, store.lon)
-            cands += [Candidate(c, store, fid, d, Confidence.HIGH) for c in enters
-                      if c.targets_fence(fence, store)]
-        for c, hit, dist in near_keys:
-            if hit[row] >= 0:
-                store = engine.store(engine.stores.ids[hit[row]])
-                cands.append(Candidate(c, store, None, float(dist[row]), Confidence.HIGH))
+        cands = targeting.place_candidates(
+            filter(None, str(fence_ids[row]).split("|")), lats[row], lons[row],
+            [(c, int(hit[row]), float(dist[row])) for c, hit, dist in near_keys if hit[row] >= 0])
         if cands:
             decision = decide(cands, device_id="", segments=frozenset(), at=at, ts=at.timestamp(),
                               opted_out=False, suspicious=False, interval_blocked=False,
-                              counts=lambda c: Counts(0, 0, None, spend.get(c.campaign.id, 0)),
-                              per_device=False)
+                              history={}, spend=spend, per_device=False)
             result[u] = decision.chosen.campaign.id if decision.chosen else None
     return result[codes]
 
@@ -212,6 +208,118 @@ def score_chunk_on_worker(df: pd.DataFrame, db_path: str, options: dict
     opts["postal_codes"] = PostalCodes(postal)
     if geocoder:
         name, url, delay_s, options = geocoder
-        opts["geocoder"] = AddressGeocoder(name, engine.db, url, delay_s, options=options)
-    per_store = np.zeros(len(engine.store_index), dtype=np.int64)
+        opts["geocoder"] = AddressGeocoder(name, engine.db.geocodes, url, delay_s, options=options)
+    per_store = np.zeros(len(engine.snapshot.places.stores), dtype=np.int64)
     return score_frame(df, engine, per_store=per_store, **opts), per_store
+
+
+@dataclass
+class ScoreRun:
+    """What a scoring run did: rows, their statuses, customers within the radius of each store
+    (store id -> count, stores with none left out), how long it took, the map's sample."""
+
+    rows: int
+    statuses: dict[str, int]
+    near: dict[str, int]
+    seconds: float
+    id_col: str | None
+    geocoder_requests: int | None = None
+
+
+def score_file(engine: Engine, input_path: Path, out: Path, *, radius_m: float = 5000.0,
+               at: datetime | None = None, lat_col: str = "lat", lon_col: str = "lon",
+               chunk_rows: int = 200_000, id_col: str | None = None, scheduler: str | None = None,
+               geocoder: tuple[str, str | None, float, dict] | None = None,
+               postal_codes_file: Path | None = None, sample=None,
+               progress: Callable[[int], None] | None = None, **locate_kw) -> ScoreRun:
+    """Score a customer file into ``out`` (format by extension), chunk by chunk; return totals.
+
+    Reading, scoring and writing overlap (a thread each side). ``out`` appears only when the
+    whole run succeeds: a failed run leaves an earlier file there as it was. ``scheduler``
+    scores the chunks on a Dask cluster (``"local"`` starts one here) with the same results.
+    ``geocoder`` is ``(name, url, delay_s, options)``; ``sample`` (a report's
+    :class:`~geo_engine.report.MapSample`) sees every scored chunk; ``progress`` is told how
+    many rows each chunk had. ``id_col`` must be a column when given; by default ``id`` when
+    there is one, and it is written first.
+    """
+    if not input_path.is_file():
+        raise InvalidInput(f"{input_path}: no such file")
+    # one instant for every chunk (and every worker): the offers are decided as of it
+    when = at or datetime.now(UTC)
+    coder = AddressGeocoder(geocoder[0], engine.db.geocodes, geocoder[1], geocoder[2],
+                            options=geocoder[3]) if geocoder else None
+    locate_kw.update(postal_codes=PostalCodes(postal_codes_file), geocoder=coder)
+    chunks = prefetch(read_chunks(input_path, chunk_rows))  # reading overlaps scoring
+    first = next(chunks, None)
+    # the id column, checked on the input before anything is scored: named and missing is an
+    # error; by default "id" when there is one
+    if first is not None and id_col is not None and id_col not in first.columns:
+        raise InvalidInput(f"{input_path}: no column {id_col!r} for --id-col (columns: "
+                           f"{', '.join(map(str, first.columns))})")
+    if id_col is None and first is not None and "id" in first.columns:
+        id_col = "id"
+    if sample is not None:
+        sample.id_col = id_col  # shown when a customer on the map is hovered
+    todo: Iterator = itertools.chain([first], chunks) if first is not None else iter(())
+    stores = engine.refresh().places.stores
+    if scheduler:
+        options = dict(radius_m=radius_m, at=when, lat_col=lat_col, lon_col=lon_col,
+                       postal_codes_file=postal_codes_file, geocoder=geocoder,
+                       **{k: v for k, v in locate_kw.items() if k not in ("postal_codes", "geocoder")})
+        scored = _on_dask(scheduler, todo, str(Path(engine.db.path).resolve()), options)
+    else:
+        def local(chunks):
+            for chunk in chunks:
+                counts = np.zeros(len(stores), dtype=np.int64)
+                yield score_frame(chunk, engine, radius_m=radius_m, at=when, lat_col=lat_col,
+                                  lon_col=lon_col, per_store=counts, **locate_kw), counts
+        scored = local(todo)
+    run = ScoreRun(0, {}, {}, 0.0, id_col)
+    per_store = np.zeros(len(stores), dtype=np.int64)
+    writer = BackgroundWriter(ChunkWriter(out))  # writes overlap the next chunk's scoring
+    started = time.monotonic()
+    try:
+        for frame, counts in scored:
+            if id_col is not None:
+                frame = frame[[id_col, *(c for c in frame.columns if c != id_col)]]
+            writer.write(frame)
+            # customers within the radius of each store, counted in the same pass as each
+            # customer's stores within the radius
+            per_store += counts
+            for k, v in frame["status"].value_counts().items():
+                run.statuses[k] = run.statuses.get(k, 0) + int(v)
+            run.rows += len(frame)
+            if progress is not None:
+                progress(len(frame))
+            if sample is not None:
+                sample.add(frame)
+    except BaseException:
+        writer.abort()  # no half-written output; an earlier one at --out stays as it was
+        raise
+    writer.close()
+    run.seconds = time.monotonic() - started
+    run.near = {sid: int(c) for sid, c in zip(stores.ids, per_store, strict=True) if c}
+    run.geocoder_requests = coder.requests if coder is not None else None
+    return run
+
+
+def _on_dask(scheduler: str, chunks, db_path: str, options: dict, in_flight: int = 4):
+    """Score chunks on a Dask cluster; yield the results in input order (a few in flight)."""
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None,
+                           host="127.0.0.1") if scheduler == "local" else None
+    try:
+        with Client(cluster if cluster is not None else scheduler, timeout="20s") as client:
+            pending: deque = deque()
+            for chunk in chunks:
+                pending.append(client.submit(score_chunk_on_worker, chunk, db_path, options, pure=False))
+                if len(pending) >= in_flight:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+    except (OSError, TimeoutError) as exc:
+        raise InvalidInput(f"cannot reach the Dask scheduler {scheduler!r}: {exc}") from None
+    finally:
+        if cluster is not None:
+            cluster.close()

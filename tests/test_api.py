@@ -23,7 +23,7 @@ def client(tmp_path):
     engine = Engine(Settings(db=str(tmp_path / "api.db"), admin_key="admin-key-for-tests",
                              publishable_key="publishable-key-for-tests", min_offer_interval_s=0))
     engine.import_files([DEMO])
-    ensure_keys(engine.db, engine.settings)
+    ensure_keys(engine.db.apikeys, engine.settings)
     with TestClient(create_app(engine)) as c:
         yield c
 
@@ -231,9 +231,9 @@ def test_first_start_creates_both_keys_once(tmp_path):
     from geo_engine import Database
 
     db = Database(tmp_path / "k.db")
-    created = ensure_keys(db, Settings(db=str(tmp_path / "k.db")))
+    created = ensure_keys(db.apikeys, Settings(db=str(tmp_path / "k.db")))
     assert set(created) == {"admin", "publishable"}
-    assert ensure_keys(db, Settings(db=str(tmp_path / "k.db"))) == {}  # printed once only
+    assert ensure_keys(db.apikeys, Settings(db=str(tmp_path / "k.db"))) == {}  # printed once only
     from geo_engine.apikeys import key_kind
 
-    assert key_kind(db, created["admin"]) == "admin" and key_kind(db, "guess") is None
+    assert key_kind(db.apikeys, created["admin"]) == "admin" and key_kind(db.apikeys, "guess") is None

@@ -7,7 +7,7 @@ def test_exported_members():
     assert sorted(geo_engine.__all__) == sorted([
         "SETTINGS", "Confidence", "Conflict", "Database", "Dataset", "Engine", "FenceHit",
         "FenceIndex", "GeoEngineError", "Geofence", "InvalidCampaign", "InvalidCoordinate",
-        "InvalidGeometry", "InvalidInput", "Location", "NotFound", "Problem", "Setting",
+        "InvalidGeometry", "InvalidInput", "Location", "NotFound", "Ping", "PingAnswer", "Problem", "Setting",
         "Settings", "StorageError", "Store", "StoreHit", "StoreIndex", "ValidationFailed",
         "__version__", "boundary_distance_m", "check_lat_lon", "distance_m", "distances_m",
         "load_files", "parse_csv", "parse_geojson", "score_frame",

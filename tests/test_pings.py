@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from geo_engine import Engine, InvalidInput, Settings
-from geo_engine.engine import Ping
+from geo_engine.model import Ping
 
 from .conftest import WGS84
 
@@ -49,7 +49,7 @@ def at(metres_east: float, origin=SF):
 
 
 def ping(engine, device, where, t, accuracy_m=10.0, **kw):
-    return orjson.loads(engine.handle_ping(Ping(device, where[0], where[1], accuracy_m, t, **kw)))
+    return orjson.loads(engine.handle_ping(Ping(device, where[0], where[1], accuracy_m, t, **kw)).body)
 
 
 def types(answer):
@@ -77,8 +77,8 @@ def test_walking_in_and_out(engine):
     assert a["decision"] == {"considered": 1, "rejected": []}
     a = ping(engine, "d", at(200), T0 + timedelta(minutes=21))
     assert a["events"] == [{"type": "exit", "geofence_id": "g-sf", "store_id": "s-sf", "duration_s": 720.0}]
-    assert [p[1] for p in engine.db.pushes("d")] == ["c1"]
-    assert [e[0] for e in engine.db.events("d")] == ["enter", "exit"]
+    assert [p[1] for p in engine.db.devices.pushes("d")] == ["c1"]
+    assert [e[0] for e in engine.db.devices.events("d")] == ["enter", "exit"]
 
 
 def test_first_ping_inside_is_an_enter(engine):
@@ -196,11 +196,11 @@ def test_consent(engine):
 
 def test_a_replayed_ping_id_gets_the_same_answer_and_pushes_nothing(engine):
     engine.put_campaign("c1", campaign())
-    first = engine.handle_ping(Ping("d", SF[0], SF[1], 10, T0, ping_id="p-1"))
-    again = engine.handle_ping(Ping("d", SF[0], SF[1], 10, T0, ping_id="p-1"))
+    first = engine.handle_ping(Ping("d", SF[0], SF[1], 10, T0, ping_id="p-1")).body
+    again = engine.handle_ping(Ping("d", SF[0], SF[1], 10, T0, ping_id="p-1")).body
     assert again == first and orjson.loads(first)["offer"] is not None
-    assert len(engine.db.pushes("d")) == 1
-    assert len(engine.db.events("d")) == 1
+    assert len(engine.db.devices.pushes("d")) == 1
+    assert len(engine.db.devices.events("d")) == 1
 
 
 def test_an_out_of_order_ping_changes_nothing(engine):
@@ -208,7 +208,7 @@ def test_an_out_of_order_ping_changes_nothing(engine):
     ping(engine, "d", at(500), T0)
     a = ping(engine, "d", SF, T0 - timedelta(minutes=5))
     assert a["flags"] == ["out_of_order"] and types(a) == [] and a["offer"] is None
-    assert engine.db.events("d") == [] and engine.db.pushes("d") == []
+    assert engine.db.devices.events("d") == [] and engine.db.devices.pushes("d") == []
     assert types(ping(engine, "d", SF, T0 + timedelta(minutes=5))) == ["enter"]
 
 
@@ -218,7 +218,7 @@ def test_a_teleport_is_flagged_and_pushes_nothing(engine):
     a = ping(engine, "d", SF, T0 + timedelta(minutes=2))  # San Francisco two minutes later
     assert a["flags"] == ["suspicious_movement"]
     assert a["offer"] is None and reasons(a) == {"c1": "suspicious_movement"}
-    assert engine.db.pushes("d") == [] and [e[0] for e in engine.db.events("d")] == []
+    assert engine.db.devices.pushes("d") == [] and [e[0] for e in engine.db.devices.events("d")] == []
 
 
 def test_a_store_across_the_antimeridian(engine):
@@ -284,14 +284,14 @@ def test_two_pings_at_once_never_both_take_the_last_slot(engine):
         t.start()
     for t in threads:
         t.join()
-    assert len(engine.db.pushes()) == 1
+    assert len(engine.db.devices.pushes()) == 1
 
 
 def test_forgetting_a_device(engine):
     engine.put_campaign("c1", campaign())
     visit(engine, "d", T0)
     engine.forget_device("d")
-    assert engine.db.pushes("d") == [] and engine.db.events("d") == []
+    assert engine.db.devices.pushes("d") == [] and engine.db.devices.events("d") == []
     assert types(ping(engine, "d", SF, T0 + timedelta(hours=1))) == ["enter"]
 
 
@@ -327,7 +327,7 @@ def test_a_worker_with_a_stale_device_copy_rereads_it(engine, twin):
     # engine's copy still says "inside": were it trusted, walking in would be no event at all
     a = ping(engine, "d", SF, T0 + timedelta(minutes=10))
     assert types(a) == ["enter"] and reasons(a) == {"c1": "frequency_cap"}
-    assert len(engine.db.pushes("d")) == 1
+    assert len(engine.db.devices.pushes("d")) == 1
 
 
 def test_caps_hold_across_workers(engine, twin):
@@ -340,7 +340,7 @@ def test_caps_hold_across_workers(engine, twin):
         ping(workers[k % 2], "d", at(500), t)
         offers.append(ping(workers[(k + 1) % 2], "d", SF, t + timedelta(minutes=5))["offer"] is not None)
     assert offers == [True, False, False, False, False, False]
-    assert len(engine.db.pushes("d")) == 1
+    assert len(engine.db.devices.pushes("d")) == 1
 
 
 def test_consent_and_forgetting_reach_every_worker(engine, twin):
@@ -391,10 +391,10 @@ def test_without_a_change_nothing_is_rebuilt(engine):
     import dataclasses
 
     engine.settings = dataclasses.replace(engine.settings, reload_check_s=0.0)
-    index = engine.fence_index
+    snapshot = engine.snapshot
     ping(engine, "d", SF, T0)
     engine.locate(*SF)
-    assert engine.fence_index is index
+    assert engine.snapshot is snapshot
 
 
 def test_the_campaigns_on_a_geofence_are_those_that_target_it(tmp_path):
@@ -425,15 +425,15 @@ def test_the_campaigns_on_a_geofence_are_those_that_target_it(tmp_path):
         e.put_campaign(f"c{n}", {"id": f"c{n}", "offer": {"title": "x"}, "targets": targets,
                                   "trigger": trigger})
     for k in range(12):
-        fence = e.geofence(f"g{k}")
-        store = e.store(f"s{k}")
+        fence = e.snapshot.places.geofence(f"g{k}")
+        store = e.snapshot.places.store(f"s{k}")
         want: dict[str, list[str]] = {}
-        for c in sorted(e.active_campaigns, key=lambda c: c.id):
+        for c in sorted(e.snapshot.targeting.active, key=lambda c: c.id):
             if c.targets_fence(fence, store):
                 want.setdefault(c.trigger, []).append(c.id)
-        on = e._campaigns_on(f"g{k}")
+        on = e.snapshot.targeting.on_fence(f"g{k}")
         assert {t: [c.id for c in cs] for t, cs in on.by_trigger.items()} == want
-        dwell = [c.dwell_s for c in e.active_campaigns if c.id in want.get("dwell", [])]
+        dwell = [c.dwell_s for c in e.snapshot.targeting.active if c.id in want.get("dwell", [])]
         assert on.dwell_s == (min(dwell) if dwell else None)
 
 

@@ -18,7 +18,7 @@ from .conftest import DEMO
 _dir = Path(tempfile.mkdtemp(prefix="geo-schemathesis-"))
 _engine = Engine(Settings(db=str(_dir / "fuzz.db"), admin_key="fuzz-admin", publishable_key="fuzz-pub"))
 _engine.import_files([DEMO])
-ensure_keys(_engine.db, _engine.settings)
+ensure_keys(_engine.db.apikeys, _engine.settings)
 for _c in json.loads((DEMO.parent / "demo_campaigns.json").read_text()):
     _engine.put_campaign(_c["id"], _c)
 schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(_engine))

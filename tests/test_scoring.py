@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from geo_engine import Engine, Settings
-from geo_engine.engine import Ping
+from geo_engine.model import Ping
 from geo_engine.scoring import OUTPUT_COLUMNS, score_frame
 
 from .conftest import DEMO, WGS84, brute_nearest
@@ -46,7 +46,7 @@ def sf_points(n, seed=1):
 def test_exact_against_brute_force_anywhere(engine, points, radius):
     df = pd.DataFrame({"lat": [p[0] for p in points], "lon": [p[1] for p in points]})
     out = score_frame(df, engine, radius_m=radius, at=AT)
-    s = engine.stores
+    s = engine.snapshot.places.stores
     for row in out.itertuples():
         want_i, want_d = brute_nearest(row.lat, row.lon, s.lats, s.lons, k=1)
         assert row.nearest_store_id == s.ids[want_i[0]]
@@ -58,16 +58,16 @@ def test_exact_against_brute_force_anywhere(engine, points, radius):
 def test_geofences_and_offers_match_what_a_ping_would_get(engine, tmp_path):
     lats, lons = sf_points(400)
     # and some points right at the stores, inside their fences
-    lats = np.concatenate([lats, engine.stores.lats + 1e-5])
-    lons = np.concatenate([lons, engine.stores.lons])
+    lats = np.concatenate([lats, engine.snapshot.places.stores.lats + 1e-5])
+    lons = np.concatenate([lons, engine.snapshot.places.stores.lons])
     out = score_frame(pd.DataFrame({"lat": lats, "lon": lons}), engine, at=AT)
-    fences = engine.fence_index
+    fences = engine.snapshot.places.fence_index
     checked = 0
     for k, row in enumerate(out.itertuples()):
         want = sorted(fences.fences[i].id for i, _ in fences.containing(row.lat, row.lon, 0.0, AT))
         assert row.geofence_ids == "|".join(want)
         if want:
-            answer = orjson.loads(engine.handle_ping(Ping(f"probe-{k}", row.lat, row.lon, 0.0, AT)))
+            answer = orjson.loads(engine.handle_ping(Ping(f"probe-{k}", row.lat, row.lon, 0.0, AT)).body)
             got = answer["offer"]["campaign_id"] if answer["offer"] else None
             scored = None if pd.isna(row.offer_campaign_id) else row.offer_campaign_id
             assert scored == got, (row, answer)
@@ -184,7 +184,7 @@ def test_the_summary_counts_customers_within_the_radius_of_each_store(engine, tm
     lines = r.stdout.split("top stores by customers within 800 m:")[1].strip().splitlines()
     got = {line.split()[0]: int(line.split()[1].replace(",", "")) for line in lines}
     assert len(got) == 5
-    s = engine.stores
+    s = engine.snapshot.places.stores
     for sid, count in got.items():
         i = list(s.ids).index(sid)
         d = np.asarray(WGS84.inv(np.full(len(lats), s.lons[i]), np.full(len(lats), s.lats[i]), lons, lats)[2])
@@ -202,7 +202,7 @@ def test_nearby_campaigns_score_as_pings_decide(tmp_path):
     scored = [None if pd.isna(v) else v for v in out["offer_campaign_id"]]
     pinged = []
     for k, (a, o) in enumerate(zip(lats, lons, strict=True)):
-        answer = orjson.loads(e.handle_ping(Ping(f"p{k}", float(a), float(o), 0.0, AT)))
+        answer = orjson.loads(e.handle_ping(Ping(f"p{k}", float(a), float(o), 0.0, AT)).body)
         pinged.append(answer["offer"]["campaign_id"] if answer["offer"] else None)
     assert scored == pinged
     assert 10 < scored.count("near") < 290  # some in reach of a market, some not

@@ -17,8 +17,8 @@ from urllib.parse import urlparse
 import numpy as np
 import pandas as pd
 
+from ..db.geocodes import Geocodes
 from ..errors import InvalidInput
-from ..store import Database
 
 __all__ = ["AddressGeocoder", "PostalCodes", "parse_options"]
 
@@ -47,13 +47,13 @@ def parse_options(pairs: list[str] | tuple[str, ...]) -> dict:
 
 
 class AddressGeocoder:
-    """Geocode addresses through geopy, each distinct one once, cached in ``db``.
+    """Geocode addresses through geopy, each distinct one once, cached in the database (``cache``).
 
     ``options`` go to the geopy geocoder's constructor as they are (``api_key`` for the
     commercial ones, ``user_agent``, ``timeout``, ...); see :func:`parse_options`.
     """
 
-    def __init__(self, name: str, db: Database, url: str | None = None, delay_s: float = 1.0,
+    def __init__(self, name: str, cache: Geocodes, url: str | None = None, delay_s: float = 1.0,
                  user_agent: str = "geo-engine", options: dict | None = None):
         from geopy.extra.rate_limiter import RateLimiter
         from geopy.geocoders import get_geocoder_for_service
@@ -76,20 +76,20 @@ class AddressGeocoder:
                                     error_wait_seconds=max(delay_s, 1.0), swallow_exceptions=True,
                                     return_value_on_exception=None)
         self.key = f"{name}:{url or ''}"
-        self.db = db
+        self.cache = cache
         self.requests = 0  # look-ups sent to the geocoder (not answered from the cache)
 
     def geocode(self, addresses: list[str]) -> dict[str, tuple]:
         """address -> (lat, lon), or (None, None) when the geocoder does not find it."""
         wanted = sorted(set(addresses))
-        known = self.db.cached_geocodes(self.key, wanted)
+        known = self.cache.cached(self.key, wanted)
         fresh = {}
         for address in (a for a in wanted if a not in known):
             self.requests += 1
             place = self._geocode(address)
             fresh[address] = (place.latitude, place.longitude) if place is not None else (None, None)
         if fresh:
-            self.db.save_geocodes(self.key, fresh)
+            self.cache.save(self.key, fresh)
         return known | fresh
 
 

@@ -8,6 +8,7 @@ a file in one pass. See SPEC section 3.1 for the format.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import gc
 import io
 import json
@@ -32,6 +33,8 @@ __all__ = [
     "Dataset",
     "build_geofences",
     "check_references",
+    "derive_timezones",
+    "geofence_feature",
     "geofence_from_geometry",
     "load_files",
     "parse_csv",
@@ -482,3 +485,34 @@ def load_files(paths: Sequence[str | Path], known_store_ids: Iterable[str] = ())
     if problems:
         raise ValidationFailed(problems)
     return data
+
+
+def geofence_feature(fence: Geofence) -> dict:
+    """A geofence as a GeoJSON Feature, its properties as :func:`parse_geojson` takes them."""
+    props = {"id": fence.id, "store_id": fence.store_id, "name": fence.name,
+             "tags": list(fence.tags), "enabled": fence.enabled, "metadata": fence.metadata}
+    if fence.is_circle:
+        props["radius_m"] = fence.radius_m
+    if fence.expires_at is not None:
+        props["expires_at"] = fence.expires_at.isoformat()
+    return {"type": "Feature", "id": fence.id, "properties": props,
+            "geometry": fence.geojson_geometry()}
+
+
+_tz_finder = None
+
+
+def derive_timezones(data: Dataset) -> None:
+    """Give stores without a ``timezone`` the IANA zone of their location, offline."""
+    global _tz_finder
+    missing = [k for k, s in enumerate(data.stores) if s.timezone is None]
+    if not missing:
+        return
+    if _tz_finder is None:
+        from timezonefinder import TimezoneFinder
+
+        _tz_finder = TimezoneFinder()
+    for k in missing:
+        s = data.stores[k]
+        zone = _tz_finder.timezone_at(lng=s.lon, lat=s.lat) or "UTC"
+        data.stores[k] = dataclasses.replace(s, timezone=zone)

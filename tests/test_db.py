@@ -1,4 +1,5 @@
-"""The SQLite store: WAL file, schema version, round trips, and imports that are all or nothing."""
+"""The database: WAL file, schema version, round trips, imports that are all or nothing, device
+rows under a version check, and the checkpointer."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from geo_engine import Database, Engine, Geofence, Settings, StorageError, Store, ValidationFailed
+from geo_engine.db import MIGRATIONS
 from geo_engine.io.places import Dataset, geofence_from_geometry
-from geo_engine.store import MIGRATIONS
+from geo_engine.snapshot import Places
 
 from .conftest import DEMO
 
@@ -24,10 +26,10 @@ def snapshot(path):
 
 def test_a_file_database_is_wal_and_versioned(db_path):
     db = Database(db_path)
-    assert db.journal_mode == "wal"
-    assert db.schema_version == len(MIGRATIONS)
+    assert db.sql.journal_mode == "wal"
+    assert db.sql.schema_version == len(MIGRATIONS)
     db.close()
-    assert Database(db_path).schema_version == len(MIGRATIONS)  # reopening migrates nothing
+    assert Database(db_path).sql.schema_version == len(MIGRATIONS)  # reopening migrates nothing
 
 
 def test_a_newer_schema_is_refused(db_path):
@@ -41,19 +43,19 @@ def test_import_round_trips_and_reimport_updates(db_path):
     engine = Engine(Settings(db=str(db_path)))
     counts, data = engine.import_files([DEMO])
     assert counts == {"stores": len(data.stores), "geofences": len(data.geofences)}
-    stores = {s.id: s for s in engine.db.stores()}
+    stores = {s.id: s for s in engine.db.places.stores()}
     for s in data.stores:
         assert stores[s.id] == s
-    fences = {g.id: g for g in engine.db.geofences()}
+    fences = {g.id: g for g in Places.load(engine.db.places).geofences}
     for g in data.geofences:
         assert fences[g.id] == g
         if not g.is_circle:
             assert [p.wkb for p in fences[g.id].parts] == [p.wkb for p in g.parts]
     # a re-import of the same id replaces it
     moved = Dataset(stores=[Store(id=data.stores[0].id, lat=1.0, lon=2.0, name="moved")])
-    engine.db.import_dataset(moved)
-    assert engine.db.stores([data.stores[0].id])[0].name == "moved"
-    assert engine.db.counts()["stores"] == len(data.stores)
+    engine.db.places.import_dataset(moved.stores, moved.geofences)
+    assert engine.db.places.stores([data.stores[0].id])[0].name == "moved"
+    assert engine.db.places.counts()["stores"] == len(data.stores)
 
 
 def test_a_failed_validation_changes_nothing(db_path, tmp_path):
@@ -73,19 +75,19 @@ def test_a_failed_validation_changes_nothing(db_path, tmp_path):
 
 def test_a_write_refused_midway_rolls_back_the_whole_import(db_path):
     db = Database(db_path)
-    db.import_dataset(Dataset(stores=[Store(id="keep", lat=0, lon=0)]))
+    db.places.import_dataset([Store(id="keep", lat=0, lon=0)], [])
     before = snapshot(db_path)
     # the stores go in first; the geofence's store does not exist, so SQLite refuses it
-    data = Dataset(stores=[Store(id="new", lat=1, lon=1), Store(id="keep", lat=5, lon=5)],
-                   geofences=[Geofence(id="g", store_id="missing", lat=0, lon=0, radius_m=10)])
+    stores = [Store(id="new", lat=1, lon=1), Store(id="keep", lat=5, lon=5)]
+    fences = [Geofence(id="g", store_id="missing", lat=0, lon=0, radius_m=10)]
     with pytest.raises(StorageError, match="refused and nothing was changed"):
-        db.import_dataset(data)
+        db.places.import_dataset(stores, fences)
     assert snapshot(db_path) == before
 
 
 def test_store_arrays_are_sorted_by_id(fresh_db):
-    fresh_db.import_dataset(Dataset(stores=[Store(id=i, lat=0, lon=0) for i in ("b", "a", "ä", "B")]))
-    assert fresh_db.store_arrays().ids.tolist() == sorted(["b", "a", "ä", "B"])
+    fresh_db.places.import_dataset([Store(id=i, lat=0, lon=0) for i in ("b", "a", "ä", "B")], [])
+    assert fresh_db.places.store_arrays().ids.tolist() == sorted(["b", "a", "ä", "B"])
 
 
 text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
@@ -104,11 +106,12 @@ def test_stores_and_fences_round_trip(fresh_db, stores, radius):
         ring = [[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]]
         data.geofences.append(geofence_from_geometry({"type": "Polygon", "coordinates": [ring]},
                                                      id="poly", store_id=data.stores[0].id))
-    fresh_db.import_dataset(data)
-    assert fresh_db.stores() == sorted(data.stores, key=lambda s: s.id)
-    assert fresh_db.geofences() == sorted(data.geofences, key=lambda g: g.id)
-    fresh_db._conn.execute("DELETE FROM geofences")
-    fresh_db._conn.execute("DELETE FROM stores")
+    fresh_db.places.import_dataset(data.stores, data.geofences)
+    assert fresh_db.places.stores() == sorted(data.stores, key=lambda s: s.id)
+    assert Places.load(fresh_db.places).geofences == sorted(data.geofences, key=lambda g: g.id)
+    with fresh_db.atomic() as tx:
+        tx.execute("DELETE FROM geofences")
+        tx.execute("DELETE FROM stores")
 
 
 def test_store_time_zones_are_derived_offline_when_absent(tmp_path):
@@ -122,7 +125,7 @@ def test_store_time_zones_are_derived_offline_when_absent(tmp_path):
          "geometry": {"type": "Point", "coordinates": [18.96, 69.65]}}]}))
     engine = Engine(Settings(db=str(tmp_path / "tz.db")))
     engine.import_files([path])
-    assert {s.id: s.timezone for s in engine.db.stores()} == {
+    assert {s.id: s.timezone for s in engine.db.places.stores()} == {
         "suva": "Pacific/Fiji", "tromso": "Europe/Oslo", "given": "Asia/Tokyo"}
 
 
@@ -141,9 +144,9 @@ def test_version_3_device_state_moves_into_the_device_row(db_path):
                 ('a', 'c1', 's2', 30, '2026-11-02'), ('a', 'c2', 's1', 40, '2026-11-02');
         """)
     db = Database(db_path)
-    assert db.schema_version == len(MIGRATIONS)
+    assert db.sql.schema_version == len(MIGRATIONS)
     with db.atomic() as conn:
-        a, b = db.load_device(conn, "a"), db.load_device(conn, "b")
+        a, b = db.devices.load(conn, "a"), db.devices.load(conn, "b")
     assert {f: (v.store_id, v.entered_ts, v.dwell_done) for f, v in a.visits.items()} == {
         "g1": ("s1", 5.5, False), "g2": ("s2", 6.0, True)}
     assert a.history == {"c1": [3, 30.0, {"2026-11-01": 2, "2026-11-02": 1}],
@@ -152,26 +155,27 @@ def test_version_3_device_state_moves_into_the_device_row(db_path):
 
 
 def test_a_device_write_is_refused_when_the_row_moved_on(db_path):
-    from geo_engine.devices import DeviceState
-    from geo_engine.store import new_version
+    from geo_engine.db.devices import new_version
+    from geo_engine.model import DeviceState
 
     db = Database(db_path)
     with db.atomic() as conn:
-        assert db.save_device(conn, DeviceState("d", last_ts=1.0, version=new_version()), None)
-        assert not db.save_device(conn, DeviceState("d", version=new_version()), None)  # exists
-        first = db.load_device(conn, "d")
-        assert db.save_device(conn, DeviceState("d", last_ts=2.0, version=new_version()), first.version)
+        assert db.devices.save(conn, DeviceState("d", last_ts=1.0, version=new_version()), None)
+        assert not db.devices.save(conn, DeviceState("d", version=new_version()), None)  # exists
+        first = db.devices.load(conn, "d", cached=False)
+        assert db.devices.save(conn, DeviceState("d", last_ts=2.0, version=new_version()), first.version)
         # a second writer holding the first version is refused, and nothing changes
-        assert not db.save_device(conn, DeviceState("d", last_ts=3.0, version=new_version()),
+        assert not db.devices.save(conn, DeviceState("d", last_ts=3.0, version=new_version()),
                                   first.version)
-        assert db.load_device(conn, "d").last_ts == 2.0
+        assert db.devices.load(conn, "d", cached=False).last_ts == 2.0
+        assert db.devices.load(conn, "d").last_ts == 2.0  # the copy kept is the row written
 
 
 def test_the_checkpointer_copies_the_wal_into_the_database_file(db_path):
     import time
 
     db = Database(db_path)
-    db.set_consent("before", True)
+    db.devices.set_consent("before", True)
 
     def in_main_file():  # the database file alone, WAL ignored
         conn = sqlite3.connect(f"file:{db_path}?immutable=1", uri=True)
@@ -182,14 +186,14 @@ def test_the_checkpointer_copies_the_wal_into_the_database_file(db_path):
         finally:
             conn.close()
     assert "before" not in in_main_file()  # a small commit stays in the WAL by itself
-    db.start_checkpointer(every_s=0.05)
-    db.set_consent("after", True)
+    db.sql.start_checkpointer(every_s=0.05)
+    db.devices.set_consent("after", True)
     deadline = time.monotonic() + 10
     while {"before", "after"} - in_main_file() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert {"before", "after"} <= in_main_file()
     db.close()
-    assert not db._checkpointer.is_alive()
+    assert not db.sql.checkpointing
 
 
 def test_the_wal_file_starts_over_under_steady_writes(db_path):
@@ -203,7 +207,7 @@ def test_the_wal_file_starts_over_under_steady_writes(db_path):
     with db.atomic() as conn:
         conn.execute("CREATE TABLE filler (k INTEGER PRIMARY KEY, blob BLOB)")
     limit = 1 << 20
-    db.start_checkpointer(every_s=0.02, restart_bytes=limit)
+    db.sql.start_checkpointer(every_s=0.02, restart_bytes=limit)
     wal = f"{db_path}-wal"
     largest = 0
     stop = threading.Event()

@@ -1,0 +1,40 @@
+"""The one auth dependency: ``Authorization: Bearer KEY``, admin or publishable (SPEC 5).
+
+An *admin* key may do everything; a *publishable* key (safe inside a mobile app) may only post
+pings and read nearest, within, nearby and locate.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import Depends, Header, HTTPException
+
+from geo_engine.apikeys import key_kind
+from geo_engine.db.apikeys import ApiKeys
+
+__all__ = ["Auth"]
+
+
+class Auth:
+    """The dependencies that admit a request by its key: :attr:`admin` and :attr:`either`."""
+
+    def __init__(self, keys: ApiKeys):
+        self._keys = keys
+        self.admin = self._need("admin")
+        self.either = self._need("either")
+
+    def _need(self, kind: Literal["admin", "either"]):
+        keys = self._keys
+
+        def check(authorization: Annotated[str | None, Header()] = None) -> str:
+            scheme, _, key = (authorization or "").partition(" ")
+            found = key_kind(keys, key.strip()) if scheme.lower() == "bearer" else None
+            if found is None:
+                raise HTTPException(401, "a valid API key is needed: Authorization: Bearer KEY",
+                                    headers={"WWW-Authenticate": "Bearer"})
+            if kind == "admin" and found != "admin":
+                raise HTTPException(403, "this needs the admin key; a publishable key may only "
+                                         "post pings and read nearest, within, nearby and locate")
+            return found
+        return Depends(check)

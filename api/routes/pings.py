@@ -1,0 +1,26 @@
+"""``POST /v1/pings``: a location update in, the engine's answer out (SPEC 6)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+
+from geo_engine import Engine
+
+from ..auth import Auth
+from ..metrics import Metrics
+from ..schemas import PingIn
+
+__all__ = ["router"]
+
+
+def router(engine: Engine, auth: Auth, metrics: Metrics) -> APIRouter:
+    r = APIRouter(tags=["pings"])
+
+    @r.post("/v1/pings", dependencies=[auth.either])
+    def post_ping(p: PingIn) -> Response:
+        answer = engine.handle_ping(p.to_ping())
+        metrics.count_ping(answer)
+        return Response(answer.body, media_type="application/json")
+
+    return r

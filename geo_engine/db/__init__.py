@@ -1,0 +1,74 @@
+"""The database: one connection and one object per concept, each holding its own SQL.
+
+::
+
+    Database
+    ├── sql        SQLite: connection, atomic(), migrate(), checkpointer (knows no table)
+    ├── places     stores and geofences
+    ├── campaigns  campaign objects as sent
+    ├── devices    device rows (versioned, cached), events, pushes, spend, replies
+    ├── apikeys    API key hashes
+    └── geocodes   addresses already geocoded
+
+Writes that span concepts (a geofence deleted and the visits open in it closed) run in one
+``atomic()`` block, each concept's statement taking the transaction. The rules live above this
+package; a second backend (PostgreSQL) is a sibling of :mod:`.sqlite` that the same concept
+classes run on.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from .apikeys import ApiKeys
+from .campaigns import Campaigns
+from .changes import generations
+from .devices import Devices
+from .geocodes import Geocodes
+from .places import Places
+from .schema import MIGRATIONS
+from .sqlite import SQLite
+
+__all__ = ["MIGRATIONS", "Database"]
+
+
+class Database:
+    """A geo-engine database file (created and migrated on open).
+
+    Parameters
+    ----------
+    path : str or Path
+        The SQLite file; ``":memory:"`` for a private in-memory database (tests).
+    """
+
+    def __init__(self, path: str | Path):
+        self.sql = SQLite(path)
+        self.sql.migrate(MIGRATIONS)
+        self.places = Places(self.sql)
+        self.campaigns = Campaigns(self.sql)
+        self.devices = Devices(self.sql)
+        self.apikeys = ApiKeys(self.sql)
+        self.geocodes = Geocodes(self.sql)
+
+    @property
+    def path(self) -> str:
+        return self.sql.path
+
+    @contextmanager
+    def atomic(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction across concepts: committed whole, or rolled back on any error."""
+        with self.sql.atomic() as tx:
+            yield tx
+
+    def generations(self) -> dict[str, int]:
+        """The change counters (``places``, ``campaigns``), for following other processes."""
+        return generations(self.sql)
+
+    def start_checkpointer(self) -> None:
+        self.sql.start_checkpointer()
+
+    def close(self) -> None:
+        self.sql.close()

@@ -1,0 +1,36 @@
+"""API keys in the database, stored as hashes with a short prefix to tell them apart.
+
+SQL only; making and checking keys is :mod:`geo_engine.apikeys`.
+"""
+
+from __future__ import annotations
+
+from .sqlite import SQLite
+
+__all__ = ["ApiKeys"]
+
+
+class ApiKeys:
+    """The ``api_keys`` table."""
+
+    def __init__(self, db: SQLite):
+        self._db = db
+
+    def active(self) -> list[tuple[str, str, str]]:
+        """Active keys: (kind, prefix, created_at)."""
+        return self._db.query("SELECT kind, prefix, created_at FROM api_keys WHERE revoked_at "
+                              "IS NULL ORDER BY id")
+
+    def kind_of(self, key_hash: str) -> str | None:
+        """The kind of the active key with this hash, or None."""
+        rows = self._db.query("SELECT kind FROM api_keys WHERE key_hash = ? AND revoked_at IS "
+                              "NULL", (key_hash,))
+        return rows[0][0] if rows else None
+
+    def replace(self, kind: str, key_hash: str, prefix: str) -> None:
+        """Revoke the active keys of a kind and store a new one."""
+        with self._db.atomic() as tx:
+            tx.execute("UPDATE api_keys SET revoked_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') "
+                       "WHERE kind = ? AND revoked_at IS NULL AND key_hash != ?", (kind, key_hash))
+            tx.execute("INSERT OR IGNORE INTO api_keys (kind, key_hash, prefix) VALUES (?, ?, ?)",
+                       (kind, key_hash, prefix))

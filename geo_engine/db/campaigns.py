@@ -1,0 +1,37 @@
+"""Campaigns in the database: each stored as the JSON object its owner sent, by id.
+
+SQL only; what a campaign means is :mod:`geo_engine.campaigns`.
+"""
+
+from __future__ import annotations
+
+import json
+
+from .changes import bump
+from .sqlite import SQLite
+
+__all__ = ["Campaigns"]
+
+
+class Campaigns:
+    """The ``campaigns`` table."""
+
+    def __init__(self, db: SQLite):
+        self._db = db
+
+    def bodies(self) -> list[dict]:
+        """Every campaign object as stored, ordered by id."""
+        return [json.loads(r[0]) for r in self._db.query("SELECT body FROM campaigns ORDER BY id")]
+
+    def put(self, campaign_id: str, body: dict) -> None:
+        with self._db.atomic() as tx:
+            bump(tx, "campaigns")
+            tx.execute("INSERT INTO campaigns (id, body) VALUES (?, ?) ON CONFLICT(id) DO UPDATE "
+                       "SET body=excluded.body, updated_at=excluded.updated_at",
+                       (campaign_id, json.dumps(body)))
+
+    def delete(self, campaign_id: str) -> bool:
+        """Delete a campaign; return whether it existed."""
+        with self._db.atomic() as tx:
+            bump(tx, "campaigns")
+            return tx.execute("DELETE FROM campaigns WHERE id = ?", (campaign_id,)).rowcount > 0

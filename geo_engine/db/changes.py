@@ -1,0 +1,24 @@
+"""Change counters: how each process on one database notices what another one changed.
+
+Every write to stores or geofences bumps ``places``, every write to campaigns ``campaigns``, in
+the same transaction as the change. A process compares the counters it built its snapshot from
+with the database's and rebuilds what changed. SQL only.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from .sqlite import SQLite
+
+__all__ = ["bump", "generations"]
+
+
+def generations(db: SQLite) -> dict[str, int]:
+    """The change counters: ``places`` (stores, geofences) and ``campaigns``."""
+    return dict(db.query("SELECT key, value FROM meta"))
+
+
+def bump(tx: sqlite3.Connection, what: str) -> None:
+    """Count a change of ``what`` (inside the transaction that makes it)."""
+    tx.execute("UPDATE meta SET value = value + 1 WHERE key = ?", (what,))

@@ -1,0 +1,198 @@
+"""Devices in the database: each device's state in one row, the event and push logs, replies.
+
+A device's whole state is one row, written under a version check: ``version`` is a random number
+drawn at every write, and a write names the version it read, so a stale copy (another worker, a
+consent change) is refused inside the transaction and the caller reads again. This process keeps
+the rows it last read or wrote in memory (plain values, which the garbage collector need not
+scan); the version in the database stays the truth.
+
+SQL, row shapes and the row cache only: how a ping changes a state is :mod:`geo_engine.devices`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import sqlite3
+
+import orjson
+
+from ..model import DeviceState, Event, Visit
+from .sqlite import SQLite
+
+__all__ = ["Devices", "device_from_row", "new_version"]
+
+COLUMNS = ("device_id, version, last_ts, last_lat, last_lon, last_accuracy_m, last_offer_ts, "
+           "opted_out, visits, history")
+CACHE_ROWS = 500_000  # device rows kept in memory (each a few hundred bytes)
+
+
+def new_version() -> int:
+    """A device row's version: random, so a row deleted and made again never repeats one."""
+    return random.getrandbits(62) + 1
+
+
+def device_from_row(row: tuple) -> DeviceState:
+    """A device's state from its row (:data:`COLUMNS` order), as read or written."""
+    visits = {fid: Visit(fid, sid, entered, bool(done))
+              for fid, (sid, entered, done) in orjson.loads(row[8]).items()}
+    return DeviceState(row[0], row[2], row[3], row[4], row[5], row[6], bool(row[7]), visits,
+                       row[1], orjson.loads(row[9]))
+
+
+class Devices:
+    """The ``devices``, ``events``, ``pushes``, ``campaign_spend`` and ``replies`` tables."""
+
+    def __init__(self, db: SQLite):
+        self._db = db
+        self._rows: dict[str, tuple] = {}  # device id -> its row as last read or written here
+
+    # --- state (inside atomic(): reads and writes of one ping are one transaction) -----------
+
+    def load(self, tx: sqlite3.Connection, device_id: str, cached: bool = True) -> DeviceState:
+        """The device's state (``version`` None when there is no row): this process's copy when
+        it has one and ``cached``, else the row as stored."""
+        row = self._rows.get(device_id) if cached else None
+        if row is None:
+            row = tx.execute(f"SELECT {COLUMNS} FROM devices WHERE device_id = ?",
+                             (device_id,)).fetchone()
+            if row is None:
+                return DeviceState(device_id)
+        return device_from_row(row)
+
+    def warm(self, limit: int = CACHE_ROWS) -> int:
+        """Keep the rows of the ``limit`` devices seen last in memory (a server's start), so
+        their first pings skip the read; return how many are kept."""
+        rows = self._db.query(f"SELECT {COLUMNS} FROM devices ORDER BY last_ts DESC LIMIT ?",
+                              (limit,))
+        for row in reversed(rows):  # oldest first, as kept
+            self._rows.setdefault(row[0], row)
+        return len(self._rows)
+
+    def save(self, tx: sqlite3.Connection, state: DeviceState, expected: int | None) -> bool:
+        """Write ``state`` (with its new ``version``) if the row is still at ``expected``.
+
+        Return False, writing nothing, when another writer changed the row since it was read
+        (or created it, when ``expected`` is None): the caller reads again and decides again.
+        The row written is kept in memory before the commit: should the commit fail, the
+        version check catches the copy.
+        """
+        visits = orjson.dumps({fid: [v.store_id, v.entered_ts, int(v.dwell_done)]
+                               for fid, v in state.visits.items()})
+        history = orjson.dumps(state.history)
+        values = (state.version, state.last_ts, state.last_lat, state.last_lon,
+                  state.last_accuracy_m, state.last_offer_ts, int(state.opted_out), visits,
+                  history, state.device_id)
+        if expected is None:
+            cur = tx.execute(
+                "INSERT INTO devices (version, last_ts, last_lat, last_lon, last_accuracy_m, "
+                "last_offer_ts, opted_out, visits, history, device_id) VALUES "
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(device_id) DO NOTHING", values)
+        else:
+            cur = tx.execute(
+                "UPDATE devices SET version = ?, last_ts = ?, last_lat = ?, last_lon = ?, "
+                "last_accuracy_m = ?, last_offer_ts = ?, opted_out = ?, visits = ?, history = ? "
+                "WHERE device_id = ? AND version = ?", (*values, expected))
+        if cur.rowcount != 1:
+            return False
+        self._remember((state.device_id, *values[:-1]))
+        return True
+
+    def _remember(self, row: tuple) -> None:
+        cache = self._rows
+        cache.pop(row[0], None)  # re-inserted last: the oldest entries go first
+        cache[row[0]] = row
+        if len(cache) > CACHE_ROWS:
+            for device_id in list(itertools.islice(cache, CACHE_ROWS // 10)):
+                del cache[device_id]
+
+    def drop_visits_in(self, tx: sqlite3.Connection, geofence_id: str) -> None:
+        """Close the visits open in a geofence that is going away, without an exit (it is gone,
+        not left)."""
+        rows = tx.execute("SELECT device_id, visits FROM devices WHERE instr(visits, ?)",
+                          (orjson.dumps(geofence_id).decode(),)).fetchall()
+        for device_id, text in rows:
+            visits = orjson.loads(text)
+            if visits.pop(geofence_id, None) is not None:
+                tx.execute("UPDATE devices SET visits = ?, version = ? WHERE device_id = ?",
+                           (orjson.dumps(visits), new_version(), device_id))
+                self._rows.pop(device_id, None)
+
+    def set_consent(self, device_id: str, location_offers: bool) -> None:
+        self._rows.pop(device_id, None)
+        with self._db.atomic() as tx:
+            tx.execute("INSERT INTO devices (device_id, opted_out, version) VALUES (?, ?, ?) "
+                       "ON CONFLICT(device_id) DO UPDATE SET opted_out = excluded.opted_out, "
+                       "version = excluded.version",
+                       (device_id, int(not location_offers), new_version()))
+
+    def forget(self, device_id: str) -> bool:
+        """Delete everything stored about a device; return whether there was anything."""
+        self._rows.pop(device_id, None)
+        with self._db.atomic() as tx:
+            n = 0
+            for table in ("devices", "events", "pushes", "replies"):
+                n += tx.execute(f"DELETE FROM {table} WHERE device_id = ?", (device_id,)).rowcount
+            return n > 0
+
+    # --- the logs ------------------------------------------------------------------------------
+
+    @staticmethod
+    def record_events(tx: sqlite3.Connection, device_id: str, ts: float, events: list[Event],
+                      ping_id: str | None) -> None:
+        if not events:
+            return
+        tx.executemany(
+            "INSERT INTO events (device_id, ts, type, geofence_id, store_id, confidence, "
+            "duration_s, ping_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(device_id, ts, str(e.type), e.geofence_id, e.store_id,
+              str(e.confidence) if e.confidence else None, e.duration_s, ping_id) for e in events])
+
+    @staticmethod
+    def record_push(tx: sqlite3.Connection, device_id: str, campaign_id: str, store_id: str,
+                    geofence_id: str | None, ts: float, local_day: str, distance_m: float,
+                    ping_id: str | None) -> None:
+        tx.execute("INSERT INTO pushes (device_id, campaign_id, store_id, geofence_id, ts, "
+                   "local_day, distance_m, ping_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                   (device_id, campaign_id, store_id, geofence_id, ts, local_day, distance_m,
+                    ping_id))
+
+    @staticmethod
+    def spend(tx: sqlite3.Connection, campaign_ids: list[str]) -> dict[str, int]:
+        """Pushes so far of these campaigns to anyone (their budgets' spend), read inside the
+        ping's transaction; a campaign with none is absent."""
+        if not campaign_ids:
+            return {}
+        return dict(tx.execute(f"SELECT campaign_id, pushes FROM campaign_spend WHERE campaign_id "
+                               f"IN ({','.join('?' * len(campaign_ids))})", campaign_ids).fetchall())
+
+    def all_spend(self) -> dict[str, int]:
+        """Pushes so far of every campaign that has any (its budget's spend)."""
+        return dict(self._db.query("SELECT campaign_id, pushes FROM campaign_spend"))
+
+    def pushes(self, device_id: str | None = None) -> list[tuple]:
+        """The push log (device, campaign, store, geofence, ts), oldest first."""
+        sql = "SELECT device_id, campaign_id, store_id, geofence_id, ts FROM pushes"
+        args: tuple = ()
+        if device_id is not None:
+            sql += " WHERE device_id = ?"
+            args = (device_id,)
+        return self._db.query(sql + " ORDER BY id", args)
+
+    def events(self, device_id: str) -> list[tuple]:
+        """A device's events (type, geofence, ts, duration_s), oldest first."""
+        return self._db.query("SELECT type, geofence_id, ts, duration_s FROM events WHERE "
+                              "device_id = ? ORDER BY id", (device_id,))
+
+    # --- replies to pings with a ping_id ---------------------------------------------------------
+
+    def reply(self, device_id: str, ping_id: str, tx: sqlite3.Connection | None = None) -> bytes | None:
+        """The answer given to this ping before, or None (read in ``tx`` when given)."""
+        sql, args = "SELECT body FROM replies WHERE device_id = ? AND ping_id = ?", (device_id, ping_id)
+        rows = tx.execute(sql, args).fetchall() if tx is not None else self._db.query(sql, args)
+        return rows[0][0] if rows else None
+
+    @staticmethod
+    def save_reply(tx: sqlite3.Connection, device_id: str, ping_id: str, body: bytes) -> None:
+        tx.execute("INSERT OR IGNORE INTO replies (device_id, ping_id, body) VALUES (?, ?, ?)",
+                   (device_id, ping_id, body))

@@ -1,0 +1,149 @@
+"""The schema: one migration a version, applied in order (``PRAGMA user_version`` says which).
+
+SQL only. A later release appends a step; it never edits one that has shipped, so an older file
+upgrades in place. The device-keyed tables (devices, events, pushes, replies) carry
+``device_id`` first in every key, as a later distributed database would shard them.
+"""
+
+from __future__ import annotations
+
+__all__ = ["MIGRATIONS"]
+
+MIGRATIONS: list[str] = [
+    # version 1: stores and their geofences
+    """
+    CREATE TABLE stores (
+        id TEXT PRIMARY KEY,
+        lat REAL NOT NULL,
+        lon REAL NOT NULL,
+        name TEXT NOT NULL DEFAULT '',
+        tags TEXT NOT NULL DEFAULT '[]',
+        timezone TEXT,
+        opening_hours TEXT,
+        address TEXT NOT NULL DEFAULT '',
+        metadata TEXT NOT NULL DEFAULT '{}',
+        updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+    );
+    CREATE TABLE geofences (
+        id TEXT PRIMARY KEY,
+        store_id TEXT NOT NULL REFERENCES stores(id),
+        name TEXT NOT NULL DEFAULT '',
+        lat REAL,
+        lon REAL,
+        radius_m REAL,
+        geometry TEXT,
+        tags TEXT NOT NULL DEFAULT '[]',
+        enabled INTEGER NOT NULL DEFAULT 1,
+        expires_at TEXT,
+        metadata TEXT NOT NULL DEFAULT '{}',
+        updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+        CHECK ((radius_m IS NULL) <> (geometry IS NULL))
+    );
+    CREATE INDEX geofences_store ON geofences(store_id);
+    """,
+    # version 2: campaigns, device state, the event and push log, replies, API keys
+    """
+    CREATE TABLE campaigns (
+        id TEXT PRIMARY KEY,
+        body TEXT NOT NULL,
+        updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+    );
+    CREATE TABLE devices (
+        device_id TEXT PRIMARY KEY,
+        last_ts REAL, last_lat REAL, last_lon REAL, last_accuracy_m REAL,
+        last_offer_ts REAL,
+        opted_out INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE visits (
+        device_id TEXT NOT NULL,
+        geofence_id TEXT NOT NULL,
+        store_id TEXT NOT NULL,
+        entered_ts REAL NOT NULL,
+        dwell_done INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (device_id, geofence_id)
+    );
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        device_id TEXT NOT NULL,
+        ts REAL NOT NULL,
+        type TEXT NOT NULL,
+        geofence_id TEXT NOT NULL,
+        store_id TEXT NOT NULL,
+        confidence TEXT,
+        duration_s REAL,
+        ping_id TEXT
+    );
+    CREATE INDEX events_device ON events(device_id, ts);
+    CREATE TABLE pushes (
+        id INTEGER PRIMARY KEY,
+        device_id TEXT NOT NULL,
+        campaign_id TEXT NOT NULL,
+        store_id TEXT NOT NULL,
+        geofence_id TEXT,
+        ts REAL NOT NULL,
+        local_day TEXT NOT NULL,
+        distance_m REAL,
+        ping_id TEXT
+    );
+    CREATE INDEX pushes_device_campaign ON pushes(device_id, campaign_id, ts);
+    CREATE TABLE campaign_spend (campaign_id TEXT PRIMARY KEY, pushes INTEGER NOT NULL);
+    CREATE TABLE replies (
+        device_id TEXT NOT NULL,
+        ping_id TEXT NOT NULL,
+        body BLOB NOT NULL,
+        PRIMARY KEY (device_id, ping_id)
+    );
+    CREATE TABLE api_keys (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind IN ('admin', 'publishable')),
+        key_hash TEXT NOT NULL UNIQUE,
+        prefix TEXT NOT NULL,
+        created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+        revoked_at TEXT
+    );
+    """,
+    # version 3: each address geocoded once per geocoder (lat NULL: the geocoder found nothing)
+    """
+    CREATE TABLE geocodes (
+        geocoder TEXT NOT NULL,
+        address TEXT NOT NULL,
+        lat REAL,
+        lon REAL,
+        at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+        PRIMARY KEY (geocoder, address)
+    );
+    """,
+    # version 4: a device's whole state in its one row, so a ping reads and writes one row (or,
+    # with the state cached in the process, only writes it). ``version`` is a random number
+    # drawn at every write: a worker whose cached copy is stale sees its conditional write
+    # refused, re-reads and decides again. visits: geofence id -> [store id, entered ts,
+    # dwell done]; history: campaign id -> [pushes, last push ts, {store's local day: pushes}]
+    # (the push log stays the record; history is what the caps need of it). A trigger keeps
+    # each campaign's spend with its push log (one statement a push fewer).
+    """
+    ALTER TABLE devices ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE devices ADD COLUMN visits TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE devices ADD COLUMN history TEXT NOT NULL DEFAULT '{}';
+    UPDATE devices SET visits = coalesce((
+        SELECT json_group_object(geofence_id, json_array(store_id, entered_ts, dwell_done))
+        FROM visits v WHERE v.device_id = devices.device_id), '{}');
+    UPDATE devices SET history = coalesce((
+        SELECT json_group_object(campaign_id, json_array(total, last, json(days))) FROM (
+            SELECT campaign_id, sum(n) AS total, max(last) AS last,
+                   json_group_object(local_day, n) AS days FROM (
+                SELECT campaign_id, local_day, count(*) AS n, max(ts) AS last FROM pushes p
+                WHERE p.device_id = devices.device_id GROUP BY campaign_id, local_day)
+            GROUP BY campaign_id)), '{}');
+    DROP TABLE visits;
+    CREATE TRIGGER pushes_spend AFTER INSERT ON pushes BEGIN
+        INSERT INTO campaign_spend (campaign_id, pushes) VALUES (NEW.campaign_id, 1)
+        ON CONFLICT(campaign_id) DO UPDATE SET pushes = pushes + 1;
+    END;
+    """,
+    # version 5: change counters, so each worker process on one file notices what another one
+    # changed: 'places' (stores and geofences: rebuild the indexes), 'campaigns'
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+    INSERT INTO meta (key, value) VALUES ('places', 0), ('campaigns', 0);
+    """,
+]

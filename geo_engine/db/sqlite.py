@@ -1,0 +1,166 @@
+"""One SQLite file: the connection, its settings, transactions, migrations and the checkpointer.
+
+One file in WAL mode (readers never block the writer), foreign keys on, and every write in an
+``atomic()`` block that commits whole or not at all (as sqlite-utils' ``atomic`` does). The
+schema version lives in ``PRAGMA user_version``; :meth:`SQLite.migrate` applies the steps it is
+given from there on, each in one transaction.
+
+This module knows no table and no domain: the concept modules beside it (places, campaigns,
+devices, API keys, geocodes) hold the SQL, and the engine the rules. A second backend
+(PostgreSQL) is a sibling with the same four verbs: ``query``, ``atomic``, ``migrate``, ``close``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from ..errors import StorageError
+
+__all__ = ["SQLite"]
+
+
+def _statements(script: str) -> Iterator[str]:
+    """The statements of a script, one by one (a trigger's body holds semicolons of its own).
+
+    ``executescript`` would commit first, and a migration must be one transaction.
+    """
+    pending = ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                yield pending
+            pending = ""
+
+
+class SQLite:
+    """A SQLite database file, opened for one process's threads to share.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file (its folder is made when missing); ``":memory:"`` for a private in-memory
+        database (tests).
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = str(path)
+        try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            # WAL with NORMAL: a commit is in the WAL file before it returns, so a killed process
+            # loses nothing committed; only a power cut can lose the last commits.
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute("PRAGMA foreign_keys=ON")
+            self._conn.execute("PRAGMA busy_timeout=10000")
+            # the device rows and indexes a ping touches stay in memory: 64 MB of page cache,
+            # and reads through a memory map rather than a read() call each
+            self._conn.execute("PRAGMA cache_size=-65536")
+            self._conn.execute("PRAGMA mmap_size=268435456")
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open the database {self.path}: {exc}") from None
+        self._checkpointer: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._lock = threading.RLock()
+
+    @property
+    def schema_version(self) -> int:
+        return self.query("PRAGMA user_version")[0][0]
+
+    @property
+    def journal_mode(self) -> str:
+        return self.query("PRAGMA journal_mode")[0][0]
+
+    @property
+    def checkpointing(self) -> bool:
+        """Whether the checkpointer thread runs (:meth:`start_checkpointer` until :meth:`close`)."""
+        return self._checkpointer is not None and self._checkpointer.is_alive()
+
+    def migrate(self, migrations: list[str]) -> None:
+        """Apply ``migrations[v:]`` to a file at schema version ``v``, each step in one transaction.
+
+        Raises :class:`StorageError` for a file newer than the steps known, or one that refuses.
+        """
+        try:
+            version = self.schema_version
+            if version > len(migrations):
+                raise StorageError(f"the database {self.path} has schema version {version}, newer "
+                                   f"than this geo-engine knows ({len(migrations)}); upgrade "
+                                   "geo-engine")
+            for target in range(version + 1, len(migrations) + 1):
+                with self.atomic() as conn:
+                    for statement in _statements(migrations[target - 1]):
+                        conn.execute(statement)
+                    conn.execute(f"PRAGMA user_version = {target}")
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open the database {self.path}: {exc}") from None
+
+    def query(self, sql: str, args: tuple | list = ()) -> list[tuple]:
+        """Read outside a write transaction, whole, under the connection's lock.
+
+        The connection is shared by threads: a read left running while another thread begins
+        a write would make that BEGIN an upgrade of a stale snapshot once another process has
+        written, which SQLite refuses at once ("database is locked") instead of waiting.
+        """
+        with self._lock:
+            return self._conn.execute(sql, args).fetchall()
+
+    @contextmanager
+    def atomic(self) -> Iterator[sqlite3.Connection]:
+        """Run a block in one write transaction: committed whole, or rolled back on any error."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            else:
+                self._conn.execute("COMMIT")
+
+    def start_checkpointer(self, every_s: float = 0.2, restart_bytes: int = 64 << 20) -> None:
+        """Copy the WAL into the database from a thread of its own, not in a ping's commit.
+
+        SQLite checkpoints in whichever commit crosses 1,000 WAL pages, which made one commit in
+        a few hundred take milliseconds (bench_ping's p99). A long-running process calls this;
+        commits then only append. A far larger automatic limit stays as a safety net.
+
+        Under steady writes a passive checkpoint never catches up with the last commit, and
+        SQLite only starts the WAL file over when one has, so the file grew without bound in
+        bench_ping. Past ``restart_bytes`` the thread therefore holds this process's writers
+        back for one short RESTART checkpoint (the frames written since the last pass, and a
+        sync); the next commit starts the file over. ``benchmarks/RESULTS.md`` has the
+        measurements behind the threshold and the stall.
+        """
+        if self._checkpointer is not None or self.path == ":memory:":
+            return
+        self._conn.execute("PRAGMA wal_autocheckpoint=50000")
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout=10000")
+        page = conn.execute("PRAGMA page_size").fetchone()[0]
+
+        def run() -> None:
+            try:
+                while not self._stop.wait(every_s):
+                    _, frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    if frames * page > restart_bytes:
+                        with self._lock:  # no commit of ours in between: the WAL catches up
+                            conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+            except sqlite3.Error:  # the safety net takes over; nothing is lost either way
+                pass
+            finally:
+                conn.close()
+        self._checkpointer = threading.Thread(target=run, name="wal-checkpoint", daemon=True)
+        self._checkpointer.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._checkpointer is not None:
+            self._checkpointer.join()
+        self._conn.close()
