@@ -12,6 +12,7 @@ It knows geofence shapes only: not campaigns, devices nor the database.
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -54,6 +55,12 @@ class FenceIndex:
                 self._shapes[i] = shape
             boxes += parts_boxes
             owners += [i] * len(parts_boxes)
+        # GEOS prepared geometries are not thread-safe (libgeos/geos#825): their indexes are
+        # built lazily by the first query and some predicates keep state while they run, and
+        # shapely releases the GIL around them. Threads of a server share this index, so every
+        # call on a prepared polygon holds this lock (a ping beside a polygon while others
+        # queried it crashed the process with SIGSEGV without it).
+        self._geos = threading.Lock()
         self._owners = owners  # box -> fence position (a list: indexing a few is cheaper)
         self._owners_arr = np.array(owners, dtype=np.intp)
         b = np.array(boxes, dtype=float).reshape(-1, 4)
@@ -125,16 +132,18 @@ class FenceIndex:
                 return Confidence.HIGH if d + acc <= r else Confidence.MEDIUM
             return Confidence.LOW if d - acc <= r else None
         shape = self._shapes[i]
-        inside = bool(shapely.intersects_xy(shape, lon, lat))
+        with self._geos:
+            inside = bool(shapely.intersects_xy(shape, lon, lat))
         if acc == 0.0:
             return Confidence.HIGH if inside else None
         # The boxes cover the accuracy disk: a polygon holding all of them holds the disk, and
         # one touching none of them cannot touch it. Only the band in between needs the search.
         boxes = boxes or [shapely.box(*b) for b in lonlat_boxes(lat, lon, acc)]
-        if inside and all(shapely.contains_properly(shape, b) for b in boxes):
-            return Confidence.HIGH
-        if not inside and not any(shapely.intersects(shape, b) for b in boxes):
-            return None
+        with self._geos:
+            if inside and all(shapely.contains_properly(shape, b) for b in boxes):
+                return Confidence.HIGH
+            if not inside and not any(shapely.intersects(shape, b) for b in boxes):
+                return None
         near = boundary_distance_m(lat, lon, self.fences[i].edges, threshold_m=acc)
         if inside:
             return Confidence.MEDIUM if near < acc else Confidence.HIGH
@@ -145,7 +154,9 @@ class FenceIndex:
         if self._circle_l[i]:
             d = GEOD.inv(self._c_lon_l[i], self._c_lat_l[i], lon, lat)[2]
             return max(0.0, d - self._c_r_l[i])
-        if shapely.intersects_xy(self._shapes[i], lon, lat):
+        with self._geos:
+            inside = shapely.intersects_xy(self._shapes[i], lon, lat)
+        if inside:
             return 0.0
         return boundary_distance_m(lat, lon, self.fences[i].edges)
 
@@ -212,6 +223,7 @@ class FenceIndex:
             keep[np.flatnonzero(c)] = d <= self._c_r[fences[c]]
         p = keep & ~circ
         if p.any():
-            keep[np.flatnonzero(p)] = shapely.intersects_xy(self._shapes[fences[p]], lons[pts[p]],
-                                                            lats[pts[p]])
+            with self._geos:
+                keep[np.flatnonzero(p)] = shapely.intersects_xy(self._shapes[fences[p]],
+                                                                lons[pts[p]], lats[pts[p]])
         return pts[keep], fences[keep]
