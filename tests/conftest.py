@@ -93,3 +93,36 @@ def demo_engine(tmp_path):
     engine = Engine(Settings(db=str(tmp_path / "demo.db")))
     engine.import_files([DEMO])
     return engine
+
+
+@pytest.fixture(scope="module")
+def dense():
+    """Stores and geofences packed in cities (``spatial_worlds.city_stores_and_fences``), with
+    a store index, a fence index, and a fence index forced onto its R-tree."""
+    from geo_engine import FenceIndex, StoreIndex
+
+    from .spatial_worlds import city_stores_and_fences
+
+    lats, lons, fences = city_stores_and_fences()
+    tree = FenceIndex(fences)
+    tree.box_grid.usable = False  # the R-tree path, proven against brute force
+    return lats, lons, StoreIndex(lats, lons), fences, FenceIndex(fences), tree
+
+
+@pytest.fixture(scope="module")
+def dense_listed(dense):
+    """The same stores, with the candidate lists a server builds (prepare_point_queries)."""
+    from geo_engine import StoreIndex
+
+    index = StoreIndex(dense[0], dense[1])
+    index.prepare_point_queries()
+    return index
+
+
+@pytest.fixture(scope="module")
+def world_listed(world):
+    from geo_engine import StoreIndex
+
+    index = StoreIndex(world[0], world[1])
+    index.prepare_point_queries()
+    return index

@@ -397,46 +397,6 @@ def test_without_a_change_nothing_is_rebuilt(engine):
     assert engine.snapshot is snapshot
 
 
-def test_the_campaigns_on_a_geofence_are_those_that_target_it(tmp_path):
-    """The per-geofence lookup the ping uses agrees with Campaign.targets_fence, whether a
-    campaign names the geofence, its store, a tag of either, or an id that is also a tag."""
-    import random
-
-    rng = random.Random(5)
-    tags = ["coffee", "tea", "g3", "s4", "late"]
-    features = []
-    for k in range(12):
-        lon, lat = -122.4 + k * 0.01, 37.7
-        features.append(feature({"kind": "store", "id": f"s{k}", "tags": rng.sample(tags, 2)}, lon, lat))
-        features.append(feature({"id": f"g{k}", "store_id": f"s{k}", "radius_m": 50,
-                                 "tags": rng.sample(tags, rng.randint(0, 2))}, lon, lat))
-    path = tmp_path / "places.geojson"
-    path.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
-    e = Engine(Settings(db=str(tmp_path / "geo.db")))
-    e.import_files([path])
-    for n in range(15):
-        targets = {"geofence_ids": rng.sample([f"g{k}" for k in range(12)], rng.randint(0, 2)),
-                   "store_ids": rng.sample([f"s{k}" for k in range(12)], rng.randint(0, 2)),
-                   "tags": rng.sample(tags, rng.randint(0, 2))}
-        if not any(targets.values()):
-            targets["tags"] = ["coffee"]
-        trigger = rng.choice([{"type": "enter"}, {"type": "exit"},
-                              {"type": "dwell", "dwell_s": 60 * (n + 1)}])
-        e.put_campaign(f"c{n}", {"id": f"c{n}", "offer": {"title": "x"}, "targets": targets,
-                                  "trigger": trigger})
-    for k in range(12):
-        fence = e.snapshot.places.geofence(f"g{k}")
-        store = e.snapshot.places.store(f"s{k}")
-        want: dict[str, list[str]] = {}
-        for c in sorted(e.snapshot.targeting.active, key=lambda c: c.id):
-            if c.targets_fence(fence, store):
-                want.setdefault(c.trigger, []).append(c.id)
-        on = e.snapshot.targeting.on_fence(f"g{k}")
-        assert {t: [c.id for c in cs] for t, cs in on.by_trigger.items()} == want
-        dwell = [c.dwell_s for c in e.snapshot.targeting.active if c.id in want.get("dwell", [])]
-        assert on.dwell_s == (min(dwell) if dwell else None)
-
-
 def test_a_nearby_offer_names_the_nearest_targeted_store_in_reach(tmp_path):
     origin = (48.8566, 2.3522)
 

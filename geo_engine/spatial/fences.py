@@ -65,7 +65,8 @@ class FenceIndex:
         self._owners_arr = np.array(owners, dtype=np.intp)
         b = np.array(boxes, dtype=float).reshape(-1, 4)
         self._boxes = b
-        self._grid = BoxGrid(b, self._owners_arr)  # the R-tree only for what the grid declines
+        #: the lon/lat boxes in cells; the R-tree answers only what this grid declines
+        self.box_grid = BoxGrid(b, self._owners_arr)
         self._circle = np.array([f.is_circle for f in self.fences], dtype=bool)
         self._c_lat = np.array([f.lat if f.is_circle else np.nan for f in self.fences], dtype=float)
         self._c_lon = np.array([f.lon if f.is_circle else np.nan for f in self.fences], dtype=float)
@@ -91,7 +92,7 @@ class FenceIndex:
             return [], []
         owners = self._owners
         reach = lonlat_boxes(lat, lon, reach_m) if reach_m > 0 else [(lon, lat, lon, lat)]
-        found = self._grid.query(reach)
+        found = self.box_grid.query(reach)
         if found is not None:
             return sorted(found), None
         if reach_m <= 0:
@@ -208,7 +209,7 @@ class FenceIndex:
         if not self.fences or len(lats) == 0:
             return _EMPTY_I, _EMPTY_I
         at = at or datetime.now(UTC)
-        found = self._grid.query_points(lats, lons)  # arrays, no Point objects: ~3x faster
+        found = self.box_grid.query_points(lats, lons)  # arrays, no Point objects: ~3x faster
         if found is None:
             pts, boxes = self._tree.query(shapely.points(lons, lats))
             pairs = np.unique(np.column_stack([pts, self._owners_arr[boxes]]), axis=0)

@@ -150,6 +150,13 @@ class PointGrid:
         inv, la, lo = GEOD.inv, self._lats, self._lons
         return min((inv(lon, lat, lo[p], la[p])[2], p) for c2, p in found if c2 <= limit)
 
+    def has_list(self, lat: float, lon: float) -> bool:
+        """Whether the cell holding (lat, lon) lists the points that can be nearest from it
+        (:meth:`nearest` then needs no ring search)."""
+        iy = math.floor((lat + 90) / self.cell)
+        ix = math.floor((lon + 180) / self.cell)
+        return iy * self.ncol + ix % self.ncol in self._near
+
     def nearest(self, lat: float, lon: float) -> tuple[int, float] | None:
         """``(position, geodesic metres)`` of the nearest point, ties by position; or None."""
         if abs(lat) > _MAX_LAT or not self._cells:

@@ -158,7 +158,9 @@ class StoreIndex:
             self._point_grid = PointGrid(self._plats, self._plons, listed=True)
 
     @property
-    def _grid(self) -> PointGrid | None:
+    def point_grid(self) -> PointGrid | None:
+        """The cell grid one-point queries try first (built on first use; None past
+        :data:`GRID_MAX_POINTS` stores or with none)."""
         if self._point_grid is None and 0 < self.size <= GRID_MAX_POINTS:
             self._point_grid = PointGrid(self._plats, self._plons)
         return self._point_grid
@@ -170,7 +172,7 @@ class StoreIndex:
         """
         if self.size == 0:
             return None
-        grid = self._grid
+        grid = self.point_grid
         got = grid.nearest(lat, lon) if grid is not None else None
         if got is None:
             i, d = self.nearest(lat, lon, 1)

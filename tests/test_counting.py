@@ -1,0 +1,83 @@
+"""Counts within a geodesic radius by whole cells, against a geodesic scan both ways round."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from .conftest import WGS84
+from .spatial_worlds import (
+    CITIES,
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.floats(0, 20_000), st.integers(0, 2**32 - 1))
+def test_counts_within_a_radius_in_dense_cities_equal_brute_force(dense, radius, seed):
+    """CapGrid counts whole cells inside the radius; checked both ways round (per query and,
+    with the roles swapped, per store) against a geodesic scan, at lat 70 and by ±180 too."""
+    slats, slons, index, *_ = dense
+    rng = np.random.default_rng(seed)
+    city = rng.integers(0, len(CITIES), 60)
+    qlats = np.array([CITIES[c][0] for c in city]) + rng.normal(0, 0.03, 60)
+    qlons = (np.array([CITIES[c][1] for c in city]) + rng.normal(0, 0.03, 60) + 180) % 360 - 180
+    per_store = np.zeros(len(slats), dtype=np.int64)
+    got = index.count_within_bulk(qlats, qlons, radius)  # few points: they query the stores
+    both = index.count_within_bulk(qlats, qlons, radius, per_store)  # the stores query them
+    d = np.array([WGS84.inv(np.full(len(slats), lo), np.full(len(slats), la), slons, slats)[2]
+                  for la, lo in zip(qlats, qlons, strict=True)])  # (queries, stores)
+    assert got.tolist() == both.tolist() == (d <= radius).sum(axis=1).tolist()
+    assert per_store.tolist() == (d <= radius).sum(axis=0).tolist()
+
+
+def test_the_count_grid_answers_all_but_the_hard_places(dense):
+    from geo_engine.spatial.counting import CapGrid
+
+    slats, slons, *_ = dense
+    grid = CapGrid(slats, slons, 5000.0)
+    _, handled = grid.count(np.array([37.77, 70.0, -16.5, -16.5, 84.99, -33.9]),
+                            np.array([-122.42, 25.0, 179.99, 179.0, 0.0, 18.4]))
+    # by ±180 (5 km reaches across) and near a pole the caller's k-d tree answers
+    assert handled.tolist() == [True, True, False, True, False, True]
+
+
+@settings(max_examples=4, deadline=None)
+@given(st.floats(0, 20_000), st.integers(0, 2**32 - 1))
+def test_counts_with_more_points_than_stores_equal_brute_force(dense, radius, seed):
+    """The stores query a grid of the points and one pass gives both counts (the batch
+    scoring case: a chunk of customers over the stores); stores by ±180 use the k-d tree."""
+    slats, slons, index, *_ = dense
+    rng = np.random.default_rng(seed)
+    n = 2 * len(slats)
+    city = rng.integers(0, len(CITIES), n)
+    qlats = np.array([CITIES[c][0] for c in city]) + rng.normal(0, 0.03, n)
+    qlons = (np.array([CITIES[c][1] for c in city]) + rng.normal(0, 0.03, n) + 180) % 360 - 180
+    per_store = np.zeros(len(slats), dtype=np.int64)
+    got = index.count_within_bulk(qlats, qlons, radius, per_store)
+    d = np.array([WGS84.inv(np.full(n, lo), np.full(n, la), qlons, qlats)[2]
+                  for la, lo in zip(slats, slons, strict=True)])  # (stores, points)
+    assert got.tolist() == (d <= radius).sum(axis=0).tolist()
+    assert per_store.tolist() == (d <= radius).sum(axis=1).tolist()
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.floats(1, 20_000), st.integers(0, 2**32 - 1))
+def test_the_count_grid_alone_counts_both_ways_as_a_geodesic_scan(dense, radius, seed):
+    """CapGrid on its own: for every query it handles, the points within the radius; and per
+    point, how many handled queries have it within the radius (boundary inclusive)."""
+    from geo_engine.spatial.counting import CapGrid
+
+    slats, slons, *_ = dense
+    rng = np.random.default_rng(seed)
+    city = rng.integers(0, len(CITIES), 40)
+    qlats = np.array([CITIES[c][0] for c in city]) + rng.normal(0, 0.03, 40)
+    qlons = (np.array([CITIES[c][1] for c in city]) + rng.normal(0, 0.03, 40) + 180) % 360 - 180
+    counts, handled, per_point = CapGrid(slats, slons, radius).count(qlats, qlons, per_point=True)
+    d = np.array([WGS84.inv(np.full(len(slats), lo), np.full(len(slats), la), slons, slats)[2]
+                  for la, lo in zip(qlats, qlons, strict=True)])  # (queries, points)
+    within = d <= radius
+    assert handled.sum() >= 20  # by ±180 the caller answers; elsewhere the grid does
+    assert counts[handled].tolist() == within[handled].sum(axis=1).tolist()
+    assert (counts[~handled] == 0).all()
+    assert per_point.tolist() == within[handled].sum(axis=0).tolist()
