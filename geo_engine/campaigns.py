@@ -173,6 +173,7 @@ def parse_campaign(obj: Any, campaign_id: str | None = None) -> Campaign:
     """Return a validated Campaign, or raise InvalidCampaign listing every problem by field.
 
     ``campaign_id`` (from a URL) must agree with the object's ``id`` when both are given.
+    Problems come in the order of the fields (SPEC 3.2), each section checked by one helper.
     """
     problems: list[tuple[str, str]] = []
     if not isinstance(obj, dict):
@@ -192,8 +193,48 @@ def parse_campaign(obj: Any, campaign_id: str | None = None) -> Campaign:
     enabled = obj.get("enabled", True)
     if not isinstance(enabled, bool):
         problems.append(("enabled", "must be true or false"))
+    offer = _offer(obj.get("offer"), problems)
+    fence_ids, store_ids, tags = _targets(obj.get("targets") or {}, problems)
+    kind, dwell_s, radius_m = _trigger(obj.get("trigger") or {}, problems)
+    starts, ends, days, hours = _schedule(obj.get("schedule") or {}, problems)
+    only_open = obj.get("only_when_open", False)
+    if not isinstance(only_open, bool):
+        problems.append(("only_when_open", "must be true or false"))
+    priority = obj.get("priority", 0)
+    if not isinstance(priority, int) or isinstance(priority, bool):
+        problems.append(("priority", "must be a whole number (higher wins)"))
+        priority = 0
+    conf = obj.get("min_confidence", "medium")
+    if conf not in ("low", "medium", "high"):
+        problems.append(("min_confidence", 'must be "low", "medium" or "high"'))
+        conf = "medium"
+    caps = _caps(obj.get("caps") or {}, problems)
+    audience = obj.get("audience") or {}
+    segments = _strings(audience.get("segments") if isinstance(audience, dict) else None,
+                        "audience.segments", problems)
+    holdout = obj.get("holdout_pct", 0)
+    if not _number(holdout) or not 0 <= holdout <= 100:
+        problems.append(("holdout_pct", "must be a percentage from 0 to 100"))
+        holdout = 0
+    if problems:
+        exc = InvalidCampaign("campaign " + (repr(cid) if cid else "without an id") + ": " +
+                              "; ".join(f"{f} {m}" for f, m in problems))
+        exc.problems = [{"field": f, "message": m} for f, m in problems]  # type: ignore[attr-defined]
+        raise exc
+    body = dict(obj)
+    body["id"] = cid
+    return Campaign(
+        id=cid, name=name, enabled=enabled, offer=offer, geofence_ids=fence_ids,
+        store_ids=store_ids, tags=tags, trigger=kind, dwell_s=dwell_s, radius_m=radius_m,
+        starts_at=starts, ends_at=ends, days=days, hours=hours, only_when_open=only_open,
+        priority=priority, min_confidence=Confidence(conf),
+        per_device_per_day=_int(caps["per_device_per_day"]),
+        per_device_total=_int(caps["per_device_total"]),
+        cooldown_s=caps["cooldown_s"], budget_total=_int(caps["budget_total"]),
+        segments=segments, holdout_pct=float(holdout), body=body)
 
-    offer = obj.get("offer")
+
+def _offer(offer: Any, problems: list[tuple[str, str]]) -> dict[str, str]:
     if not isinstance(offer, dict) or not isinstance(offer.get("title"), str) or not offer["title"]:
         problems.append(("offer.title", "is required: the text the phone shows"))
         offer = offer if isinstance(offer, dict) else {}
@@ -202,19 +243,21 @@ def parse_campaign(obj: Any, campaign_id: str | None = None) -> Campaign:
             problems.append((f"offer.{key}", f"is not an offer field; use {', '.join(_OFFER)}"))
         elif not isinstance(value, str):
             problems.append((f"offer.{key}", "must be a string"))
+    return dict(offer)
 
-    targets = obj.get("targets") or {}
+
+def _targets(targets: Any, problems: list[tuple[str, str]]) -> tuple[frozenset[str], ...]:
     if not isinstance(targets, dict):
         problems.append(("targets", "must be an object of geofence_ids, store_ids and tags"))
         targets = {}
     for key in targets:
         if key not in ("geofence_ids", "store_ids", "tags"):
             problems.append((f"targets.{key}", "is not a target; use geofence_ids, store_ids, tags"))
-    fence_ids = _strings(targets.get("geofence_ids"), "targets.geofence_ids", problems)
-    store_ids = _strings(targets.get("store_ids"), "targets.store_ids", problems)
-    tags = _strings(targets.get("tags"), "targets.tags", problems)
+    return tuple(_strings(targets.get(k), f"targets.{k}", problems)
+                 for k in ("geofence_ids", "store_ids", "tags"))
 
-    trigger = obj.get("trigger") or {}
+
+def _trigger(trigger: Any, problems: list[tuple[str, str]]) -> tuple[Any, Any, Any]:
     kind = trigger.get("type") if isinstance(trigger, dict) else None
     dwell_s = radius_m = None
     if kind not in TRIGGERS:
@@ -227,8 +270,10 @@ def parse_campaign(obj: Any, campaign_id: str | None = None) -> Campaign:
         radius_m = trigger.get("radius_m")
         if not _number(radius_m) or not 1 <= radius_m <= 50_000:
             problems.append(("trigger.radius_m", "a nearby trigger needs radius_m, metres (1 to 50,000)"))
+    return kind, dwell_s, radius_m
 
-    schedule = obj.get("schedule") or {}
+
+def _schedule(schedule: Any, problems: list[tuple[str, str]]) -> tuple[Any, Any, Any, tuple]:
     if not isinstance(schedule, dict):
         problems.append(("schedule", "must be an object"))
         schedule = {}
@@ -252,24 +297,14 @@ def parse_campaign(obj: Any, campaign_id: str | None = None) -> Campaign:
         b = _minutes(span[1], f"schedule.hours[{k}]", problems)
         if a is not None and b is not None:
             hours.append((a, b))
+    return starts, ends, days, tuple(hours)
 
-    only_open = obj.get("only_when_open", False)
-    if not isinstance(only_open, bool):
-        problems.append(("only_when_open", "must be true or false"))
-    priority = obj.get("priority", 0)
-    if not isinstance(priority, int) or isinstance(priority, bool):
-        problems.append(("priority", "must be a whole number (higher wins)"))
-        priority = 0
-    conf = obj.get("min_confidence", "medium")
-    if conf not in ("low", "medium", "high"):
-        problems.append(("min_confidence", 'must be "low", "medium" or "high"'))
-        conf = "medium"
 
-    caps = obj.get("caps") or {}
+def _caps(caps: Any, problems: list[tuple[str, str]]) -> dict[str, Any]:
     if not isinstance(caps, dict):
         problems.append(("caps", "must be an object"))
         caps = {}
-    cap_values: dict[str, Any] = {}
+    values: dict[str, Any] = {}
     for key in caps:
         if key not in _CAPS:
             problems.append((f"caps.{key}", f"is not a cap; use {', '.join(_CAPS)}"))
@@ -280,32 +315,8 @@ def parse_campaign(obj: Any, campaign_id: str | None = None) -> Campaign:
             what = "a number of seconds >= 0" if key == "cooldown_s" else "a whole number >= 0"
             problems.append((f"caps.{key}", f"must be {what}, got {json.dumps(value)}"))
             value = None
-        cap_values[key] = value
-
-    audience = obj.get("audience") or {}
-    segments = _strings(audience.get("segments") if isinstance(audience, dict) else None,
-                        "audience.segments", problems)
-    holdout = obj.get("holdout_pct", 0)
-    if not _number(holdout) or not 0 <= holdout <= 100:
-        problems.append(("holdout_pct", "must be a percentage from 0 to 100"))
-        holdout = 0
-
-    if problems:
-        exc = InvalidCampaign("campaign " + (repr(cid) if cid else "without an id") + ": " +
-                              "; ".join(f"{f} {m}" for f, m in problems))
-        exc.problems = [{"field": f, "message": m} for f, m in problems]  # type: ignore[attr-defined]
-        raise exc
-    body = dict(obj)
-    body["id"] = cid
-    return Campaign(
-        id=cid, name=name, enabled=enabled, offer=dict(offer), geofence_ids=fence_ids,
-        store_ids=store_ids, tags=tags, trigger=kind, dwell_s=dwell_s, radius_m=radius_m,
-        starts_at=starts, ends_at=ends, days=days, hours=tuple(hours), only_when_open=only_open,
-        priority=priority, min_confidence=Confidence(conf),
-        per_device_per_day=_int(cap_values["per_device_per_day"]),
-        per_device_total=_int(cap_values["per_device_total"]),
-        cooldown_s=cap_values["cooldown_s"], budget_total=_int(cap_values["budget_total"]),
-        segments=segments, holdout_pct=float(holdout), body=body)
+        values[key] = value
+    return values
 
 
 def _int(value: Any) -> int | None:

@@ -262,18 +262,13 @@ def score_file(engine: Engine, input_path: Path, out: Path, *, radius_m: float =
         sample.id_col = id_col  # shown when a customer on the map is hovered
     todo: Iterator = itertools.chain([first], chunks) if first is not None else iter(())
     stores = engine.refresh().places.stores
+    options = dict(radius_m=radius_m, at=when, lat_col=lat_col, lon_col=lon_col, **locate_kw)
     if scheduler:
-        options = dict(radius_m=radius_m, at=when, lat_col=lat_col, lon_col=lon_col,
-                       postal_codes_file=postal_codes_file, geocoder=geocoder,
-                       **{k: v for k, v in locate_kw.items() if k not in ("postal_codes", "geocoder")})
+        options.update(postal_codes_file=postal_codes_file, geocoder=geocoder)
+        del options["postal_codes"]
         scored = _on_dask(scheduler, todo, str(Path(engine.db.path).resolve()), options)
     else:
-        def local(chunks):
-            for chunk in chunks:
-                counts = np.zeros(len(stores), dtype=np.int64)
-                yield score_frame(chunk, engine, radius_m=radius_m, at=when, lat_col=lat_col,
-                                  lon_col=lon_col, per_store=counts, **locate_kw), counts
-        scored = local(todo)
+        scored = _here(engine, todo, len(stores), options)
     run = ScoreRun(0, {}, {}, 0.0, id_col)
     per_store = np.zeros(len(stores), dtype=np.int64)
     writer = BackgroundWriter(ChunkWriter(out))  # writes overlap the next chunk's scoring
@@ -301,6 +296,13 @@ def score_file(engine: Engine, input_path: Path, out: Path, *, radius_m: float =
     run.near = {sid: int(c) for sid, c in zip(stores.ids, per_store, strict=True) if c}
     run.geocoder_requests = coder.requests if coder is not None else None
     return run
+
+
+def _here(engine: Engine, chunks: Iterator[pd.DataFrame], n_stores: int, options: dict):
+    """Score chunks in this process; yield (scored rows, customers within reach per store)."""
+    for chunk in chunks:
+        counts = np.zeros(n_stores, dtype=np.int64)
+        yield score_frame(chunk, engine, per_store=counts, **options), counts
 
 
 def _on_dask(scheduler: str, chunks, db_path: str, options: dict, in_flight: int = 4):

@@ -19,7 +19,7 @@ from datetime import datetime
 
 from .campaigns import Campaign
 from .errors import NotFound
-from .io.places import build_geofences
+from .io.shapes import build_geofences
 from .model import Confidence, FenceHit, Geofence, Location, NearbyFence, Store, StoreArrays, StoreHit
 from .spatial.fences import FenceIndex
 from .spatial.stores import StoreIndex

@@ -9,7 +9,7 @@ import shapely
 from hypothesis import strategies as st
 
 from geo_engine import Geofence
-from geo_engine.io.places import geofence_from_geometry
+from geo_engine.io.shapes import geofence_from_geometry
 
 from .conftest import WGS84, brute_nearest
 

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from geo_engine import Database, Engine, Geofence, Settings, StorageError, Store, ValidationFailed
 from geo_engine.db import MIGRATIONS
-from geo_engine.io.places import Dataset, geofence_from_geometry
+from geo_engine.io.places import Dataset
+from geo_engine.io.shapes import geofence_from_geometry
 from geo_engine.snapshot import Places
 
 from .conftest import DEMO

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from geo_engine import Confidence, FenceIndex
-from geo_engine.io.places import geofence_from_geometry
+from geo_engine.io.shapes import geofence_from_geometry
 
 from .conftest import WGS84
 from .spatial_worlds import (

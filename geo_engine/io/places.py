@@ -31,11 +31,9 @@ from .shapes import ShapeBatch, check_lonlat
 
 __all__ = [
     "Dataset",
-    "build_geofences",
     "check_references",
     "derive_timezones",
     "geofence_feature",
-    "geofence_from_geometry",
     "load_files",
     "parse_csv",
     "parse_geojson",
@@ -203,34 +201,6 @@ class _Reprojector:
 
 
 # --- features ----------------------------------------------------------------------------------
-
-def build_geofences(records: Sequence[tuple[dict[str, Any], dict[str, Any]]]) -> list[Geofence]:
-    """Return polygon Geofences from ``(WGS84 geometry, fields)`` pairs, built in one batch.
-
-    Raises :class:`~geo_engine.errors.InvalidGeometry` naming the first geometry that cannot be
-    a geofence.
-    """
-    batch = ShapeBatch()
-    for geometry, fields in records:
-        try:
-            batch.add(geometry, point_ok=False, polygon_ok=True)
-        except InvalidGeometry as exc:
-            raise InvalidGeometry(f"geofence {fields.get('id')!r}: {exc}") from None
-    out = []
-    for (_, fields), shape in zip(records, batch.build(), strict=True):
-        if isinstance(shape, str):
-            raise InvalidGeometry(f"geofence {fields.get('id')!r}: {shape}")
-        out.append(Geofence(geometry=shape.geometry, parts=shape.parts, edges=shape.edges, **fields))
-    return out
-
-
-def geofence_from_geometry(geometry: dict[str, Any], **fields: Any) -> Geofence:
-    """Return a polygon Geofence from a WGS84 Polygon/MultiPolygon, with its parts and edges.
-
-    Raises :class:`~geo_engine.errors.InvalidGeometry` for a geometry that cannot be one.
-    """
-    return build_geofences([(geometry, fields)])[0]
-
 
 def _store_fields(props: dict, geom: dict) -> dict[str, Any]:
     if geom.get("type") != "Point":

@@ -12,7 +12,7 @@ the split or for a message that says where.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,9 +21,10 @@ import shapely
 from shapely.geometry import Polygon
 
 from ..errors import InvalidGeometry
+from ..model import Geofence
 from ..polygons import explain_invalid, polygon_parts
 
-__all__ = ["Shape", "ShapeBatch", "check_lonlat"]
+__all__ = ["Shape", "ShapeBatch", "build_geofences", "check_lonlat", "geofence_from_geometry"]
 
 # Web Mercator's extent: a coordinate inside it but outside lon/lat ranges is probably metres.
 _MERCATOR_X, _MERCATOR_Y = 20037508.35, 20048966.11
@@ -333,3 +334,31 @@ def _drop_seam(edges: np.ndarray) -> np.ndarray:
     if seam.any() and (edges[:, 0] == 180).any() and (edges[:, 0] == -180).any():
         return edges[~seam]
     return edges
+
+
+def build_geofences(records: Sequence[tuple[dict[str, Any], dict[str, Any]]]) -> list[Geofence]:
+    """Return polygon Geofences from ``(WGS84 geometry, fields)`` pairs, built in one batch.
+
+    Raises :class:`~geo_engine.errors.InvalidGeometry` naming the first geometry that cannot be
+    a geofence.
+    """
+    batch = ShapeBatch()
+    for geometry, fields in records:
+        try:
+            batch.add(geometry, point_ok=False, polygon_ok=True)
+        except InvalidGeometry as exc:
+            raise InvalidGeometry(f"geofence {fields.get('id')!r}: {exc}") from None
+    out = []
+    for (_, fields), shape in zip(records, batch.build(), strict=True):
+        if isinstance(shape, str):
+            raise InvalidGeometry(f"geofence {fields.get('id')!r}: {shape}")
+        out.append(Geofence(geometry=shape.geometry, parts=shape.parts, edges=shape.edges, **fields))
+    return out
+
+
+def geofence_from_geometry(geometry: dict[str, Any], **fields: Any) -> Geofence:
+    """Return a polygon Geofence from a WGS84 Polygon/MultiPolygon, with its parts and edges.
+
+    Raises :class:`~geo_engine.errors.InvalidGeometry` for a geometry that cannot be one.
+    """
+    return build_geofences([(geometry, fields)])[0]

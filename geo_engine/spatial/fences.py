@@ -36,7 +36,7 @@ class FenceIndex:
     Parameters
     ----------
     fences : sequence of Geofence
-        Polygons need ``parts`` and ``edges`` (as :mod:`geo_engine.io.places` builds them).
+        Polygons need ``parts`` and ``edges`` (as :func:`geo_engine.io.shapes.build_geofences` builds them).
     """
 
     def __init__(self, fences: Sequence[Geofence]):
