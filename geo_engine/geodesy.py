@@ -87,8 +87,7 @@ def distances_m(lats1, lons1, lats2, lons2) -> np.ndarray:
     """Return WGS84 geodesic distances in metres, broadcasting the four arrays.
 
     One C pass over the arrays; a large one is split across the machine's cores (pyproj
-    releases the GIL while it computes: two threads took 0.80 s for 1M pairs where one took
-    1.53 s here).
+    releases the GIL while it computes; ``benchmarks/RESULTS.md`` has the gain).
     """
     global _pool
     b = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (lons1, lats1, lons2, lats2)))

@@ -50,8 +50,8 @@ def read_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
             yield from pd.read_csv(path, chunksize=chunk_rows, dtype=str, keep_default_na=False,
                                    na_values=[""])
         elif suffix == ".parquet":
-            # pre_buffer off: with it on, pyarrow keeps every column chunk read so far (the 50M
-            # bench file grew the process by 15 MB per 1M rows); off, memory stays flat
+            # pre_buffer off: with it on, pyarrow keeps every column chunk read so far, so memory
+            # grows with the file (benchmarks/RESULTS.md, bench_score); off, it stays flat
             pf = pq.ParquetFile(path, pre_buffer=False)
             geo = (pf.schema_arrow.metadata or {}).get(b"geo")
             geom_col = None

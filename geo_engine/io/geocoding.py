@@ -112,8 +112,8 @@ class PostalCodes:
 
     @functools.cached_property
     def table(self) -> pd.DataFrame:
-        """(country, code, lat, lon), one row per code: built on first use (about 1 s for the
-        US ZIP codes, which a file without postal codes never needs)."""
+        """(country, code, lat, lon), one row per code: built on first use (the US ZIP codes
+        take a noticeable while, which a file without postal codes never needs)."""
         import zipcodes
 
         us = pd.DataFrame([(z["zip_code"], float(z["lat"]), float(z["long"]))

@@ -261,8 +261,8 @@ def _gc_paused() -> Iterator[None]:
     """Pause the cyclic garbage collector while a file's objects are made.
 
     A 100,000-feature file makes millions of lists and dicts, none of them cyclic; the
-    collector would otherwise rescan the growing heap again and again (it doubled the time to
-    parse one, as measured for the RESULTS.md figures). Reference counting still frees memory.
+    collector would otherwise rescan the growing heap again and again (``benchmarks/RESULTS.md``,
+    bench_index, has what that cost). Reference counting still frees memory.
     """
     enabled = gc.isenabled()
     gc.disable()

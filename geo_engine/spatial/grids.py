@@ -1,7 +1,7 @@
 """Lon/lat grids in plain Python for the one-point queries of a ping.
 
-A numpy or k-d tree call on one point costs 10 to 20 us here in call overhead alone (measured in
-benchmarks/RESULTS.md), more than the work. A ping asks about one point, so for it a dict of grid
+A numpy or k-d tree call on one point costs more in call overhead alone than the work
+(``benchmarks/RESULTS.md``, bench_ping). A ping asks about one point, so for it a dict of grid
 cells answers in a few microseconds; the arrays stay for bulk queries. Each grid proposes
 candidates or says it cannot (near a pole, a very wide reach, nothing near): the caller then asks
 the tree, so answers never depend on which path ran.
@@ -66,8 +66,9 @@ class PointGrid:
     ----------
     lats, lons : arrays of the points (positions in these arrays are what is returned)
     listed : also list, for each cell with points and its neighbours, the points that can be
-        nearest from it (``_candidate_lists``): queries there then skip the ring search. Costs
-        1.6 s and 39 MB more per 100k city points (measured); a server does, a one-off query not.
+        nearest from it (``_candidate_lists``): queries there then skip the ring search. It
+        takes seconds and tens of MB more per 100k city points (``benchmarks/RESULTS.md``): a
+        server builds it, a one-off query does not.
     """
 
     def __init__(self, lats: np.ndarray, lons: np.ndarray, listed: bool = False):

@@ -52,7 +52,7 @@ def _morton_order(xyz: np.ndarray) -> np.ndarray:
     """Return an ordering of unit-sphere points along a 3-D Morton (Z-order) curve.
 
     Points close on the sphere end up close in memory, so a k-d tree walk touches few cache
-    lines: at 1M stores this took nearest-3 from 14.5/31.7 us (p50/p99) to 9.9/14.7 us here.
+    lines (the gain at 1M stores is in ``benchmarks/RESULTS.md``, bench_index).
     """
     g = ((xyz + 1.0) * (0.5 * (2**21 - 1))).astype(np.uint64)
     code = _spread_bits(g[:, 0]) | (_spread_bits(g[:, 1]) << np.uint64(1)) | \
@@ -66,7 +66,7 @@ def _min_distance(chord: float) -> float:
 
 
 def _chord(distance_m: float) -> float:
-    """Scalar :func:`chord_for_distance` (numpy on one number costs ~10 us here)."""
+    """Scalar :func:`chord_for_distance` (numpy on one number costs more than the math)."""
     return 2.0 * math.sin(min(distance_m * (1 + 1e-9) / R_LO + 1e-12, math.pi) / 2.0)
 
 
