@@ -161,6 +161,10 @@ class StoreHit:
         return {"store_id": self.store_id, "name": self.name, "lat": self.lat, "lon": self.lon,
                 "distance_m": round(self.distance_m, 3)}
 
+    def as_ref(self) -> dict:
+        """The short form an answer names its nearest store by: id and metres."""
+        return {"store_id": self.store_id, "distance_m": round(self.distance_m, 3)}
+
 
 @dataclass(frozen=True)
 class FenceHit:
@@ -185,8 +189,7 @@ class Location:
     def as_dict(self) -> dict:
         near = self.nearest_store
         return {"geofences": [g.as_dict() for g in self.geofences],
-                "nearest_store": None if near is None else
-                {"store_id": near.store_id, "distance_m": round(near.distance_m, 3)}}
+                "nearest_store": None if near is None else near.as_ref()}
 
 
 @dataclass(frozen=True)
@@ -259,7 +262,7 @@ class DeviceState:
     last_offer_ts: float | None = None
     opted_out: bool = False
     visits: dict[str, Visit] = field(default_factory=dict)
-    #: the row's version as read (None: no row yet); see ``Database.save_device``
+    #: the row's version as read (None: no row yet); see :meth:`geo_engine.db.devices.Devices.save`
     version: int | None = None
     #: campaign id -> [pushes, last push ts, {store's local day: pushes}], for the caps
     history: dict[str, list] = field(default_factory=dict)
@@ -376,8 +379,7 @@ class PingAnswer:
             "events": [e.as_dict() for e in events],
             "offer": decision.offer_dict(),
             "decision": decision.as_dict(),
-            "nearest_store": None if near is None else {
-                "store_id": near.store_id, "distance_m": round(near.distance_m, 3)},
+            "nearest_store": None if near is None else near.as_ref(),
             "flags": flags,
         })
         return cls(tuple(events), decision, near, tuple(flags), body)

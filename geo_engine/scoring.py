@@ -266,7 +266,7 @@ def score_file(engine: Engine, input_path: Path, out: Path, *, radius_m: float =
     if scheduler:
         options.update(postal_codes_file=postal_codes_file, geocoder=geocoder)
         del options["postal_codes"]
-        scored = _on_dask(scheduler, todo, str(Path(engine.db.path).resolve()), options)
+        scored = _on_dask(scheduler, todo, str(Path(engine.path).resolve()), options)
     else:
         scored = _here(engine, todo, len(stores), options)
     run = ScoreRun(0, {}, {}, 0.0, id_col)

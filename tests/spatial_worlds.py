@@ -38,6 +38,15 @@ def wrap(lon):
     return (lon + 180.0) % 360.0 - 180.0
 
 
+def around_cities(seed: int, spread: float, n: int):
+    """``n`` points uniformly within ``spread`` degrees of each of :data:`CITIES` (wrapped)."""
+    rng = np.random.default_rng(seed)
+    for clat, clon in CITIES:
+        for la, lo in zip(clat + rng.uniform(-spread, spread, n), clon + rng.uniform(-spread, spread, n),
+                          strict=True):
+            yield float(la), wrap(float(lo))
+
+
 near_city = st.tuples(st.sampled_from(CITIES), st.floats(-0.06, 0.06), st.floats(-0.06, 0.06)).map(
     lambda t: (t[0][0] + t[1], wrap(t[0][1] + t[2])))
 

@@ -9,39 +9,31 @@ from hypothesis import given, settings
 from geo_engine import StoreIndex
 
 from .conftest import brute_nearest
-from .spatial_worlds import CITIES, assert_nearest_one, city_stores_and_fences, near_city, wrap
+from .spatial_worlds import CITIES, around_cities, assert_nearest_one, city_stores_and_fences, near_city
 
 
 def test_the_candidate_lists_answer_city_pings_as_brute_force_does(dense, dense_listed):
     slats, slons, *_ = dense
     grid = dense_listed.point_grid
-    rng = np.random.default_rng(10)
     listed = 0
-    for clat, clon in CITIES:
-        for la, lo in zip(clat + rng.uniform(-0.05, 0.05, 60), clon + rng.uniform(-0.05, 0.05, 60),
-                          strict=True):
-            lo = wrap(lo)
-            listed += grid.has_list(la, lo)
-            got = grid.nearest(la, lo)
-            want_i, want_d = brute_nearest(la, lo, slats, slons, k=1)
-            if got is not None:
-                assert got[0] == want_i[0] and got[1] == pytest.approx(want_d[0], abs=1e-6)
+    for la, lo in around_cities(10, 0.05, 60):
+        listed += grid.has_list(la, lo)
+        got = grid.nearest(la, lo)
+        want_i, want_d = brute_nearest(la, lo, slats, slons, k=1)
+        if got is not None:
+            assert got[0] == want_i[0] and got[1] == pytest.approx(want_d[0], abs=1e-6)
     assert listed >= 120  # of 240: most city pings fall in a listed cell (160 when written)
 
 
 def test_the_store_grid_answers_most_pings_in_a_city(dense):
     slats, slons, index, *_ = dense
-    rng = np.random.default_rng(9)
     answered = 0
-    for clat, clon in CITIES:
-        for la, lo in zip(clat + rng.uniform(-0.03, 0.03, 50), clon + rng.uniform(-0.03, 0.03, 50),
-                          strict=True):
-            lo = wrap(lo)
-            got = index.point_grid.nearest(la, lo)
-            if got is not None:
-                answered += 1
-                want_i, want_d = brute_nearest(la, lo, slats, slons, k=1)
-                assert got[0] == want_i[0] and got[1] == pytest.approx(want_d[0], abs=1e-6)
+    for la, lo in around_cities(9, 0.03, 50):
+        got = index.point_grid.nearest(la, lo)
+        if got is not None:
+            answered += 1
+            want_i, want_d = brute_nearest(la, lo, slats, slons, k=1)
+            assert got[0] == want_i[0] and got[1] == pytest.approx(want_d[0], abs=1e-6)
     assert answered >= 180  # of 200; the rest went to the tree
 
 
