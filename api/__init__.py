@@ -1,1 +1,4 @@
-"""The HTTP API (FastAPI), thin over geo_engine.Engine: arrives with the service issue."""
+"""The HTTP layer: a thin FastAPI app over :class:`geo_engine.Engine` (see :mod:`api.app`).
+
+It may import the library; nothing in the library imports it.
+"""

@@ -2,6 +2,8 @@
 
 An *admin* key may do everything; a *publishable* key (safe inside a mobile app) may only post
 pings and read nearest, within, nearby and locate.
+
+It knows keys and kinds only: which route needs which is the route's `dependencies`.
 """
 
 from __future__ import annotations

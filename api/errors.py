@@ -3,6 +3,8 @@
 Library errors become statuses through :data:`ERROR_STATUS` (as TiTiler's ``errors.py``): the
 first class that matches wins. Every error answer is ``{"detail": "...", "problems": [...]}``
 (``problems`` when there is more than one thing to say). A 5xx is always a bug.
+
+It knows exception classes and statuses, never why a library error was raised.
 """
 
 from __future__ import annotations

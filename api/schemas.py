@@ -2,6 +2,8 @@
 
 Each check here names the JSON field in its message (SPEC 5); the library checks the same rules
 again only for callers that did not come through this layer.
+
+It knows shapes of JSON only, never the engine.
 """
 
 from __future__ import annotations

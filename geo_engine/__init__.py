@@ -3,6 +3,8 @@
 Exact WGS84 geodesics, a k-d tree over stores and a grid of boxes over geofences, campaigns
 decided per ping and per customer file, on a SQLite database. ``docs/architecture.md`` shows
 how the modules fit.
+
+It only re-exports the public names (``__all__``); it defines nothing.
 """
 
 from .config import SETTINGS, Setting, Settings

@@ -1,4 +1,7 @@
-"""``python -m geo_engine`` runs the ``geo-engine`` command."""
+"""``python -m geo_engine`` runs the ``geo-engine`` command.
+
+Nothing else.
+"""
 
 from .cli import main
 

@@ -4,6 +4,9 @@ may only post pings and read nearest/within/locate/nearby (SPEC section 5).
 Keys are stored hashed (SHA-256: they are 192 random bits, so a slow hash adds nothing). On first
 start both are created and returned once to be printed; ``GEO_ENGINE_ADMIN_KEY`` and
 ``GEO_ENGINE_PUBLISHABLE_KEY`` set them instead.
+
+It makes and checks keys; storing them is :mod:`geo_engine.db.apikeys`, asking for them
+:mod:`api.auth`. It never sees a request.
 """
 
 from __future__ import annotations

@@ -4,6 +4,10 @@ A campaign says which offer to push, to which geofences or stores (``targets``),
 (``enter``, ``exit``, ``dwell`` after ``dwell_s``, ``nearby`` within ``radius_m`` of a store),
 when (``schedule`` in the store's own time zone), to whom (``audience``, ``holdout_pct``) and how
 often (``caps``). Validation collects every problem, each naming its field.
+
+It knows campaigns and time zones only: which geofences a campaign brings in is
+:mod:`geo_engine.targeting`, whether it is pushed :mod:`geo_engine.decide`; it never reads a
+database.
 """
 
 from __future__ import annotations

@@ -2,6 +2,9 @@
 
 Every :class:`GeoEngineError` becomes one sentence on stderr and a non-zero exit; nothing a
 user types leads to a traceback.
+
+It parses options and prints; everything it does is an engine, scoring or key call. It is the
+one library module that may import the web layer (``serve``).
 """
 
 from __future__ import annotations

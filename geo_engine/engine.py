@@ -10,6 +10,9 @@ campaigns change here or in another process on the same database; see
 :mod:`geo_engine.snapshot`. The steps of a ping each call one module: the snapshot (where is
 it), the database (the device's state), :mod:`geo_engine.devices` and :mod:`geo_engine.decide`
 (what happens, pure), the database again (the durable record).
+
+It holds no SQL (``db/``), no geometry (``spatial/``) and no rule (``devices``, ``decide``):
+it runs the steps in order and keeps the snapshot current.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ customers (a sample when there are many) as dots coloured by distance to their n
 It needs no network: no CDN, no script, no tile server. Only when the user gives a tile URL
 (``{z}/{x}/{y}``, as OpenStreetMap-style servers take) does the page draw a base map from it,
 as ``<image>`` elements the browser fetches when the page is opened.
+
+It draws what it is given (the stores, a sample, the totals); it never queries anything.
 """
 
 from __future__ import annotations

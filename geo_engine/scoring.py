@@ -6,6 +6,9 @@ geofences containing the point) and the offer a ping there would get, decided on
 situation (the set of geofences and the nearby stores) with the same :func:`geo_engine.decide.decide`
 as the service, ignoring per-device state. No Python loop runs per row. Every input row comes
 out, in order, with a ``status`` saying why it could not be scored when it could not.
+
+It holds no SQL and no rule of its own: the indexes, the targeting and :func:`decide` are
+the ping's.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""``/v1/campaigns``: put (create or replace), list, get, delete (admin)."""
+"""``/v1/campaigns``: put (create or replace), list, get, delete (admin).
+
+It holds no SQL, geometry or rules: the engine validates and stores.
+"""
 
 from __future__ import annotations
 

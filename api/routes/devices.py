@@ -1,4 +1,7 @@
-"""``/v1/devices/{id}``: a device's consent to offers, and forgetting a device."""
+"""``/v1/devices/{id}``: a device's consent to offers, and forgetting a device.
+
+It holds no SQL, geometry or rules: the engine validates and stores.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""``/v1/geofences``: import a FeatureCollection, list, get, delete, and the ones nearby."""
+"""``/v1/geofences``: import a FeatureCollection, list, get, delete, and the ones nearby.
+
+It holds no SQL, geometry or rules: the engine validates and stores.
+"""
 
 from __future__ import annotations
 

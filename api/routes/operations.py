@@ -1,4 +1,7 @@
-"""``/health`` and ``/metrics``: what an operator's probes and Prometheus read (no key)."""
+"""``/health`` and ``/metrics``: what an operator's probes and Prometheus read (no key).
+
+It holds no SQL: the counts come from the engine, the figures from the metrics.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""``POST /v1/pings``: a location update in, the engine's answer out (SPEC 6)."""
+"""``POST /v1/pings``: a location update in, the engine's answer out (SPEC 6).
+
+It holds no SQL, geometry or rules: the answer's bytes come from the engine, sent as they are.
+"""
 
 from __future__ import annotations
 

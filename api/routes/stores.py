@@ -1,4 +1,7 @@
-"""``/v1/stores/nearest``, ``/v1/stores/within`` and ``/v1/locate``: what is near a point."""
+"""``/v1/stores/nearest``, ``/v1/stores/within`` and ``/v1/locate``: what is near a point.
+
+It holds no SQL, geometry or rules: the engine answers.
+"""
 
 from __future__ import annotations
 

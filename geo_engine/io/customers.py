@@ -3,6 +3,8 @@
 CSV (pandas, ``chunksize``), Parquet and GeoParquet (pyarrow record batches), and every vector
 format GDAL reads (GeoJSON, GeoPackage, ...: pyogrio, ``skip_features``/``max_features``), so
 memory stays bounded whatever the input size.
+
+It reads and writes rows; it never scores them (:mod:`geo_engine.scoring`).
 """
 
 from __future__ import annotations

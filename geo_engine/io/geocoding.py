@@ -6,6 +6,8 @@
   the database, so a second run asks the geocoder nothing.
 * :class:`PostalCodes`: postal-code centroids offline: US ZIP codes from the ``zipcodes``
   package, other countries from a GeoNames postal-code file (``--postal-codes FILE``).
+
+It turns text into coordinates; what a located row scores is :mod:`geo_engine.scoring`'s.
 """
 
 from __future__ import annotations

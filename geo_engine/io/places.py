@@ -3,6 +3,8 @@
 Validation collects *every* problem in a file (feature index or CSV line, id, what is wrong and
 how to fix it) before raising :class:`~geo_engine.errors.ValidationFailed`, so a marketer fixes
 a file in one pass. See SPEC section 3.1 for the format.
+
+It reads files into values; it never touches the database or an index.
 """
 
 from __future__ import annotations

@@ -7,6 +7,8 @@ NaN, ring closure, width and validity over all of them with NumPy and shapely's 
 functions, and builds every polygon with two calls (``linearrings``, ``polygons``). Only
 geometries that cross the antimeridian (rare) or have a problem take the per-geometry path, for
 the split or for a message that says where.
+
+It knows geometry, not files, campaigns or the database.
 """
 
 from __future__ import annotations

@@ -20,6 +20,8 @@ k-d tree lists them all. :class:`CapGrid` counts whole grid cells instead:
 Everything is numpy over all queries, row offset by row offset. Queries whose outer cap comes
 near a pole (beyond 85 degrees) or crosses the antimeridian are left to the caller (``handled``
 is False for them): the k-d tree answers those few.
+
+It knows points and a radius only: not stores, customers nor the database.
 """
 
 from __future__ import annotations
