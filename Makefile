@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DB ?= geo-engine.db
 
-.PHONY: install run test lint bench data clean
+.PHONY: install run test lint bench bench-load data clean
 
 install: $(STAMP)
 
@@ -33,6 +33,11 @@ test: lint $(CHROMIUM)
 bench: install
 	$(BIN)/python benchmarks/bench_index.py
 	$(BIN)/python benchmarks/bench_ping.py
+
+# wrk (from Debian, installed when missing) drives a walking fleet of phones against `serve`
+# and a bare FastAPI app in the same run: benchmarks/load/
+bench-load: install
+	$(BIN)/python benchmarks/load/bench_load.py
 
 data: install
 	$(BIN)/python data/generate.py --help

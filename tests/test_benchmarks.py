@@ -28,3 +28,19 @@ def test_bench_index_reports_exact_answers(tmp_path):
     assert all(wrong == "0.0" for _, wrong in by_impl["rtree + the same exact test"])
     # and a planar index on raw lon/lat does get some worldwide queries wrong
     assert any(float(w) > 0 for _, w in by_impl["rtree nearest (raw lon/lat) + geodesic"])
+
+
+def test_the_load_benchmark_runs_a_walking_fleet_with_no_errors():
+    """A short run of `make bench-load` (wrk installed from Debian when missing): both targets
+    answer every request, and the fleet's pings do enter geofences and get offers."""
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "load" / "bench_load.py"),
+                        "--stores", "400", "--devices", "300", "--connections", "4",
+                        "--duration", "2"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    rows = {row[0]: row for row in ([c.strip() for c in line.strip("|").split("|")]
+                                    for line in r.stdout.splitlines() if line.startswith("| "))}
+    for target in ("geo-engine serve", "bare FastAPI app (parse only)"):
+        assert float(rows[target][1].replace(",", "")) > 0 and rows[target][4] == "0", rows[target]
+    did = next(line for line in r.stdout.splitlines() if line.startswith("# geo-engine serve:"))
+    events, offers = (float(w) for w in did.split(":")[2].replace("events and", "").split()[:2])
+    assert events > 0 and offers > 0, did

@@ -1,0 +1,200 @@
+"""Load benchmark: a walking fleet of phones against `geo-engine serve` and a bare FastAPI app.
+
+    python benchmarks/load/bench_load.py                  # 20k stores, 20k phones, 32 connections
+    python benchmarks/load/bench_load.py --duration 5     # a quick look
+    make bench-load
+
+wrk (Debian's, installed here when missing) runs ``fleet.lua``: each request is one phone's next
+ping, the phones walking circles of 40 to 400 m around their home stores, in and out of 150 m
+geofences, with 5 campaigns live (enter, dwell, nearby; caps and a budget). The same wrk, with
+the same connections and duration, then runs against ``bare_app.py``, which only parses the same
+body with the same schema: the baseline, measured in the same run. Everything listens on
+127.0.0.1 only, in a temporary folder.
+
+Printed: one row per target with requests/s, p50 and p99 latency, errors (non-2xx answers and
+socket errors) and the ratios to the bare app.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "data"))
+
+import generate  # noqa: E402
+
+from geo_engine import Engine, Geofence, Settings, Store  # noqa: E402
+
+KEY = "bench-load-publishable"
+CAMPAIGNS = [
+    {"id": "coffee-enter", "offer": {"title": "a coffee"}, "targets": {"tags": ["coffee"]},
+     "trigger": {"type": "enter"}, "priority": 5, "caps": {"per_device_per_day": 1, "cooldown_s": 3600}},
+    {"id": "grocery-enter", "offer": {"title": "groceries"}, "targets": {"tags": ["grocery"]},
+     "trigger": {"type": "enter"}, "priority": 4, "caps": {"per_device_total": 3}},
+    {"id": "fashion-dwell", "offer": {"title": "stay"}, "targets": {"tags": ["fashion"]},
+     "trigger": {"type": "dwell", "dwell_s": 120}, "priority": 8, "holdout_pct": 10},
+    {"id": "books-nearby", "offer": {"title": "books"}, "targets": {"tags": ["books"]},
+     "trigger": {"type": "nearby", "radius_m": 200}, "priority": 2, "caps": {"budget_total": 1000000}},
+    {"id": "all-enter", "offer": {"title": "welcome"}, "targets": {"tags": ["coffee", "grocery", "fashion"]},
+     "trigger": {"type": "enter"}, "priority": 1},
+]
+TAGS = ["coffee", "grocery", "fashion", "books"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ensure_wrk() -> str:
+    """The wrk binary: Debian's, installed when missing."""
+    found = shutil.which("wrk")
+    if found:
+        return found
+    print("# installing wrk from Debian (apt-get)", file=sys.stderr)
+    subprocess.run(["apt-get", "update", "-qq"], check=True)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True,
+                   env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    return shutil.which("wrk") or "wrk"
+
+
+def build_world(tmp: Path, n_stores: int) -> tuple[Path, Path]:
+    """A database of stores with 150 m circle geofences and the campaigns; the stores' CSV."""
+    ids, lats, lons = generate.stores(n_stores, "city", seed=31)
+    db = tmp / "load.db"
+    engine = Engine(Settings(db=str(db)))
+    engine.db.places.import_dataset(
+        [Store(id=i, lat=float(a), lon=float(o), tags=(TAGS[k % 4],), timezone="UTC")
+         for k, (i, a, o) in enumerate(zip(ids, lats, lons, strict=True))],
+        [Geofence(id=f"g{i[1:]}", store_id=i, lat=float(a), lon=float(o), radius_m=150.0)
+         for i, a, o in zip(ids, lats, lons, strict=True)])
+    for c in CAMPAIGNS:
+        engine.put_campaign(c["id"], c)
+    engine.db.close()
+    stores_csv = tmp / "stores.csv"
+    np.savetxt(stores_csv, np.column_stack([lats, lons]), fmt="%.7f", delimiter=",")
+    return db, stores_csv
+
+
+def start(cmd: list[str], port: int, env: dict, log: Path) -> subprocess.Popen:
+    out = log.open("w")
+    proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=out, cwd=ROOT)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
+            return proc
+        except httpx.HTTPError:
+            if proc.poll() is not None:
+                raise SystemExit(f"{cmd} exited: {log.read_text()[-2000:]}") from None
+            time.sleep(0.2)
+    proc.kill()
+    raise SystemExit(f"{cmd} did not come up in 120 s")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def run_wrk(wrk: str, port: int, stores_csv: Path, tmp: Path, args, label: str) -> dict:
+    out = tmp / f"{label}.json"
+    env = {**os.environ, "FLEET_STORES": str(stores_csv), "FLEET_DEVICES": str(args.devices),
+           "FLEET_KEY": KEY, "FLEET_OUT": str(out), "FLEET_THREADS": str(args.threads),
+           "FLEET_T0": str(int(time.time()))}
+    base = [wrk, "-t", str(args.threads), "-c", str(args.connections), "--latency",
+            "-s", str(HERE / "fleet.lua"), f"http://127.0.0.1:{port}"]
+    subprocess.run([*base[:6], "-d", "3s", *base[6:]], env=env, check=True,  # warm-up
+                   capture_output=True)
+    subprocess.run([*base[:6], "-d", f"{args.duration}s", *base[6:]], env=env, check=True,
+                   capture_output=True)
+    result = json.loads(out.read_text())
+    result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
+    result["errors"] = sum(result[k] for k in ("connect", "read", "write", "status", "timeout"))
+    return result
+
+
+def what_pings_did(port: int) -> str:
+    """Events and offers per ping, from the server's /metrics: the fleet must be realistic."""
+    totals: dict[str, float] = {}
+    for line in httpx.get(f"http://127.0.0.1:{port}/metrics").text.splitlines():
+        for name in ("geo_engine_pings_total", "geo_engine_events_total",
+                     "geo_engine_offers_pushed_total"):
+            if line.startswith(name):
+                totals[name] = totals.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
+    pings = totals.get("geo_engine_pings_total", 0.0) or 1.0
+    return (f"{pings:,.0f} pings: {totals.get('geo_engine_events_total', 0) / pings:.2f} events "
+            f"and {totals.get('geo_engine_offers_pushed_total', 0) / pings:.3f} offers a ping")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--stores", type=int, default=20_000)
+    ap.add_argument("--devices", type=int, default=20_000)
+    ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--duration", type=int, default=15, help="seconds of load per target")
+    args = ap.parse_args()
+    wrk = ensure_wrk()
+    print(f"# bench_load on {platform.node()} ({os.cpu_count()} cores), Python "
+          f"{platform.python_version()}, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
+    print(f"# command: python benchmarks/load/bench_load.py {' '.join(sys.argv[1:])}")
+    print(f"# {args.stores:,} stores with 150 m geofences, {len(CAMPAIGNS)} campaigns, "
+          f"{args.devices:,} walking phones, wrk -t{args.threads} -c{args.connections} "
+          f"-d{args.duration}s after a 3 s warm-up")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GEO_ENGINE_")}
+    env.update(GEO_ENGINE_PUBLISHABLE_KEY=KEY, GEO_ENGINE_ADMIN_KEY="bench-load-admin")
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        db, stores_csv = build_world(tmp, args.stores)
+        targets = [
+            ("geo-engine serve", [sys.executable, "-m", "geo_engine", "serve", "--db", str(db)]),
+            ("bare FastAPI app (parse only)", [sys.executable, str(HERE / "bare_app.py")]),
+        ]
+        for label, cmd in targets:
+            port = free_port()
+            proc = start([*cmd, "--port", str(port)], port, env, tmp / f"{port}.log")
+            try:
+                results[label] = run_wrk(wrk, port, stores_csv, tmp, args, str(port))
+                if label.startswith("geo-engine"):
+                    results[label]["did"] = what_pings_did(port)
+            finally:
+                stop(proc)
+    bare = results["bare FastAPI app (parse only)"]
+    print()
+    print("| target | requests/s | p50 ms | p99 ms | errors | requests/s vs bare | p99 vs bare |")
+    print("|---|---|---|---|---|---|---|")
+    for label, r in results.items():
+        print(f"| {label} | {r['rps']:,.0f} | {r['p50_us'] / 1000:.1f} | {r['p99_us'] / 1000:.1f} | "
+              f"{r['errors']:,} | {r['rps'] / bare['rps']:.2f}x | {r['p99_us'] / bare['p99_us']:.2f}x |")
+    for label, r in results.items():
+        if "did" in r:
+            print(f"\n# {label}: {r['did']}")
+
+
+if __name__ == "__main__":
+    main()
