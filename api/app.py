@@ -8,23 +8,17 @@ import the library; nothing in the library imports it.
 
 from __future__ import annotations
 
-import json
-import logging
-import time
-
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 
 from geo_engine import Engine
+from geo_engine.apikeys import KeyCache
 
 from .auth import Auth
 from .errors import ERROR_STATUS, add_error_handlers
-from .metrics import Metrics
+from .metrics import Metrics, Observe
 from .routes import campaigns, devices, geofences, operations, pings, stores
 
 __all__ = ["ERROR_STATUS", "create_app"]
-
-log = logging.getLogger("geo_engine.access")
-
 
 def create_app(engine: Engine) -> FastAPI:
     """Return the FastAPI app serving ``engine``."""
@@ -32,22 +26,11 @@ def create_app(engine: Engine) -> FastAPI:
                   description="Location-triggered store offers: exact WGS84 geofences, nearest "
                               "stores and the offer decision. Keys: `Authorization: Bearer KEY`.")
     metrics = Metrics()
-    auth = Auth(engine.db.apikeys)
+    auth = Auth(KeyCache(engine.db.apikeys, check_s=engine.settings.reload_check_s))
     app.state.engine = engine
     app.state.metrics = metrics
 
-    @app.middleware("http")
-    async def observe(request: Request, call_next):
-        start = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        took = time.perf_counter() - start
-        metrics.count_request(request.method, path, response.status_code, took)
-        log.info(json.dumps({"method": request.method, "path": request.url.path, "route": path,
-                             "status": response.status_code, "ms": round(took * 1000, 3)}))
-        return response
-
+    app.add_middleware(Observe, metrics=metrics)  # plain ASGI: no task or thread per request
     add_error_handlers(app)
     app.include_router(operations.router(engine, metrics))
     app.include_router(geofences.router(engine, auth))

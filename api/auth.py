@@ -3,7 +3,9 @@
 An *admin* key may do everything; a *publishable* key (safe inside a mobile app) may only post
 pings and read nearest, within, nearby and locate.
 
-It knows keys and kinds only: which route needs which is the route's `dependencies`.
+The active keys' hashes are held in memory (:class:`geo_engine.apikeys.KeyCache`): checking a
+request's key reads no database. It knows keys and kinds only: which route needs which is the
+route's ``dependencies``.
 """
 
 from __future__ import annotations
@@ -12,8 +14,7 @@ from typing import Annotated, Literal
 
 from fastapi import Depends, Header, HTTPException
 
-from geo_engine.apikeys import key_kind
-from geo_engine.db.apikeys import ApiKeys
+from geo_engine.apikeys import KeyCache
 
 __all__ = ["Auth"]
 
@@ -21,7 +22,7 @@ __all__ = ["Auth"]
 class Auth:
     """The dependencies that admit a request by its key: :attr:`admin` and :attr:`either`."""
 
-    def __init__(self, keys: ApiKeys):
+    def __init__(self, keys: KeyCache):
         self._keys = keys
         self.admin = self._need("admin")
         self.either = self._need("either")
@@ -29,9 +30,10 @@ class Auth:
     def _need(self, kind: Literal["admin", "either"]):
         keys = self._keys
 
-        def check(authorization: Annotated[str | None, Header()] = None) -> str:
+        # async: it runs on the event loop, no thread hop; the keys are in memory (KeyCache)
+        async def check(authorization: Annotated[str | None, Header()] = None) -> str:
             scheme, _, key = (authorization or "").partition(" ")
-            found = key_kind(keys, key.strip()) if scheme.lower() == "bearer" else None
+            found = keys.kind(key.strip()) if scheme.lower() == "bearer" else None
             if found is None:
                 raise HTTPException(401, "a valid API key is needed: Authorization: Bearer KEY",
                                     headers={"WWW-Authenticate": "Bearer"})

@@ -1,4 +1,8 @@
-"""Prometheus metrics: requests and their latency by route, and what pings did.
+"""Prometheus metrics and the access log: requests and their latency by route, what pings did.
+
+:class:`Observe` is a plain ASGI middleware (no per-request task or thread, as Starlette's
+``BaseHTTPMiddleware`` needs): it times each request, counts it by method, route and status,
+and writes one JSON line to the ``geo_engine.access`` log.
 
 Ping figures are counted from the engine's answer values (events, the offer, rejections), never
 by re-reading the JSON sent. A replayed ``ping_id`` counts as a ping and nothing more: it pushed
@@ -7,11 +11,17 @@ nothing new.
 
 from __future__ import annotations
 
+import json
+import logging
+import time
+
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from geo_engine.model import PingAnswer
 
-__all__ = ["Metrics"]
+__all__ = ["Metrics", "Observe"]
+
+log = logging.getLogger("geo_engine.access")
 
 
 class Metrics:
@@ -40,3 +50,32 @@ class Metrics:
     def count_request(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).inc()
         self.latency.labels(method, route).observe(seconds)
+
+
+class Observe:
+    """ASGI middleware: each HTTP request timed, counted in :class:`Metrics` and logged."""
+
+    def __init__(self, app, metrics: Metrics):
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500  # what the server answers when the app raises before starting a response
+
+        async def sending(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            took = time.perf_counter() - start
+            route = getattr(scope.get("route"), "path", "unmatched")  # set by the router
+            method = scope["method"]
+            self.metrics.count_request(method, route, status, took)
+            log.info(json.dumps({"method": method, "path": scope["path"], "route": route,
+                                 "status": status, "ms": round(took * 1000, 3)}))

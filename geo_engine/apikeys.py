@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
+import time
 
 from .config import Settings
 from .db.apikeys import ApiKeys
 
-__all__ = ["KINDS", "ensure_keys", "key_kind", "rotate_key"]
+__all__ = ["KINDS", "KeyCache", "ensure_keys", "key_kind", "rotate_key"]
 
 KINDS = ("admin", "publishable")
 
@@ -53,3 +55,43 @@ def rotate_key(keys: ApiKeys, kind: str) -> str:
 def key_kind(keys: ApiKeys, presented: str) -> str | None:
     """The kind of an active key, or None."""
     return keys.kind_of(_hash(presented)) if presented else None
+
+
+class KeyCache:
+    """The active keys' hashes in memory, so checking a request's key reads no database.
+
+    The keys' change counter is looked at every ``check_s`` seconds and whenever a key is not
+    found (one small query: a wrong key costs what it did before the cache): a key created or
+    rotated by another process works at once, and a rotated-out one stops working within
+    ``check_s``.
+    """
+
+    def __init__(self, keys: ApiKeys, check_s: float = 1.0):
+        self._keys, self._check_s = keys, check_s
+        self._lock = threading.Lock()
+        self._generation = -1
+        self._kinds: dict[str, str] = {}
+        self._checked = -float("inf")
+        self._refresh(time.monotonic())
+
+    def _refresh(self, now: float) -> None:
+        with self._lock:
+            self._checked = now
+            generation = self._keys.generation()
+            if generation != self._generation:
+                self._kinds = self._keys.active_hashes()
+                self._generation = generation
+
+    def kind(self, presented: str) -> str | None:
+        """The kind of an active key, or None."""
+        if not presented:
+            return None
+        now = time.monotonic()
+        if now - self._checked >= self._check_s:
+            self._refresh(now)
+        h = _hash(presented)
+        found = self._kinds.get(h)
+        if found is None:
+            self._refresh(now)
+            found = self._kinds.get(h)
+        return found

@@ -5,6 +5,7 @@ SQL only; making and checking keys is :mod:`geo_engine.apikeys`.
 
 from __future__ import annotations
 
+from .changes import bump
 from .sqlite import SQLite
 
 __all__ = ["ApiKeys"]
@@ -27,9 +28,18 @@ class ApiKeys:
                               "NULL", (key_hash,))
         return rows[0][0] if rows else None
 
+    def active_hashes(self) -> dict[str, str]:
+        """Every active key's hash -> its kind."""
+        return dict(self._db.query("SELECT key_hash, kind FROM api_keys WHERE revoked_at IS NULL"))
+
+    def generation(self) -> int:
+        """The keys' change counter (bumped by every :meth:`replace`)."""
+        return self._db.query("SELECT value FROM meta WHERE key = 'keys'")[0][0]
+
     def replace(self, kind: str, key_hash: str, prefix: str) -> None:
         """Revoke the active keys of a kind and store a new one."""
         with self._db.atomic() as tx:
+            bump(tx, "keys")
             tx.execute("UPDATE api_keys SET revoked_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') "
                        "WHERE kind = ? AND revoked_at IS NULL AND key_hash != ?", (kind, key_hash))
             tx.execute("INSERT OR IGNORE INTO api_keys (kind, key_hash, prefix) VALUES (?, ?, ?)",

@@ -146,4 +146,9 @@ MIGRATIONS: list[str] = [
     CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
     INSERT INTO meta (key, value) VALUES ('places', 0), ('campaigns', 0);
     """,
+    # version 6: a change counter for the API keys, so a server keeps the active keys' hashes in
+    # memory and re-reads them only when a key was created, rotated or revoked
+    """
+    INSERT INTO meta (key, value) VALUES ('keys', 0);
+    """,
 ]
