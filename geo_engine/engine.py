@@ -74,6 +74,7 @@ class _Outcome:
     events: list[Event]
     decision: Decision
     flags: list[str]
+    spent: bool = False  # whether a campaign's spend was read (budgets: only in a transaction)
 
 
 class Engine:
@@ -107,6 +108,7 @@ class Engine:
         self.snapshot.places.prepare()
         self.snapshot.targeting.prepare()
         self.db.start_checkpointer()
+        self.db.devices.start_flusher()  # quiet pings' positions, written behind (handle_ping)
         n = self.db.devices.warm()
         gc.collect()
         gc.freeze()
@@ -308,13 +310,24 @@ class Engine:
         hits = snap.places.hits(ping.lat, ping.lon, fix.accuracy_m, at)
         nearest = snap.places.nearest_one(ping.lat, ping.lon)
         t1 = clock()
+        early = None  # (version, outcome) decided on this process's copy, to reuse
+        if self._serving and ping.ping_id is None:
+            answer, early = self._quiet(snap, ping, fix, hits, nearest)
+            if answer is not None:
+                if self.stage_times is not None:
+                    self.stage_times.append((t1 - t0, 0.0, clock() - t1, 0.0))
+                return answer
+        t1b = clock()
         with self.db.atomic() as tx:
             replayed = self._replay(ping, tx)  # a twin of this ping may have committed meanwhile
             if replayed is not None:
                 return replayed
             state = self.db.devices.load(tx, ping.device_id)
             t2 = clock()
-            out = self._outcome(snap, tx, state, ping, fix, hits, nearest)
+            if early is not None and early[0] == state.version and not early[1].spent:
+                out = early[1]  # the same state, and no budget to read in this transaction
+            else:
+                out = self._outcome(snap, tx, state, ping, fix, hits, nearest)
             t3 = clock()
             if not self.db.devices.save(tx, out.state, state.version):
                 # the copy was stale: read the row (we hold the write lock) and decide again
@@ -324,8 +337,28 @@ class Engine:
                     raise StorageError(f"device {ping.device_id!r} changed under a write lock")
             answer = self._record(tx, ping, fix, out, nearest)
         if self.stage_times is not None:  # benchmarks/bench_ping.py: where a ping's time goes
-            self.stage_times.append((t1 - t0, t2 - t1, t3 - t2, clock() - t3))
+            self.stage_times.append((t1 - t0, t2 - t1b, t3 - t2 + t1b - t1, clock() - t3))
         return answer
+
+    def _quiet(self, snap: Snapshot, ping: Ping, fix: _Fix, hits: dict, nearest: StoreHit | None
+               ) -> tuple[PingAnswer | None, tuple[int | None, _Outcome] | None]:
+        """A server's quiet ping: no event, no offer. Decided on this process's copy of the
+        device's state with no write transaction; its new position and time are kept in memory
+        and written behind within a second (``Devices.flush``). None when the ping must take the
+        write path: no copy here, something happens, or another writer changed the row (one
+        read of its version); the outcome decided on the copy then comes back with its version,
+        for the write path to reuse when the row is still at it. A killed server forgets at most
+        that second of quiet positions; never an event, a push or a reply."""
+        state = self.db.devices.kept(ping.device_id)
+        if state is None:
+            return None, None
+        out = self._outcome(snap, None, state, ping, fix, hits, nearest)
+        if out.events or out.decision.chosen is not None or \
+                not self.db.devices.is_current(ping.device_id, state.version):
+            return None, (state.version, out)
+        out.state.version = state.version  # the stored row did not change
+        self.db.devices.keep(out.state)
+        return PingAnswer.of(out.events, out.decision, nearest, out.flags), None
 
     def _replay(self, ping: Ping, tx=None) -> PingAnswer | None:
         """The first answer to this ``ping_id``, when there was one."""
@@ -337,7 +370,8 @@ class Engine:
     def _outcome(self, snap: Snapshot, tx, state: DeviceState, ping: Ping, fix: _Fix,
                  hits: dict, nearest: StoreHit | None) -> _Outcome:
         """The rules step: flags, events and the decision, from values (the campaigns' spend
-        is read in the ping's transaction, so budgets hold across processes)."""
+        is read in the ping's transaction, so budgets hold across processes; with ``tx`` None,
+        outside one, for a ping that will not push)."""
         flags = devices.movement_flags(state, ping.lat, ping.lon, fix.ts, fix.accuracy_m,
                                        self.settings.max_speed_mps)
         if "out_of_order" in flags:  # changes nothing (the write only proves the state current)
@@ -363,7 +397,7 @@ class Engine:
         moved_to = None if suspicious else (fix.ts, ping.lat, ping.lon, fix.accuracy_m)
         after = devices.next_state(state, new_version(), moved_to=moved_to, visits=visits,
                                    pushed=pushed)
-        return _Outcome(after, [] if suspicious else events, decision, flags)
+        return _Outcome(after, [] if suspicious else events, decision, flags, bool(budgeted))
 
     def _record(self, tx, ping: Ping, fix: _Fix, out: _Outcome,
                 nearest: StoreHit | None) -> PingAnswer:

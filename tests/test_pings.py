@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -423,3 +424,43 @@ def test_a_nearby_offer_names_the_nearest_targeted_store_in_reach(tmp_path):
     assert reasons(ping(e, "e", origin, T0, accuracy_m=250)) == {"books": "low_confidence"}
     # beyond the radius of every targeted store: not considered at all
     assert ping(e, "f", spot(180, 500), T0)["decision"]["considered"] == 0
+
+
+def _stored_last_ts(engine, device):
+    with sqlite3.connect(engine.path) as conn:
+        return conn.execute("SELECT last_ts FROM devices WHERE device_id = ?", (device,)).fetchone()[0]
+
+
+def test_a_servers_quiet_ping_writes_nothing_until_written_behind(engine):
+    """Serving, a ping with no event and no offer is decided on the kept state with no write
+    transaction; its position is written behind (Devices.flush) and never lost by a write."""
+    engine.start_serving()
+    engine.put_campaign("c1", campaign())
+    ping(engine, "d", at(2000), T0)  # first sight of the device: the write path
+    first = T0.timestamp()
+    assert _stored_last_ts(engine, "d") == first
+    a = ping(engine, "d", at(1900), T0 + timedelta(minutes=1))  # quiet
+    assert a["events"] == [] and a["offer"] is None
+    assert _stored_last_ts(engine, "d") == first  # nothing written yet
+    assert engine.db.devices.flush() == 1
+    assert _stored_last_ts(engine, "d") == first + 60
+    # an eventful ping after quiet ones writes the whole state, kept position included
+    ping(engine, "d", at(1800), T0 + timedelta(minutes=2))
+    a = ping(engine, "d", SF, T0 + timedelta(minutes=12))
+    assert [e["type"] for e in a["events"]] == ["enter"] and a["offer"]["campaign_id"] == "c1"
+    assert _stored_last_ts(engine, "d") == first + 12 * 60
+    assert [p[1] for p in engine.db.devices.pushes("d")] == ["c1"]
+
+
+def test_a_quiet_ping_on_a_copy_another_process_made_stale_takes_the_write_path(engine, tmp_path):
+    engine.start_serving()
+    ping(engine, "d", at(40), T0)  # enters g-sf, through this process: the copy says inside
+    other = Engine(Settings(db=engine.path, min_offer_interval_s=0))  # another worker
+    b = ping(other, "d", at(600), T0 + timedelta(minutes=5))
+    assert [e["type"] for e in b["events"]] == ["exit"]
+    # by this process's stale copy the device is still inside, so a ping inside would be quiet;
+    # the row's version gives it away, and the ping enters again, as the stored state says
+    a = ping(engine, "d", at(30), T0 + timedelta(minutes=10))
+    assert [e["type"] for e in a["events"]] == ["enter"]
+    assert [e[0] for e in engine.db.devices.events("d")] == ["enter", "exit", "enter"]
+    other.db.close()

@@ -71,4 +71,5 @@ class Database:
         self.sql.start_checkpointer()
 
     def close(self) -> None:
+        self.devices.close()  # quiet pings' positions written before the connection goes
         self.sql.close()

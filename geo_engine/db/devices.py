@@ -11,9 +11,11 @@ SQL, row shapes and the row cache only: how a ping changes a state is :mod:`geo_
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import random
 import sqlite3
+import threading
 
 import orjson
 
@@ -40,12 +42,25 @@ def device_from_row(row: tuple) -> DeviceState:
                        row[1], orjson.loads(row[9]))
 
 
+def _values(state: DeviceState) -> tuple:
+    """A state as the values of its row, ``device_id`` last (the UPDATE's order)."""
+    visits = orjson.dumps({fid: [v.store_id, v.entered_ts, int(v.dwell_done)]
+                           for fid, v in state.visits.items()})
+    return (state.version, state.last_ts, state.last_lat, state.last_lon, state.last_accuracy_m,
+            state.last_offer_ts, int(state.opted_out), visits, orjson.dumps(state.history),
+            state.device_id)
+
+
 class Devices:
     """The ``devices``, ``events``, ``pushes``, ``campaign_spend`` and ``replies`` tables."""
 
     def __init__(self, db: SQLite):
         self._db = db
         self._rows: dict[str, tuple] = {}  # device id -> its row as last read or written here
+        # devices whose kept row moved on (quiet pings: position and time only) since written
+        self._dirty: set[str] = set()
+        self._flusher: threading.Thread | None = None
+        self._stop = threading.Event()
 
     # --- state (inside atomic(): reads and writes of one ping are one transaction) -----------
 
@@ -77,12 +92,7 @@ class Devices:
         The row written is kept in memory before the commit: should the commit fail, the
         version check catches the copy.
         """
-        visits = orjson.dumps({fid: [v.store_id, v.entered_ts, int(v.dwell_done)]
-                               for fid, v in state.visits.items()})
-        history = orjson.dumps(state.history)
-        values = (state.version, state.last_ts, state.last_lat, state.last_lon,
-                  state.last_accuracy_m, state.last_offer_ts, int(state.opted_out), visits,
-                  history, state.device_id)
+        values = _values(state)
         if expected is None:
             cur = tx.execute(
                 "INSERT INTO devices (version, last_ts, last_lat, last_lon, last_accuracy_m, "
@@ -95,8 +105,64 @@ class Devices:
                 "WHERE device_id = ? AND version = ?", (*values, expected))
         if cur.rowcount != 1:
             return False
+        self._dirty.discard(state.device_id)
         self._remember((state.device_id, *values[:-1]))
         return True
+
+    # --- quiet pings: kept in memory, written behind ------------------------------------------
+
+    def kept(self, device_id: str) -> DeviceState | None:
+        """This process's copy of a device's state, or None when it has none."""
+        row = self._rows.get(device_id)
+        return None if row is None else device_from_row(row)
+
+    def is_current(self, device_id: str, version: int | None) -> bool:
+        """Whether the stored row is still at ``version`` (no other writer since: one read)."""
+        rows = self._db.query("SELECT version FROM devices WHERE device_id = ?", (device_id,))
+        return bool(rows) and rows[0][0] == version
+
+    def keep(self, state: DeviceState) -> None:
+        """Keep a state that moved on without an event (its position and time) in memory, for
+        :meth:`flush` to write behind; its ``version`` stays the stored row's."""
+        self._remember((state.device_id, *_values(state)[:-1]))
+        self._dirty.add(state.device_id)
+
+    def flush(self) -> int:
+        """Write the kept positions and times of quiet pings, in one transaction, each only if
+        its row is still at the version it was kept at; return how many were written."""
+        if not self._dirty:
+            return 0
+        dirty, self._dirty = self._dirty, set()
+        rows = [r for r in (self._rows.get(d) for d in dirty) if r is not None]
+        written = 0
+        with self._db.atomic() as tx:
+            for row in rows:  # row: COLUMNS order
+                written += tx.execute(
+                    "UPDATE devices SET last_ts = ?, last_lat = ?, last_lon = ?, "
+                    "last_accuracy_m = ? WHERE device_id = ? AND version = ? AND "
+                    "(last_ts IS NULL OR last_ts <= ?)",
+                    (row[2], row[3], row[4], row[5], row[0], row[1], row[2])).rowcount
+        return written
+
+    def start_flusher(self, every_s: float = 1.0) -> None:
+        """Write quiet pings behind from a thread of its own, every ``every_s`` seconds."""
+        if self._flusher is not None:
+            return
+
+        def run() -> None:
+            while not self._stop.wait(every_s):
+                # a failed pass is caught up by the next one, or by the next write of the row
+                with contextlib.suppress(sqlite3.Error):
+                    self.flush()
+        self._flusher = threading.Thread(target=run, name="quiet-flush", daemon=True)
+        self._flusher.start()
+
+    def close(self) -> None:
+        """Stop the flusher, writing what it still holds."""
+        self._stop.set()
+        if self._flusher is not None:
+            self._flusher.join()
+        self.flush()
 
     def _remember(self, row: tuple) -> None:
         cache = self._rows
@@ -157,14 +223,15 @@ class Devices:
                    (device_id, campaign_id, store_id, geofence_id, ts, local_day, distance_m,
                     ping_id))
 
-    @staticmethod
-    def spend(tx: sqlite3.Connection, campaign_ids: list[str]) -> dict[str, int]:
+    def spend(self, tx: sqlite3.Connection | None, campaign_ids: list[str]) -> dict[str, int]:
         """Pushes so far of these campaigns to anyone (their budgets' spend), read inside the
-        ping's transaction; a campaign with none is absent."""
+        ping's transaction (or outside, with ``tx`` None); a campaign with none is absent."""
         if not campaign_ids:
             return {}
-        return dict(tx.execute(f"SELECT campaign_id, pushes FROM campaign_spend WHERE campaign_id "
-                               f"IN ({','.join('?' * len(campaign_ids))})", campaign_ids).fetchall())
+        sql = (f"SELECT campaign_id, pushes FROM campaign_spend WHERE campaign_id IN "
+               f"({','.join('?' * len(campaign_ids))})")
+        return dict(tx.execute(sql, campaign_ids).fetchall() if tx is not None
+                    else self._db.query(sql, campaign_ids))
 
     def all_spend(self) -> dict[str, int]:
         """Pushes so far of every campaign that has any (its budget's spend)."""
