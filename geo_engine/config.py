@@ -35,9 +35,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_speed_mps", 70.0, "faster than this (metres/second) between pings is impossible movement"),
     Setting("reload_check_s", 1.0, "how often (seconds) a process looks for stores, geofences or "
             "campaigns changed by another process on the same database"),
+    Setting("synchronous", "full", "what a commit survives: full (a killed process and a power cut) or "
+            "normal (a killed process; a power cut can lose the last commits, for faster commits)"),
     Setting("admin_key", "", "the admin API key (instead of one created on first start)"),
     Setting("publishable_key", "", "the publishable API key (instead of one created on first start)"),
 )
+
+
+_CHOICES = {"synchronous": ("full", "normal")}
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,7 @@ class Settings:
     min_offer_interval_s: float = 900.0
     max_speed_mps: float = 70.0
     reload_check_s: float = 1.0
+    synchronous: str = "full"
     admin_key: str = field(default="", repr=False)
     publishable_key: str = field(default="", repr=False)
 
@@ -69,4 +75,9 @@ class Settings:
                 raise InvalidInput(f"{setting.env}={raw!r} is not a valid "
                                    f"{types[setting.name].__name__}: {setting.help}") from None
         values.update({k: v for k, v in overrides.items() if v is not None})
+        for name, allowed in _CHOICES.items():
+            if name in values and values[name] not in allowed:
+                setting = next(s for s in SETTINGS if s.name == name)
+                raise InvalidInput(f"{setting.env}={values[name]!r} is not one of "
+                                   f"{', '.join(allowed)}: {setting.help}")
         return replace(cls(), **values)

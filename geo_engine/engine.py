@@ -27,6 +27,7 @@ from pathlib import Path
 
 from . import devices
 from .campaigns import Campaign, local_day, parse_campaign
+from .commits import GroupCommit
 from .config import Settings
 from .db import Database
 from .db.devices import new_version
@@ -92,9 +93,10 @@ class Engine:
         #: when a list, handle_ping appends (index, state, rules, record) seconds per ping
         self.stage_times: list[tuple[float, float, float, float]] | None = None
         self.settings = settings or Settings.from_env()
-        self.db = database or Database(self.settings.db)
+        self.db = database or Database(self.settings.db, self.settings.synchronous)
         self._serving = False  # start_serving: build what pings query in every new snapshot
         self._rebuilding = threading.Lock()  # one rebuild at a time, each from the latest
+        self._group: GroupCommit | None = None  # handle_ping_async's group commit (a server's)
         self.snapshot: Snapshot
         self.reload()
 
@@ -298,47 +300,71 @@ class Engine:
         conditional on the row's version, so a stale copy (another worker, a consent change)
         is caught inside the transaction, read again, and the ping decided again.
         """
+        answer, write, stages = self._prepare_ping(ping)
+        if write is None:
+            return answer
+        t1 = time.perf_counter()
+        with self.db.atomic() as tx:
+            answer = write(tx)
+        if self.stage_times is not None and stages:  # bench_ping: where a ping's time goes
+            t2, t3 = stages[1], stages[2]
+            self.stage_times.append((stages[0], t2 - t1, t3 - t2, time.perf_counter() - t3))
+        return answer
+
+    async def handle_ping_async(self, ping: Ping) -> PingAnswer:
+        """:meth:`handle_ping` for a server's event loop: the same answer, the write in the
+        loop's group commit (:mod:`geo_engine.commits`), answered once that has committed."""
+        answer, write, _ = self._prepare_ping(ping)
+        if write is None:
+            return answer
+        if self._group is None:
+            self._group = GroupCommit(self.db.sql)
+        return await self._group.write(write)
+
+    def _prepare_ping(self, ping: Ping):
+        """Everything a ping needs before its transaction: ``(answer, None, [])`` when it needs
+        none (a replay, or a server's quiet ping), else ``(None, write, stages)`` with the
+        transaction's work ``write(tx)`` (``stages`` gets the index step's seconds, then the
+        times the state was read and the rules were done)."""
         snap = self.refresh()  # the one snapshot this ping reads, whatever changes meanwhile
         clock = time.perf_counter
         t0 = clock()
         replayed = self._replay(ping)
         if replayed is not None:
-            return replayed
+            return replayed, None, []
         at = ping.timestamp or datetime.now(UTC)
         fix = _Fix(at, at.timestamp(),
                    self.settings.default_accuracy_m if ping.accuracy_m is None else ping.accuracy_m)
         hits = snap.places.hits(ping.lat, ping.lon, fix.accuracy_m, at)
         nearest = snap.places.nearest_one(ping.lat, ping.lon)
-        t1 = clock()
+        stages: list[float] = [clock() - t0]
         early = None  # (version, outcome) decided on this process's copy, to reuse
         if self._serving and ping.ping_id is None:
             answer, early = self._quiet(snap, ping, fix, hits, nearest)
             if answer is not None:
                 if self.stage_times is not None:
-                    self.stage_times.append((t1 - t0, 0.0, clock() - t1, 0.0))
-                return answer
-        t1b = clock()
-        with self.db.atomic() as tx:
+                    self.stage_times.append((stages[0], 0.0, clock() - t0 - stages[0], 0.0))
+                return answer, None, []
+
+        def write(tx) -> PingAnswer:
             replayed = self._replay(ping, tx)  # a twin of this ping may have committed meanwhile
             if replayed is not None:
                 return replayed
             state = self.db.devices.load(tx, ping.device_id)
-            t2 = clock()
+            stages.append(clock())
             if early is not None and early[0] == state.version and not early[1].spent:
                 out = early[1]  # the same state, and no budget to read in this transaction
             else:
                 out = self._outcome(snap, tx, state, ping, fix, hits, nearest)
-            t3 = clock()
+            stages.append(clock())
             if not self.db.devices.save(tx, out.state, state.version):
                 # the copy was stale: read the row (we hold the write lock) and decide again
                 state = self.db.devices.load(tx, ping.device_id, cached=False)
                 out = self._outcome(snap, tx, state, ping, fix, hits, nearest)
                 if not self.db.devices.save(tx, out.state, state.version):
                     raise StorageError(f"device {ping.device_id!r} changed under a write lock")
-            answer = self._record(tx, ping, fix, out, nearest)
-        if self.stage_times is not None:  # benchmarks/bench_ping.py: where a ping's time goes
-            self.stage_times.append((t1 - t0, t2 - t1b, t3 - t2 + t1b - t1, clock() - t3))
-        return answer
+            return self._record(tx, ping, fix, out, nearest)
+        return None, write, stages
 
     def _quiet(self, snap: Snapshot, ping: Ping, fix: _Fix, hits: dict, nearest: StoreHit | None
                ) -> tuple[PingAnswer | None, tuple[int | None, _Outcome] | None]:

@@ -30,3 +30,11 @@ def test_a_bad_setting_value_names_the_variable():
 
     with pytest.raises(InvalidInput, match="GEO_ENGINE_DEFAULT_K='many' is not a valid int"):
         Settings.from_env({"GEO_ENGINE_DEFAULT_K": "many"})
+
+
+def test_a_setting_with_choices_names_them():
+    from geo_engine import InvalidInput
+
+    assert Settings.from_env({"GEO_ENGINE_SYNCHRONOUS": "normal"}).synchronous == "normal"
+    with pytest.raises(InvalidInput, match="GEO_ENGINE_SYNCHRONOUS='off' is not one of full, normal"):
+        Settings.from_env({"GEO_ENGINE_SYNCHRONOUS": "off"})

@@ -20,12 +20,12 @@ __all__ = ["router"]
 def router(engine: Engine, auth: Auth, metrics: Metrics) -> APIRouter:
     r = APIRouter(tags=["pings"])
 
-    # async: the ping runs on the event loop, with no hop to a thread and back. Its work is
-    # in memory but for one short SQLite transaction, which the connection's lock serialized
-    # across threads anyway.
+    # async: the ping runs on the event loop, with no hop to a thread and back; its records
+    # go in the loop's group commit with the pings that arrived with it, and the answer waits
+    # for that commit
     @r.post("/v1/pings", dependencies=[auth.either])
     async def post_ping(p: PingIn) -> Response:
-        answer = engine.handle_ping(p.to_ping())
+        answer = await engine.handle_ping_async(p.to_ping())
         metrics.count_ping(answer)
         return Response(answer.body, media_type="application/json")
 

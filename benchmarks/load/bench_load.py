@@ -137,6 +137,16 @@ def run_wrk(wrk: str, port: int, stores_csv: Path, tmp: Path, args, label: str) 
     return result
 
 
+def _median(results: list[dict]) -> dict:
+    """The median run's figures, key by key; errors summed over every run."""
+    out = dict(results[len(results) // 2])
+    for key in ("rps", "p50_us", "p99_us"):
+        out[key] = float(np.median([r[key] for r in results]))
+    out["errors"] = sum(r["errors"] for r in results)
+    out["each"] = ", ".join(f"{r['rps']:,.0f}" for r in results)
+    return out
+
+
 def what_pings_did(port: int) -> str:
     """Events and offers per ping, from the server's /metrics: the fleet must be realistic."""
     totals: dict[str, float] = {}
@@ -157,6 +167,10 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--duration", type=int, default=15, help="seconds of load per target")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="each target this many times, in turn; the table gives the medians")
+    ap.add_argument("--synchronous", choices=["full", "normal"], default="full",
+                    help="geo-engine's GEO_ENGINE_SYNCHRONOUS (what a commit survives)")
     args = ap.parse_args()
     wrk = ensure_wrk()
     print(f"# bench_load on {platform.node()} ({os.cpu_count()} cores), Python "
@@ -164,33 +178,42 @@ def main() -> None:
     print(f"# command: python benchmarks/load/bench_load.py {' '.join(sys.argv[1:])}")
     print(f"# {args.stores:,} stores with 150 m geofences, {len(CAMPAIGNS)} campaigns, "
           f"{args.devices:,} walking phones, wrk -t{args.threads} -c{args.connections} "
-          f"-d{args.duration}s after a 3 s warm-up")
+          f"-d{args.duration}s after a 3 s warm-up, {args.rounds} rounds; geo-engine with "
+          f"synchronous={args.synchronous}")
     env = {k: v for k, v in os.environ.items() if not k.startswith("GEO_ENGINE_")}
-    env.update(GEO_ENGINE_PUBLISHABLE_KEY=KEY, GEO_ENGINE_ADMIN_KEY="bench-load-admin")
-    results = {}
+    env.update(GEO_ENGINE_PUBLISHABLE_KEY=KEY, GEO_ENGINE_ADMIN_KEY="bench-load-admin",
+               GEO_ENGINE_SYNCHRONOUS=args.synchronous)
+    runs: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         db, stores_csv = build_world(tmp, args.stores)
-        targets = [
-            ("geo-engine serve", [sys.executable, "-m", "geo_engine", "serve", "--db", str(db)]),
-            ("bare FastAPI app (parse only)", [sys.executable, str(HERE / "bare_app.py")]),
-        ]
-        for label, cmd in targets:
-            port = free_port()
-            proc = start([*cmd, "--port", str(port)], port, env, tmp / f"{port}.log")
-            try:
-                results[label] = run_wrk(wrk, port, stores_csv, tmp, args, str(port))
-                if label.startswith("geo-engine"):
-                    results[label]["did"] = what_pings_did(port)
-            finally:
-                stop(proc)
+        for k in range(args.rounds):  # in turn, so the machine's drift hits every target alike
+            fresh = tmp / f"round{k}.db"  # every round's phones start from the same state
+            shutil.copy(db, fresh)
+            targets = [
+                ("geo-engine serve", [sys.executable, "-m", "geo_engine", "serve", "--db", str(fresh)]),
+                ("bare FastAPI app (parse only)", [sys.executable, str(HERE / "bare_app.py")]),
+            ]
+            for label, cmd in targets:
+                port = free_port()
+                proc = start([*cmd, "--port", str(port)], port, env, tmp / f"{port}.log")
+                try:
+                    result = run_wrk(wrk, port, stores_csv, tmp, args, str(port))
+                    if label.startswith("geo-engine"):
+                        result["did"] = what_pings_did(port)
+                    runs.setdefault(label, []).append(result)
+                finally:
+                    stop(proc)
+    results = {label: _median(rs) for label, rs in runs.items()}
     bare = results["bare FastAPI app (parse only)"]
     print()
-    print("| target | requests/s | p50 ms | p99 ms | errors | requests/s vs bare | p99 vs bare |")
-    print("|---|---|---|---|---|---|---|")
+    print(f"| target | requests/s (median of {args.rounds}) | p50 ms | p99 ms | errors | "
+          "requests/s vs bare | p99 vs bare | requests/s of each run |")
+    print("|---|---|---|---|---|---|---|---|")
     for label, r in results.items():
         print(f"| {label} | {r['rps']:,.0f} | {r['p50_us'] / 1000:.1f} | {r['p99_us'] / 1000:.1f} | "
-              f"{r['errors']:,} | {r['rps'] / bare['rps']:.2f}x | {r['p99_us'] / bare['p99_us']:.2f}x |")
+              f"{r['errors']:,} | {r['rps'] / bare['rps']:.2f}x | {r['p99_us'] / bare['p99_us']:.2f}x | "
+              f"{r['each']} |")
     for label, r in results.items():
         if "did" in r:
             print(f"\n# {label}: {r['did']}")

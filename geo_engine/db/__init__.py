@@ -42,10 +42,12 @@ class Database:
     ----------
     path : str or Path
         The SQLite file; ``":memory:"`` for a private in-memory database (tests).
+    synchronous : {"full", "normal"}
+        What a commit survives (see :class:`~.sqlite.SQLite`).
     """
 
-    def __init__(self, path: str | Path):
-        self.sql = SQLite(path)
+    def __init__(self, path: str | Path, synchronous: str = "full"):
+        self.sql = SQLite(path, synchronous)
         self.sql.migrate(MIGRATIONS)
         self.places = Places(self.sql)
         self.campaigns = Campaigns(self.sql)

@@ -1,0 +1,82 @@
+"""Group commit on the event loop: the pings that arrive together share one transaction.
+
+A server handles each ping on its event loop, in memory but for its records. The first ping
+that needs to write opens a transaction and asks the loop to commit it once the loop has run
+what is ready now; every ping that writes before then joins it, each in a savepoint of its own
+(one that fails is rolled back alone). Each answer waits for that commit: an answer never
+leaves before its own records are durable, and a failed commit fails every answer of its
+group. One commit, and with ``synchronous=full`` one sync, then serves many pings; while it
+syncs, the next pings gather in the sockets and form the next group (PostgreSQL's group commit
+does the same across backends).
+
+It knows transactions and futures only: what a ping writes is the engine's. Only the event
+loop's thread may use it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from typing import Any
+
+from .db.sqlite import SQLite
+from .errors import StorageError
+
+__all__ = ["GroupCommit"]
+
+
+class GroupCommit:
+    """Transactions shared by the writes of one turn of the event loop.
+
+    Parameters
+    ----------
+    sql : SQLite
+        The database; its connection's lock is held from the group's BEGIN to its COMMIT.
+    """
+
+    def __init__(self, sql: SQLite):
+        self._sql = sql
+        self._tx: sqlite3.Connection | None = None
+        self._waiting: list[asyncio.Future] = []
+        #: groups committed, and writes in them (for tests and benchmarks)
+        self.groups = 0
+        self.writes = 0
+
+    async def write(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run ``work(tx)`` now, in the group's transaction; return its result once the group
+        has committed (or raise what it raised; a failed commit raises StorageError)."""
+        loop = asyncio.get_running_loop()
+        if self._tx is None:
+            self._tx = self._sql.begin()
+            loop.call_soon(self._commit)
+        tx = self._tx
+        tx.execute("SAVEPOINT ping")
+        try:
+            result = work(tx)
+        except BaseException:
+            tx.execute("ROLLBACK TO ping")
+            tx.execute("RELEASE ping")
+            raise
+        tx.execute("RELEASE ping")
+        committed = loop.create_future()
+        self._waiting.append(committed)
+        await committed
+        return result
+
+    def _commit(self) -> None:
+        waiting, self._waiting, self._tx = self._waiting, [], None
+        try:
+            self._sql.commit()
+        except sqlite3.Error as exc:
+            error = StorageError(f"the database refused to commit, and nothing of this group of "
+                                 f"{len(waiting)} writes was kept: {exc}")
+            for done in waiting:
+                if not done.done():
+                    done.set_exception(error)
+            return
+        self.groups += 1
+        self.writes += len(waiting)
+        for done in waiting:
+            if not done.done():  # a request cancelled meanwhile still had its write committed
+                done.set_result(None)

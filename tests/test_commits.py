@@ -1,0 +1,111 @@
+"""Group commit on the event loop: the writes of one loop turn share a transaction, each answer
+waits for it, and a write that fails is rolled back alone."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from datetime import timedelta
+
+import pytest
+
+from geo_engine import Database, StorageError
+from geo_engine.commits import GroupCommit
+from geo_engine.model import Ping
+
+from .test_pings import SF, T0, at, campaign, engine  # noqa: F401 - engine is a fixture
+
+
+def _rows(path):
+    with sqlite3.connect(path) as conn:
+        return [r[0] for r in conn.execute("SELECT k FROM t ORDER BY k")]
+
+
+def test_writes_of_one_turn_share_one_commit_and_answer_after_it(db_path):
+    db = Database(db_path)
+    with db.atomic() as tx:
+        tx.execute("CREATE TABLE t (k INTEGER PRIMARY KEY)")
+    group = GroupCommit(db.sql)
+    seen_before_commit = []
+
+    def insert(k):
+        def work(tx):
+            tx.execute("INSERT INTO t (k) VALUES (?)", (k,))
+            seen_before_commit.append(_rows(db_path))  # another connection: nothing committed yet
+            return k
+        return work
+
+    async def main():
+        return await asyncio.gather(*(group.write(insert(k)) for k in range(20)))
+    assert asyncio.run(main()) == list(range(20))
+    assert all(seen == [] for seen in seen_before_commit)
+    assert _rows(db_path) == list(range(20))
+    assert (group.groups, group.writes) == (1, 20)
+
+
+def test_a_failing_write_is_rolled_back_alone(db_path):
+    db = Database(db_path)
+    with db.atomic() as tx:
+        tx.execute("CREATE TABLE t (k INTEGER PRIMARY KEY)")
+    group = GroupCommit(db.sql)
+
+    def insert(k, fail=False):
+        def work(tx):
+            tx.execute("INSERT INTO t (k) VALUES (?)", (k,))
+            if fail:
+                raise ValueError(f"write {k} fails after its insert")
+        return work
+
+    async def main():
+        return await asyncio.gather(group.write(insert(1)), group.write(insert(2, fail=True)),
+                                    group.write(insert(3)), return_exceptions=True)
+    results = asyncio.run(main())
+    assert results[0] is None and results[2] is None
+    assert isinstance(results[1], ValueError)
+    assert _rows(db_path) == [1, 3]
+
+
+def test_a_refused_commit_fails_every_answer_of_its_group(db_path):
+    db = Database(db_path)
+    with db.atomic() as tx:
+        tx.execute("CREATE TABLE parent (k INTEGER PRIMARY KEY)")
+        tx.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, p INTEGER REFERENCES parent(k) "
+                   "DEFERRABLE INITIALLY DEFERRED)")
+    group = GroupCommit(db.sql)
+
+    async def main():
+        # a deferred foreign key is checked at COMMIT: the whole group is refused there
+        return await asyncio.gather(
+            group.write(lambda tx: tx.execute("INSERT INTO t (k, p) VALUES (1, NULL)")),
+            group.write(lambda tx: tx.execute("INSERT INTO t (k, p) VALUES (2, 99)")),
+            return_exceptions=True)
+    results = asyncio.run(main())
+    assert all(isinstance(r, StorageError) for r in results)
+    assert _rows(db_path) == []
+    with db.atomic() as tx:  # and the connection is free for the next write
+        tx.execute("INSERT INTO t (k) VALUES (5)")
+    assert _rows(db_path) == [5]
+
+
+@pytest.mark.parametrize("serving", [False, True])
+def test_concurrent_pings_of_one_device_take_a_cap_once(engine, serving):  # noqa: F811
+    if serving:
+        engine.start_serving()
+    engine.put_campaign("c1", campaign(caps={"per_device_total": 1}))
+
+    async def main():
+        away = [engine.handle_ping_async(Ping(f"d{k}", *at(2000), 10, T0)) for k in range(10)]
+        await asyncio.gather(*away)
+        walk_in = [engine.handle_ping_async(Ping(f"d{k}", *SF, 10, T0 + timedelta(minutes=10)))
+                   for k in range(10) for _ in range(3)]  # three pings of each device at once
+        return await asyncio.gather(*walk_in)
+    answers = asyncio.run(main())
+    offered = [a for a in answers if a.decision.chosen is not None]
+    assert len(offered) == 10  # one per device, though each sent three pings at once
+    assert sorted(p[0] for p in engine.db.devices.pushes()) == [f"d{k}" for k in range(10)]
+    assert sum(len(a.events) for a in answers) == 10  # one enter each
+
+
+def test_synchronous_says_what_a_commit_survives(db_path, tmp_path):
+    assert Database(db_path).sql.query("PRAGMA synchronous")[0][0] == 2  # FULL by default
+    assert Database(tmp_path / "n.db", "normal").sql.query("PRAGMA synchronous")[0][0] == 1
