@@ -52,7 +52,8 @@ CAMPAIGNS = [
 TAGS = ["coffee", "grocery", "fashion", "books"]
 
 
-def build(db_path: str, n_stores: int, n_devices: int) -> tuple[Engine, np.ndarray, np.ndarray]:
+def build(db_path: str, n_stores: int, n_devices: int, synchronous: str
+          ) -> tuple[Engine, np.ndarray, np.ndarray]:
     ids, lats, lons = generate.stores(n_stores, "city", seed=11)
     rng = np.random.default_rng(12)
     radius = rng.uniform(100, 400, n_stores)
@@ -77,7 +78,8 @@ def build(db_path: str, n_stores: int, n_devices: int) -> tuple[Engine, np.ndarr
               f'{{"g{ids[h][1:]}": ["{ids[h]}", 0.0, 0]}}' if k % 3 == 0 else "{}")
              for k, h in enumerate(home)])
     engine.db.close()
-    engine = Engine(Settings(db=db_path))  # as a server starts: device state read at start
+    # as a server starts: device state read at start
+    engine = Engine(Settings(db=db_path, synchronous=synchronous))
     engine.start_serving()  # as `geo-engine serve` does: checkpointer, devices read, gc.freeze
     return engine, home, np.column_stack([lats, lons])
 
@@ -87,15 +89,20 @@ def main() -> None:
     ap.add_argument("--stores", type=int, default=100_000)
     ap.add_argument("--devices", type=int, default=100_000)
     ap.add_argument("--pings", type=int, default=20_000)
+    ap.add_argument("--synchronous", choices=["full", "normal"], default="full",
+                    help="what a commit survives (GEO_ENGINE_SYNCHRONOUS): full syncs the disk "
+                         "at each ping's commit here, where a server groups them")
     args = ap.parse_args()
     print(f"# bench_ping on {platform.node()} ({os.cpu_count()} cores), Python {platform.python_version()}, "
           f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
     print(f"# command: python benchmarks/bench_ping.py {' '.join(sys.argv[1:])}")
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
-        engine, home, where = build(str(Path(tmp) / "bench.db"), args.stores, args.devices)
+        engine, home, where = build(str(Path(tmp) / "bench.db"), args.stores, args.devices,
+                                     args.synchronous)
         print(f"# setup: {args.stores:,} stores and geofences, {len(CAMPAIGNS)} campaigns, "
-              f"{args.devices:,} devices in state ({time.perf_counter() - t:.1f} s)")
+              f"{args.devices:,} devices in state ({time.perf_counter() - t:.1f} s), "
+              f"synchronous={args.synchronous}")
         rng = np.random.default_rng(13)
         devices = rng.integers(0, args.devices, args.pings)
         # each device walks around its home store: 0 to 500 m away, time moves 1 to 20 minutes

@@ -306,9 +306,9 @@ class Engine:
         t1 = time.perf_counter()
         with self.db.atomic() as tx:
             answer = write(tx)
-        if self.stage_times is not None and stages:  # bench_ping: where a ping's time goes
-            t2, t3 = stages[1], stages[2]
-            self.stage_times.append((stages[0], t2 - t1, t3 - t2, time.perf_counter() - t3))
+        if self.stage_times is not None and len(stages) == 4:  # bench_ping: where time goes
+            index_s, early_s, t2, t3 = stages
+            self.stage_times.append((index_s, t2 - t1, early_s + t3 - t2, time.perf_counter() - t3))
         return answer
 
     async def handle_ping_async(self, ping: Ping) -> PingAnswer:
@@ -324,8 +324,9 @@ class Engine:
     def _prepare_ping(self, ping: Ping):
         """Everything a ping needs before its transaction: ``(answer, None, [])`` when it needs
         none (a replay, or a server's quiet ping), else ``(None, write, stages)`` with the
-        transaction's work ``write(tx)`` (``stages`` gets the index step's seconds, then the
-        times the state was read and the rules were done)."""
+        transaction's work ``write(tx)`` (``stages`` gets the index step's seconds and the
+        seconds of rules decided before the transaction, then the times the state was read and
+        the rules were done in it)."""
         snap = self.refresh()  # the one snapshot this ping reads, whatever changes meanwhile
         clock = time.perf_counter
         t0 = clock()
@@ -339,12 +340,14 @@ class Engine:
         nearest = snap.places.nearest_one(ping.lat, ping.lon)
         stages: list[float] = [clock() - t0]
         early = None  # (version, outcome) decided on this process's copy, to reuse
+        t1 = clock()
         if self._serving and ping.ping_id is None:
             answer, early = self._quiet(snap, ping, fix, hits, nearest)
             if answer is not None:
                 if self.stage_times is not None:
-                    self.stage_times.append((stages[0], 0.0, clock() - t0 - stages[0], 0.0))
+                    self.stage_times.append((stages[0], 0.0, clock() - t1, 0.0))
                 return answer, None, []
+        stages.append(clock() - t1)
 
         def write(tx) -> PingAnswer:
             replayed = self._replay(ping, tx)  # a twin of this ping may have committed meanwhile
