@@ -58,6 +58,17 @@ from .snapshot import Places, Snapshot
 __all__ = ["Engine"]
 
 
+_RETRIES = 5  # a ping decided on a snapshot that changed meanwhile is decided again
+
+
+class _Stale(Exception):  # noqa: N818 - a signal inside the engine, not an error
+    """The places or campaigns changed after the snapshot a ping was decided on."""
+
+    def __init__(self, seen: dict[str, int]):
+        super().__init__("stale snapshot")
+        self.seen = seen
+
+
 @dataclass(frozen=True)
 class _Fix:
     """A ping's time and accuracy as the engine takes them (server time, 50 m when absent)."""
@@ -143,16 +154,24 @@ class Engine:
 
     def refresh(self) -> Snapshot:
         """The current snapshot, after following changes another process made on the same
-        database (looked for at most every ``reload_check_s``)."""
+        database (looked for at most every ``reload_check_s``; a ping's decision checks
+        again, in its transaction)."""
         now = time.monotonic()
         if now - self._checked >= self.settings.reload_check_s:
             self._checked = now
-            seen, have = self.db.generations(), self.snapshot.generations
-            if seen["places"] != have["places"]:
-                self.reload()
-            elif seen["campaigns"] != have["campaigns"]:
-                self.reload_campaigns()
+            self._follow(self.db.generations())
         return self.snapshot
+
+    def _follow(self, seen: dict[str, int]) -> bool:
+        """Rebuild what the change counters ``seen`` say changed; return whether anything did."""
+        have = self.snapshot.generations
+        if seen["places"] != have["places"]:
+            self.reload()
+        elif seen["campaigns"] != have["campaigns"]:
+            self.reload_campaigns()
+        else:
+            return False
+        return True
 
     # --- files ---------------------------------------------------------------------------------
 
@@ -300,12 +319,19 @@ class Engine:
         conditional on the row's version, so a stale copy (another worker, a consent change)
         is caught inside the transaction, read again, and the ping decided again.
         """
-        answer, write, stages = self._prepare_ping(ping)
-        if write is None:
-            return answer
-        t1 = time.perf_counter()
-        with self.db.atomic() as tx:
-            answer = write(tx)
+        for _ in range(_RETRIES):
+            answer, write, stages = self._prepare_ping(ping)
+            if write is None:
+                return answer
+            t1 = time.perf_counter()
+            try:
+                with self.db.atomic() as tx:
+                    answer = write(tx)
+                break
+            except _Stale as stale:  # places or campaigns changed since the snapshot: follow
+                self._follow(stale.seen)
+        else:
+            raise StorageError("places or campaigns kept changing under a ping; try again")
         if self.stage_times is not None and len(stages) == 4:  # bench_ping: where time goes
             index_s, early_s, t2, t3 = stages
             self.stage_times.append((index_s, t2 - t1, early_s + t3 - t2, time.perf_counter() - t3))
@@ -314,12 +340,17 @@ class Engine:
     async def handle_ping_async(self, ping: Ping) -> PingAnswer:
         """:meth:`handle_ping` for a server's event loop: the same answer, the write in the
         loop's group commit (:mod:`geo_engine.commits`), answered once that has committed."""
-        answer, write, _ = self._prepare_ping(ping)
-        if write is None:
-            return answer
         if self._group is None:
             self._group = GroupCommit(self.db.sql)
-        return await self._group.write(write)
+        for _ in range(_RETRIES):
+            answer, write, _ = self._prepare_ping(ping)
+            if write is None:
+                return answer
+            try:
+                return await self._group.write(write)
+            except _Stale as stale:  # places or campaigns changed since the snapshot: follow
+                self._follow(stale.seen)
+        raise StorageError("places or campaigns kept changing under a ping; try again")
 
     def _prepare_ping(self, ping: Ping):
         """Everything a ping needs before its transaction: ``(answer, None, [])`` when it needs
@@ -353,6 +384,10 @@ class Engine:
             replayed = self._replay(ping, tx)  # a twin of this ping may have committed meanwhile
             if replayed is not None:
                 return replayed
+            seen = self.db.generations(tx)  # no decision on places or campaigns since changed
+            if seen["places"] != snap.generations["places"] or \
+                    seen["campaigns"] != snap.generations["campaigns"]:
+                raise _Stale(seen)
             state = self.db.devices.load(tx, ping.device_id)
             stages.append(clock())
             if early is not None and early[0] == state.version and not early[1].spent:
@@ -383,7 +418,8 @@ class Engine:
             return None, None
         out = self._outcome(snap, None, state, ping, fix, hits, nearest)
         if out.events or out.decision.chosen is not None or \
-                not self.db.devices.is_current(ping.device_id, state.version):
+                not self.db.devices.is_current(ping.device_id, state.version) or \
+                self._follow(self.db.generations()):
             return None, (state.version, out)
         out.state.version = state.version  # the stored row did not change
         self.db.devices.keep(out.state)

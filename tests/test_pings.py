@@ -464,3 +464,24 @@ def test_a_quiet_ping_on_a_copy_another_process_made_stale_takes_the_write_path(
     assert [e["type"] for e in a["events"]] == ["enter"]
     assert [e[0] for e in engine.db.devices.events("d")] == ["enter", "exit", "enter"]
     other.db.close()
+
+
+@pytest.mark.parametrize("serving", [False, True])
+def test_a_change_made_by_another_process_is_in_force_at_the_next_decision(engine, serving):
+    """Two processes on one file (SPEC 8): a campaign deleted, or its budget lowered, through
+    one is never pushed by the other after the change, however soon it pings (the change
+    counters are read in the ping's own transaction, not only once a second)."""
+    if serving:
+        engine.start_serving()
+    engine.put_campaign("c1", campaign(caps={"budget_total": 100}))
+    other = Engine(Settings(db=engine.path, min_offer_interval_s=0))
+    assert ping(engine, "a", SF, T0)["offer"]["campaign_id"] == "c1"  # spend 1
+    other.put_campaign("c1", campaign(caps={"budget_total": 1}))  # lowered to what is spent
+    a = ping(engine, "b", SF, T0)
+    assert a["offer"] is None and reasons(a) == {"c1": "budget_exhausted"}
+    other.delete_campaign("c1")
+    other.put_campaign("c2", campaign("c2"))
+    a = ping(engine, "c", SF, T0)
+    assert a["offer"]["campaign_id"] == "c2" and "c1" not in reasons(a)
+    assert [p[1] for p in engine.db.devices.pushes()] == ["c1", "c2"]
+    other.db.close()

@@ -65,9 +65,10 @@ class Database:
         with self.sql.atomic() as tx:
             yield tx
 
-    def generations(self) -> dict[str, int]:
-        """The change counters (``places``, ``campaigns``), for following other processes."""
-        return generations(self.sql)
+    def generations(self, tx: sqlite3.Connection | None = None) -> dict[str, int]:
+        """The change counters (``places``, ``campaigns``, ``keys``), for following other
+        processes; read in ``tx`` when given."""
+        return generations(self.sql if tx is None else tx)
 
     def start_checkpointer(self) -> None:
         self.sql.start_checkpointer()

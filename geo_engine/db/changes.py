@@ -14,9 +14,11 @@ from .sqlite import SQLite
 __all__ = ["bump", "generations"]
 
 
-def generations(db: SQLite) -> dict[str, int]:
-    """The change counters: ``places`` (stores, geofences) and ``campaigns``."""
-    return dict(db.query("SELECT key, value FROM meta"))
+def generations(db: SQLite | sqlite3.Connection) -> dict[str, int]:
+    """The change counters: ``places`` (stores, geofences), ``campaigns`` and ``keys`` (read
+    in the caller's transaction when given its connection)."""
+    sql = "SELECT key, value FROM meta"
+    return dict(db.execute(sql).fetchall() if isinstance(db, sqlite3.Connection) else db.query(sql))
 
 
 def bump(tx: sqlite3.Connection, what: str) -> None:
