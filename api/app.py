@@ -8,9 +8,12 @@ import the library; nothing in the library imports it.
 
 from __future__ import annotations
 
+import logging
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 
-from geo_engine import Engine
+from geo_engine import Engine, Settings
 from geo_engine.apikeys import KeyCache
 
 from .auth import Auth
@@ -18,11 +21,17 @@ from .errors import ERROR_STATUS, add_error_handlers
 from .metrics import Metrics, Observe
 from .routes import campaigns, devices, geofences, operations, pings, stores
 
-__all__ = ["ERROR_STATUS", "create_app"]
+__all__ = ["ERROR_STATUS", "create_app", "create_app_from_env"]
 
 def create_app(engine: Engine) -> FastAPI:
     """Return the FastAPI app serving ``engine``."""
-    app = FastAPI(title="geo-engine", version="0.1.0",
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        engine.db.devices.flush()  # quiet pings' last positions, before the process ends
+
+    app = FastAPI(title="geo-engine", version="0.1.0", lifespan=lifespan,
                   description="Location-triggered store offers: exact WGS84 geofences, nearest "
                               "stores and the offer decision. Keys: `Authorization: Bearer KEY`.")
     metrics = Metrics()
@@ -39,3 +48,14 @@ def create_app(engine: Engine) -> FastAPI:
     app.include_router(pings.router(engine, auth, metrics))
     app.include_router(devices.router(engine, auth))
     return app
+
+
+def create_app_from_env() -> FastAPI:
+    """The app of one of ``serve --workers N``'s processes: an engine of its own on the
+    database the settings name (``GEO_ENGINE_DB``, set by ``serve``), readied as ``serve``
+    readies one. The workers share the database and nothing else; each follows what the others
+    change through the change counters, read in every ping's transaction."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    engine = Engine(Settings.from_env())
+    engine.start_serving()
+    return create_app(engine)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -157,8 +158,10 @@ DATA = Path(__file__).resolve().parent.parent / "data"
 @click.option("--port", default=8000, show_default=True, type=int)
 @_db_option
 @click.option("--demo", is_flag=True, help="load the demo chain and campaigns into an empty database")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="processes serving on one port and one database")
 @_fails_cleanly
-def serve(host: str, port: int, db: str | None, demo: bool) -> None:
+def serve(host: str, port: int, db: str | None, demo: bool, workers: int) -> None:
     """Run the HTTP API (docs at /docs)."""
     import uvicorn
 
@@ -174,11 +177,22 @@ def serve(host: str, port: int, db: str | None, demo: bool) -> None:
         click.echo(f"loaded the demo chain into {engine.path}", err=True)
     for kind, key in ensure_keys(engine.db.apikeys, engine.settings).items():
         click.echo(f"created the {kind} key (shown once, keep it): {key}", err=True)
+    options = dict(host=host, port=port, access_log=False, log_level="warning",
+                   timeout_graceful_shutdown=10)
+    if workers > 1:
+        # each worker is a new process that builds its own engine from the settings: the
+        # database this one opened is the one they open
+        path = str(Path(engine.path).resolve())
+        engine.db.close()
+        os.environ["GEO_ENGINE_DB"] = path
+        click.echo(f"geo-engine serving {path} on http://{host}:{port} with {workers} workers "
+                   "(docs: /docs)", err=True)
+        uvicorn.run("api.app:create_app_from_env", factory=True, workers=workers, **options)
+        return
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     engine.start_serving()
     click.echo(f"geo-engine serving {engine.path} on http://{host}:{port} (docs: /docs)", err=True)
-    uvicorn.run(create_app(engine), host=host, port=port, access_log=False, log_level="warning",
-                timeout_graceful_shutdown=10)
+    uvicorn.run(create_app(engine), **options)
 
 
 @cli.command()

@@ -58,7 +58,7 @@ from .snapshot import Places, Snapshot
 __all__ = ["Engine"]
 
 
-_RETRIES = 5  # a ping decided on a snapshot that changed meanwhile is decided again
+_RETRIES = 20  # a ping decided on a snapshot that changed meanwhile is decided again
 
 
 class _Stale(Exception):  # noqa: N818 - a signal inside the engine, not an error
@@ -106,7 +106,7 @@ class Engine:
         self.settings = settings or Settings.from_env()
         self.db = database or Database(self.settings.db, self.settings.synchronous)
         self._serving = False  # start_serving: build what pings query in every new snapshot
-        self._rebuilding = threading.Lock()  # one rebuild at a time, each from the latest
+        self._rebuilding = threading.Lock()  # held only to swap a built snapshot in
         self._group: GroupCommit | None = None  # handle_ping_async's group commit (a server's)
         self.snapshot: Snapshot
         self.reload()
@@ -136,18 +136,34 @@ class Engine:
 
     def reload(self) -> None:
         """Rebuild the snapshot from the database (places and campaigns), then swap it in."""
-        with self._rebuilding:
-            seen = self.db.generations()  # read first: a change made meanwhile shows next time
-            self._checked = time.monotonic()
-            places = Places.load(self.db.places)
-            self.snapshot = Snapshot.build(places, self._read_campaigns(), seen, self._serving)
+        seen = self.db.generations()  # read first: a change made meanwhile shows next time
+        self._checked = time.monotonic()
+        places = Places.load(self.db.places)
+        self._swap(Snapshot.build(places, self._read_campaigns(), seen, self._serving))
 
     def reload_campaigns(self) -> None:
         """Rebuild the snapshot's campaigns over the same places, then swap it in."""
+        current = self.snapshot
+        seen = {**current.generations, "campaigns": self.db.generations()["campaigns"]}
+        self._swap(Snapshot.build(current.places, self._read_campaigns(), seen, self._serving))
+
+    def _swap(self, built: Snapshot) -> None:
+        """Put a snapshot in force unless one read later already is (builds run concurrently:
+        an import's thread and a ping's, each reading the database without a lock of the
+        engine's, so that a ping holding a transaction never waits for a build that waits
+        for it)."""
         with self._rebuilding:
-            seen = {**self.snapshot.generations, "campaigns": self.db.generations()["campaigns"]}
-            self.snapshot = Snapshot.build(self.snapshot.places, self._read_campaigns(), seen,
-                                           self._serving)
+            current = getattr(self, "snapshot", None)
+            if current is None:
+                self.snapshot = built
+                return
+            have, new = current.generations, built.generations
+            if new["places"] >= have["places"] and new["campaigns"] >= have["campaigns"]:
+                self.snapshot = built
+                return
+            newer_campaigns = new["campaigns"] > have["campaigns"]
+        if newer_campaigns:  # newer campaigns over older places: over the places in force
+            self.reload_campaigns()
 
     def _read_campaigns(self) -> list[Campaign]:
         return [parse_campaign(body) for body in self.db.campaigns.bodies()]

@@ -30,16 +30,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(db, port, keys=None, min_offer_interval_s: str | None = "0") -> subprocess.Popen:
-    """``geo-engine serve --demo`` on ``port``, with these keys (and offer interval, unless
-    None), once it answers /health."""
+def start(db, port, keys=None, min_offer_interval_s: str | None = "0",
+          args: tuple[str, ...] = ()) -> subprocess.Popen:
+    """``geo-engine serve --demo`` on ``port`` (and ``args``), with these keys (and offer
+    interval, unless None), once it answers /health."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GEO_ENGINE_")} | (keys or KEYS)
     if min_offer_interval_s is not None:
         env["GEO_ENGINE_MIN_OFFER_INTERVAL_S"] = min_offer_interval_s
     # the access log goes to a file: a pipe nobody reads would fill and stall the server
     log = open(db.with_suffix(f".{port}.log"), "w")  # noqa: SIM115 - closed with the process
     proc = subprocess.Popen([sys.executable, "-m", "geo_engine", "serve", "--port", str(port),
-                             "--db", str(db), "--demo"], env=env, stdout=log, stderr=log, text=True)
+                             "--db", str(db), "--demo", *args], env=env, stdout=log, stderr=log,
+                            text=True)
     proc.log_path = log.name
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -58,9 +60,9 @@ def start(db, port, keys=None, min_offer_interval_s: str | None = "0") -> subpro
 def served(tmp_path):
     procs = []
 
-    def run():
+    def run(*args):
         port = free_port()
-        procs.append(start(tmp_path / "served.db", port))
+        procs.append(start(tmp_path / "served.db", port, args=args))
         return procs[-1], f"http://127.0.0.1:{port}"
     yield run, tmp_path / "served.db"
     for p in procs:
@@ -207,3 +209,83 @@ def test_two_workers_on_one_database_keep_every_device_consistent(served):
     assert len(by_device) == 32
     for device, kinds in by_device.items():  # 24 visits each way round: enter, exit, enter...
         assert kinds == ["enter", "exit"] * 2 + ["enter"], (device, kinds)
+
+
+def _workers(parent: subprocess.Popen) -> list[int]:
+    """The pids of a ``serve --workers N``'s worker processes."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+                cmd = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == parent.pid and b"spawn_main" in cmd:
+                out.append(int(entry.name))
+    return out
+
+
+def test_workers_on_one_port_break_no_cap_lose_no_push_and_follow_changes(served):
+    """`serve --workers 2`: three pings at once of each device, walking in through whichever
+    worker the kernel picks, one worker SIGKILLed mid-stream; then the campaign deleted through
+    one worker is never pushed by either after the deletion was answered."""
+    run, db = served
+    proc, url = run("--workers", "2")
+    assert len(_workers(proc)) == 2
+    campaign = {"id": "w", "offer": {"title": "once"}, "targets": {"store_ids": ["fc-ferry"]},
+                "trigger": {"type": "enter"}, "priority": 99,
+                "caps": {"per_device_total": 1, "budget_total": 25}}
+    assert httpx.put(f"{url}/v1/campaigns/w", json=campaign, headers=ADMIN).status_code == 200
+    answered: list[str] = []
+    lock = threading.Lock()
+
+    def walker(t: int, rounds: int, prefix: str):
+        with httpx.Client(base_url=url, headers=PUB, timeout=10) as client:
+            for i in range(rounds):
+                device = f"{prefix}{i % 12}"  # the same devices in every thread, at once
+                walk = T0 + timedelta(minutes=20 * i)
+                try:
+                    client.post("/v1/pings", json={"device_id": device, "lat": AWAY[0],
+                                                   "lon": AWAY[1], "accuracy_m": 10,
+                                                   "timestamp": walk.isoformat()})
+                    r = client.post("/v1/pings", json={
+                        "device_id": device, "lat": FERRY[0], "lon": FERRY[1], "accuracy_m": 10,
+                        "timestamp": (walk + timedelta(minutes=10)).isoformat()})
+                except httpx.HTTPError:  # the killed worker's connections
+                    continue
+                if r.status_code == 200 and (r.json()["offer"] or {}).get("campaign_id") == "w":
+                    with lock:
+                        answered.append(device)
+    threads = [threading.Thread(target=walker, args=(t, 24, "d")) for t in range(3)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    os.kill(_workers(proc)[0], signal.SIGKILL)  # mid-stream
+    for t in threads:
+        t.join()
+    with sqlite3.connect(db) as conn:
+        pushed = [d for (d,) in conn.execute("SELECT device_id FROM pushes WHERE campaign_id = 'w'")]
+    assert set(answered) <= set(pushed)  # no answered push lost
+    assert len(pushed) == len(set(pushed)) <= 12  # one per device at most, three pings at once
+    assert len(answered) >= 1
+    # a deletion answered by one worker is in force in both before their next decision
+    deadline = time.monotonic() + 30
+    while True:  # the surviving worker, or a new one in the killed one's place, answers
+        try:
+            if httpx.delete(f"{url}/v1/campaigns/w", headers=ADMIN, timeout=5).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, "no worker answered"
+        time.sleep(0.2)
+    answered.clear()
+    threads = [threading.Thread(target=walker, args=(t, 12, "after-")) for t in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with sqlite3.connect(db) as conn:
+        after = conn.execute("SELECT count(*) FROM pushes WHERE campaign_id = 'w' AND "
+                             "device_id LIKE 'after-%'").fetchone()[0]
+    assert answered == [] and after == 0
