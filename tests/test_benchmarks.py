@@ -35,12 +35,16 @@ def test_the_load_benchmark_runs_a_walking_fleet_with_no_errors():
     answer every request, and the fleet's pings do enter geofences and get offers."""
     r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "load" / "bench_load.py"),
                         "--stores", "400", "--devices", "300", "--connections", "4",
-                        "--duration", "2", "--rounds", "1"], capture_output=True, text=True, timeout=600)
+                        "--duration", "2", "--rounds", "1", "--workers", "1,2"],
+                       capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     rows = {row[0]: row for row in ([c.strip() for c in line.strip("|").split("|")]
                                     for line in r.stdout.splitlines() if line.startswith("| "))}
-    for target in ("geo-engine serve", "bare FastAPI app (parse only)"):
+    for target in ("geo-engine serve --workers 1", "geo-engine serve --workers 2",
+                   "bare FastAPI app (parse only)"):
         assert float(rows[target][1].replace(",", "")) > 0 and rows[target][4] == "0", rows[target]
-    did = next(line for line in r.stdout.splitlines() if line.startswith("# geo-engine serve:"))
-    events, offers = (float(w) for w in did.split(":")[2].replace("events and", "").split()[:2])
-    assert events > 0 and offers > 0, did
+    did = next(line for line in r.stdout.splitlines()
+               if line.startswith("# geo-engine serve --workers 2:"))
+    pings, events, offers = (int(w.split()[0].replace(",", "")) for w in
+                             did.split(":", 1)[1].split("(")[0].split(", "))
+    assert pings > 0 and events > 0 and offers > 0, did

@@ -156,8 +156,11 @@ def what_pings_did(port: int) -> str:
             if line.startswith(name):
                 totals[name] = totals.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
     pings = totals.get("geo_engine_pings_total", 0.0) or 1.0
-    return (f"{pings:,.0f} pings: {totals.get('geo_engine_events_total', 0) / pings:.2f} events "
-            f"and {totals.get('geo_engine_offers_pushed_total', 0) / pings:.3f} offers a ping")
+    events = totals.get("geo_engine_events_total", 0.0)
+    offers = totals.get("geo_engine_offers_pushed_total", 0.0)
+    return (f"{pings:,.0f} pings, {events:,.0f} events, {offers:,.0f} offers "
+            f"({events / pings:.3f} events and {offers / pings:.3f} offers a ping; one worker's "
+            "/metrics)")
 
 
 def main() -> None:
@@ -169,6 +172,8 @@ def main() -> None:
     ap.add_argument("--duration", type=int, default=15, help="seconds of load per target")
     ap.add_argument("--rounds", type=int, default=3,
                     help="each target this many times, in turn; the table gives the medians")
+    ap.add_argument("--workers", default="1,2",
+                    help="run geo-engine serve with each of these --workers counts")
     ap.add_argument("--synchronous", choices=["full", "normal"], default="full",
                     help="geo-engine's GEO_ENGINE_SYNCHRONOUS (what a commit survives)")
     args = ap.parse_args()
@@ -188,12 +193,14 @@ def main() -> None:
         tmp = Path(tmp_name)
         db, stores_csv = build_world(tmp, args.stores)
         for k in range(args.rounds):  # in turn, so the machine's drift hits every target alike
-            fresh = tmp / f"round{k}.db"  # every round's phones start from the same state
-            shutil.copy(db, fresh)
-            targets = [
-                ("geo-engine serve", [sys.executable, "-m", "geo_engine", "serve", "--db", str(fresh)]),
-                ("bare FastAPI app (parse only)", [sys.executable, str(HERE / "bare_app.py")]),
-            ]
+            targets = []
+            for n in (int(w) for w in args.workers.split(",")):
+                fresh = tmp / f"round{k}-{n}.db"  # every run's phones start from the same state
+                shutil.copy(db, fresh)
+                targets.append((f"geo-engine serve --workers {n}",
+                                [sys.executable, "-m", "geo_engine", "serve", "--db", str(fresh),
+                                 "--workers", str(n)]))
+            targets.append(("bare FastAPI app (parse only)", [sys.executable, str(HERE / "bare_app.py")]))
             for label, cmd in targets:
                 port = free_port()
                 proc = start([*cmd, "--port", str(port)], port, env, tmp / f"{port}.log")
@@ -206,6 +213,7 @@ def main() -> None:
                     stop(proc)
     results = {label: _median(rs) for label, rs in runs.items()}
     bare = results["bare FastAPI app (parse only)"]
+    one = results.get("geo-engine serve --workers 1")
     print()
     print(f"| target | requests/s (median of {args.rounds}) | p50 ms | p99 ms | errors | "
           "requests/s vs bare | p99 vs bare | requests/s of each run |")
@@ -217,6 +225,8 @@ def main() -> None:
     for label, r in results.items():
         if "did" in r:
             print(f"\n# {label}: {r['did']}")
+        if one is not None and label.startswith("geo-engine") and r is not one:
+            print(f"# {label}: {r['rps'] / one['rps']:.2f}x the requests/s of one worker")
 
 
 if __name__ == "__main__":
