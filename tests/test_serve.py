@@ -71,13 +71,18 @@ def served(tmp_path):
             p.wait()
 
 
+def put_once_campaign(url: str, campaign_id: str, budget_total: int) -> None:
+    """An offer at the Ferry Building, once per device, within a budget, through the API."""
+    campaign = {"id": campaign_id, "offer": {"title": "once"}, "targets": {"store_ids": ["fc-ferry"]},
+                "trigger": {"type": "enter"}, "priority": 99,
+                "caps": {"per_device_total": 1, "budget_total": budget_total}}
+    assert httpx.put(f"{url}/v1/campaigns/{campaign_id}", json=campaign, headers=ADMIN).status_code == 200
+
+
 def test_sigkill_mid_stream_loses_no_answered_offer_and_breaks_no_cap(served):
     run, db = served
     proc, url = run()
-    campaign = {"id": "kill-test", "offer": {"title": "one each"}, "targets": {"store_ids": ["fc-ferry"]},
-                "trigger": {"type": "enter"}, "priority": 99,
-                "caps": {"per_device_total": 1, "budget_total": 40}}
-    assert httpx.put(f"{url}/v1/campaigns/kill-test", json=campaign, headers=ADMIN).status_code == 200
+    put_once_campaign(url, "kill-test", 40)
     answered: list[str] = []
     lock = threading.Lock()
     stop = threading.Event()
@@ -160,10 +165,7 @@ def test_two_workers_on_one_database_keep_every_device_consistent(served):
     run, db = served
     _, url_a = run()
     _, url_b = run()
-    campaign = {"id": "two-workers", "offer": {"title": "once"}, "targets": {"store_ids": ["fc-ferry"]},
-                "trigger": {"type": "enter"}, "priority": 99,
-                "caps": {"per_device_total": 1, "budget_total": 30}}
-    assert httpx.put(f"{url_a}/v1/campaigns/two-workers", json=campaign, headers=ADMIN).status_code == 200
+    put_once_campaign(url_a, "two-workers", 30)
     deadline = time.monotonic() + 10  # worker B notices A's change within GEO_ENGINE_RELOAD_CHECK_S
     while time.monotonic() < deadline:
         if any(c["id"] == "two-workers" for c in
@@ -233,10 +235,7 @@ def test_workers_on_one_port_break_no_cap_lose_no_push_and_follow_changes(served
     run, db = served
     proc, url = run("--workers", "2")
     assert len(_workers(proc)) == 2
-    campaign = {"id": "w", "offer": {"title": "once"}, "targets": {"store_ids": ["fc-ferry"]},
-                "trigger": {"type": "enter"}, "priority": 99,
-                "caps": {"per_device_total": 1, "budget_total": 25}}
-    assert httpx.put(f"{url}/v1/campaigns/w", json=campaign, headers=ADMIN).status_code == 200
+    put_once_campaign(url, "w", 25)
     answered: list[str] = []
     lock = threading.Lock()
 
