@@ -34,7 +34,7 @@ def test_the_load_benchmark_runs_a_walking_fleet_with_no_errors():
     """A short run of `make bench-load` (wrk installed from Debian when missing): both targets
     answer every request, and the fleet's pings do enter geofences and get offers."""
     r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "load" / "bench_load.py"),
-                        "--stores", "400", "--devices", "300", "--connections", "4",
+                        "--stores", "400", "--devices", "100", "--connections", "4",
                         "--duration", "2", "--rounds", "1", "--workers", "1,2"],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
@@ -43,8 +43,8 @@ def test_the_load_benchmark_runs_a_walking_fleet_with_no_errors():
     for target in ("geo-engine serve --workers 1", "geo-engine serve --workers 2",
                    "bare FastAPI app (parse only)"):
         assert float(rows[target][1].replace(",", "")) > 0 and rows[target][4] == "0", rows[target]
-    did = next(line for line in r.stdout.splitlines()
-               if line.startswith("# geo-engine serve --workers 2:"))
+    did = next(line for line in r.stdout.splitlines()  # one worker: its /metrics saw every ping
+               if line.startswith("# geo-engine serve --workers 1:"))
     pings, events, offers = (int(w.split()[0].replace(",", "")) for w in
                              did.split(":", 1)[1].split("(")[0].split(", "))
     assert pings > 0 and events > 0 and offers > 0, did

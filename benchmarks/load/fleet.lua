@@ -3,8 +3,9 @@
 -- Environment: FLEET_STORES (a CSV of "lat,lon" lines, the stores the phones walk around),
 -- FLEET_DEVICES (how many phones), FLEET_KEY (the bearer key), FLEET_OUT (where done() writes
 -- its JSON summary), FLEET_T0 (epoch seconds of the first ping).
--- Each phone walks a circle of 40 to 400 m around its home store, 30 s of its own clock and
--- about 40 m a ping, so it goes in and out of the store's geofence as a shopper does. wrk's
+-- Each phone walks a circle of 40 to 400 m whose centre lies 150 m from its home store (on the
+-- store's 150 m geofence), 30 s of its own clock and about 40 m a ping, so it goes in and out of
+-- the geofence as a shopper does. wrk's
 -- threads each have their own Lua state; thread k takes the phones k, k + n, k + 2n, ...
 
 local stores = {}
@@ -13,8 +14,8 @@ local key = os.getenv("FLEET_KEY") or ""
 local t0 = tonumber(os.getenv("FLEET_T0") or "1796000000")
 local threads_total = tonumber(os.getenv("FLEET_THREADS") or "2")
 local counter = 0
-local thread_index = 0
 local steps = {}
+thread_index = 0  -- a global: setup() sets it in each thread's own Lua state
 
 local next_thread = 0
 function setup(thread)
@@ -39,10 +40,12 @@ function request()
   local step = (steps[phone] or 0) + 1
   steps[phone] = step
   local home = stores[(phone % #stores) + 1]
-  local radius = 40 + (phone * 37) % 360            -- metres from the store's door
+  local radius = 40 + (phone * 37) % 360            -- metres, the circle walked
   local angle = step * 40 / radius + phone          -- 40 m along the circle each ping
-  local lat = home[1] + radius * math.cos(angle) / 111320
-  local lon = home[2] + radius * math.sin(angle) / (111320 * math.cos(math.rad(home[1])))
+  local north = 150 * math.cos(phone) + radius * math.cos(angle)   -- metres from the store
+  local east = 150 * math.sin(phone) + radius * math.sin(angle)
+  local lat = home[1] + north / 111320
+  local lon = home[2] + east / (111320 * math.cos(math.rad(home[1])))
   local ts = os.date("!%Y-%m-%dT%H:%M:%SZ", t0 + step * 30)
   local body = string.format(
     '{"device_id":"phone-%d","lat":%.7f,"lon":%.7f,"accuracy_m":%d,"timestamp":"%s"}',
