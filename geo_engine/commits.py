@@ -3,11 +3,13 @@
 A server handles each ping on its event loop, in memory but for its records. The first ping
 that needs to write opens a transaction and asks the loop to commit it once the loop has run
 what is ready now; every ping that writes before then joins it, each in a savepoint of its own
-(one that fails is rolled back alone). Each answer waits for that commit: an answer never
-leaves before its own records are durable, and a failed commit fails every answer of its
-group. One commit, and with ``synchronous=full`` one sync, then serves many pings; while it
-syncs, the next pings gather in the sockets and form the next group (PostgreSQL's group commit
-does the same across backends).
+(one that fails is rolled back alone). Opening never sleeps on the loop while another process
+holds the write lock: it tries again after a short sleep, other requests served meanwhile.
+
+Each answer waits for the commit: an answer never leaves before its own records are durable,
+and a failed commit fails every answer of its group. One commit, and with
+``synchronous=full`` one sync, then serves many pings; while it syncs, the next pings gather in
+the sockets and form the next group (PostgreSQL's group commit does the same across backends).
 
 It knows transactions and futures only: what a ping writes is the engine's. Only the event
 loop's thread may use it.
@@ -20,7 +22,7 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any
 
-from .db.sqlite import SQLite
+from .db.sqlite import Busy, SQLite
 from .errors import StorageError
 
 __all__ = ["GroupCommit"]
@@ -38,6 +40,8 @@ class GroupCommit:
     def __init__(self, sql: SQLite):
         self._sql = sql
         self._tx: sqlite3.Connection | None = None
+        self._opening: asyncio.Task | None = None
+        self._commit_scheduled = False
         self._waiting: list[asyncio.Future] = []
         #: groups committed, and writes in them (for tests and benchmarks)
         self.groups = 0
@@ -47,8 +51,12 @@ class GroupCommit:
         """Run ``work(tx)`` now, in the group's transaction; return its result once the group
         has committed (or raise what it raised; a failed commit raises StorageError)."""
         loop = asyncio.get_running_loop()
-        if self._tx is None:
-            self._tx = self._sql.begin()
+        while self._tx is None:  # the pings that come while it opens join the same group
+            if self._opening is None:
+                self._opening = loop.create_task(self._open())
+            await asyncio.shield(self._opening)
+        if not self._commit_scheduled:  # after every ping already woken: they join first
+            self._commit_scheduled = True
             loop.call_soon(self._commit)
         tx = self._tx
         tx.execute("SAVEPOINT ping")
@@ -64,8 +72,25 @@ class GroupCommit:
         await committed
         return result
 
+    async def _open(self) -> None:
+        """Begin the group's transaction without blocking the loop: while another process (or
+        thread) holds the write lock, try again after a short sleep, quiet pings answered
+        meanwhile."""
+        delay = 0.0002
+        try:
+            while True:
+                try:
+                    self._tx = self._sql.begin(wait=False)
+                    return
+                except Busy:
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 0.005)
+        finally:
+            self._opening = None
+
     def _commit(self) -> None:
         waiting, self._waiting, self._tx = self._waiting, [], None
+        self._commit_scheduled = False
         try:
             self._sql.commit()
         except sqlite3.Error as exc:

@@ -109,3 +109,28 @@ def test_concurrent_pings_of_one_device_take_a_cap_once(engine, serving):  # noq
 def test_synchronous_says_what_a_commit_survives(db_path, tmp_path):
     assert Database(db_path).sql.query("PRAGMA synchronous")[0][0] == 2  # FULL by default
     assert Database(tmp_path / "n.db", "normal").sql.query("PRAGMA synchronous")[0][0] == 1
+
+
+def test_a_group_waiting_for_another_process_lock_does_not_block_the_loop(db_path):
+    db = Database(db_path)
+    with db.atomic() as tx:
+        tx.execute("CREATE TABLE t (k INTEGER PRIMARY KEY)")
+    other = sqlite3.connect(db_path, isolation_level=None)  # another process's connection
+    other.execute("BEGIN IMMEDIATE")  # it holds the write lock
+    group = GroupCommit(db.sql)
+    ticks = 0
+
+    async def ticker():
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.001)
+            ticks += 1
+
+    async def main():
+        beat = asyncio.get_running_loop().create_task(ticker())
+        asyncio.get_running_loop().call_later(0.3, lambda: other.execute("COMMIT"))
+        await group.write(lambda tx: tx.execute("INSERT INTO t (k) VALUES (1)"))
+        beat.cancel()
+    asyncio.run(main())
+    assert _rows(db_path) == [1]
+    assert ticks > 50  # the loop kept running while the write waited for the lock

@@ -20,7 +20,13 @@ from pathlib import Path
 
 from ..errors import StorageError
 
-__all__ = ["SQLite"]
+__all__ = ["Busy", "SQLite"]
+
+_BUSY_TIMEOUT_MS = 10_000  # how long a write waits for another process's, unless it asks not to
+
+
+class Busy(Exception):
+    """The write lock is held elsewhere and the caller asked not to wait (``begin(wait=False)``)."""
 
 
 def _statements(script: str) -> Iterator[str]:
@@ -63,7 +69,7 @@ class SQLite:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
             self._conn.execute("PRAGMA foreign_keys=ON")
-            self._conn.execute("PRAGMA busy_timeout=10000")
+            self._conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
             # the device rows and indexes a ping touches stay in memory: 64 MB of page cache,
             # and reads through a memory map rather than a read() call each
             self._conn.execute("PRAGMA cache_size=-65536")
@@ -128,12 +134,28 @@ class SQLite:
         else:
             self.commit()
 
-    def begin(self) -> sqlite3.Connection:
+    def begin(self, wait: bool = True) -> sqlite3.Connection:
         """Open a write transaction (BEGIN IMMEDIATE) that this thread holds until :meth:`commit`
-        or :meth:`rollback`: for a transaction that spans callbacks (group commit)."""
-        self._lock.acquire()
+        or :meth:`rollback`: for a transaction that spans callbacks (group commit).
+
+        With ``wait`` false, raise :class:`Busy` at once instead of waiting for another thread
+        or process that holds the write lock (an event loop must not sleep in SQLite's busy
+        handler: every request it serves would wait too)."""
+        if not self._lock.acquire(blocking=wait):
+            raise Busy("another thread holds the connection")
         try:
-            self._conn.execute("BEGIN IMMEDIATE")
+            if wait:
+                self._conn.execute("BEGIN IMMEDIATE")
+            else:
+                self._conn.execute("PRAGMA busy_timeout=0")
+                try:
+                    self._conn.execute("BEGIN IMMEDIATE")
+                except sqlite3.OperationalError as exc:
+                    if "locked" in str(exc) or "busy" in str(exc):
+                        raise Busy(str(exc)) from None
+                    raise
+                finally:
+                    self._conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
         except BaseException:
             self._lock.release()
             raise
