@@ -18,6 +18,7 @@ loop's thread may use it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import Callable
 from typing import Any
@@ -51,6 +52,10 @@ class GroupCommit:
         """Run ``work(tx)`` now, in the group's transaction; return its result once the group
         has committed (or raise what it raised; a failed commit raises StorageError)."""
         loop = asyncio.get_running_loop()
+        if self._tx is None and self._opening is None:
+            # the lock is free (one process, or the others' groups done): no waiting at all
+            with contextlib.suppress(Busy):
+                self._tx = self._sql.begin(wait=False)
         while self._tx is None:  # the pings that come while it opens join the same group
             if self._opening is None:
                 self._opening = loop.create_task(self._open())

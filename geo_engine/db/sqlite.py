@@ -26,7 +26,8 @@ _BUSY_TIMEOUT_MS = 10_000  # how long a write waits for another process's, unles
 
 
 class Busy(Exception):
-    """The write lock is held elsewhere and the caller asked not to wait (``begin(wait=False)``)."""
+    """Another process holds the write lock and the caller asked not to wait
+    (``begin(wait=False)``)."""
 
 
 def _statements(script: str) -> Iterator[str]:
@@ -138,11 +139,12 @@ class SQLite:
         """Open a write transaction (BEGIN IMMEDIATE) that this thread holds until :meth:`commit`
         or :meth:`rollback`: for a transaction that spans callbacks (group commit).
 
-        With ``wait`` false, raise :class:`Busy` at once instead of waiting for another thread
-        or process that holds the write lock (an event loop must not sleep in SQLite's busy
-        handler: every request it serves would wait too)."""
-        if not self._lock.acquire(blocking=wait):
-            raise Busy("another thread holds the connection")
+        With ``wait`` false, raise :class:`Busy` at once instead of waiting for another process
+        that holds the write lock (an event loop must not sleep in SQLite's busy handler: every
+        request it serves would wait too). This process's own threads hold the connection only
+        briefly, and are waited for either way: polling for them would fight them for the GIL.
+        """
+        self._lock.acquire()
         try:
             if wait:
                 self._conn.execute("BEGIN IMMEDIATE")
