@@ -118,8 +118,7 @@ class Engine:
         collector's sight (``gc.freeze``: with many devices in memory a full collection stalls
         pings). Return how many devices were read."""
         self._serving = True
-        self.snapshot.places.prepare()
-        self.snapshot.targeting.prepare()
+        self.snapshot.prepare()
         self.db.start_checkpointer()
         self.db.devices.start_flusher()  # quiet pings' positions, written behind (handle_ping)
         n = self.db.devices.warm()
@@ -437,8 +436,9 @@ class Engine:
                 not self.db.devices.is_current(ping.device_id, state.version) or \
                 self._follow(self.db.generations()):
             return None, (state.version, out)
-        out.state.version = state.version  # the stored row did not change
-        self.db.devices.keep(out.state)
+        after = out.state
+        self.db.devices.keep(ping.device_id, after.last_ts, after.last_lat, after.last_lon,
+                             after.last_accuracy_m)
         return PingAnswer.of(out.events, out.decision, nearest, out.flags), None
 
     def _replay(self, ping: Ping, tx=None) -> PingAnswer | None:

@@ -144,7 +144,7 @@ def score_frame(df: pd.DataFrame, engine: Engine, *, radius_m: float = 5000.0,
             groups = np.split(names[fences], starts[1:])
             fence_ids[ok[pts[starts]]] = ["|".join(g) for g in groups]
     if len(ok):
-        offer[ok] = _offers(snap.targeting, engine.campaign_spend(), lats[ok], lons[ok],
+        offer[ok] = _offers(snap.targeting, engine.campaign_spend, lats[ok], lons[ok],
                             fence_ids[ok], at)
     out = df.copy()
     for name, values in zip(OUTPUT_COLUMNS, [nearest_id, nearest_d, within, fence_ids, offer, status,
@@ -153,9 +153,10 @@ def score_frame(df: pd.DataFrame, engine: Engine, *, radius_m: float = 5000.0,
     return out
 
 
-def _offers(targeting: Targeting, spend: dict[str, int], lats: np.ndarray, lons: np.ndarray,
-            fence_ids: np.ndarray, at: datetime) -> np.ndarray:
-    """The campaign a ping would get at each point: decided once per distinct situation."""
+def _offers(targeting: Targeting, read_spend: Callable[[], dict[str, int]], lats: np.ndarray,
+            lons: np.ndarray, fence_ids: np.ndarray, at: datetime) -> np.ndarray:
+    """The campaign a ping would get at each point: decided once per distinct situation
+    (``read_spend`` gives the campaigns' spend, read only when there are offers to decide)."""
     n = len(lats)
     # a single ping can only be offered an enter or a nearby campaign
     if not any(c.trigger in ("enter", "nearby") for c in targeting.active):
@@ -175,6 +176,7 @@ def _offers(targeting: Targeting, spend: dict[str, int], lats: np.ndarray, lons:
     keys = pd.MultiIndex.from_arrays(key_cols) if len(key_cols) > 1 else pd.Index(key_cols[0])
     codes, uniques = pd.factorize(keys)
     result = np.full(len(uniques), None, dtype=object)
+    spend = read_spend()
     _, first_rows = np.unique(codes, return_index=True)  # one representative row per situation
     for u, row in enumerate(first_rows.tolist()):
         cands = targeting.place_candidates(
@@ -254,13 +256,7 @@ def score_file(engine: Engine, input_path: Path, out: Path, *, radius_m: float =
     locate_kw.update(postal_codes=PostalCodes(postal_codes_file), geocoder=coder)
     chunks = prefetch(read_chunks(input_path, chunk_rows))  # reading overlaps scoring
     first = next(chunks, None)
-    # the id column, checked on the input before anything is scored: named and missing is an
-    # error; by default "id" when there is one
-    if first is not None and id_col is not None and id_col not in first.columns:
-        raise InvalidInput(f"{input_path}: no column {id_col!r} for --id-col (columns: "
-                           f"{', '.join(map(str, first.columns))})")
-    if id_col is None and first is not None and "id" in first.columns:
-        id_col = "id"
+    id_col = _id_column(first, id_col, input_path)
     if sample is not None:
         sample.id_col = id_col  # shown when a customer on the map is hovered
     todo: Iterator = itertools.chain([first], chunks) if first is not None else iter(())
@@ -299,6 +295,17 @@ def score_file(engine: Engine, input_path: Path, out: Path, *, radius_m: float =
     run.near = {sid: int(c) for sid, c in zip(stores.ids, per_store, strict=True) if c}
     run.geocoder_requests = coder.requests if coder is not None else None
     return run
+
+
+def _id_column(first: pd.DataFrame | None, id_col: str | None, input_path: Path) -> str | None:
+    """The id column, checked on the input's first chunk before anything is scored: named and
+    missing is an error; by default ``id`` when there is one."""
+    if first is None:
+        return id_col
+    if id_col is not None and id_col not in first.columns:
+        raise InvalidInput(f"{input_path}: no column {id_col!r} for --id-col (columns: "
+                           f"{', '.join(map(str, first.columns))})")
+    return "id" if id_col is None and "id" in first.columns else id_col
 
 
 def _here(engine: Engine, chunks: Iterator[pd.DataFrame], n_stores: int, options: dict):

@@ -170,8 +170,12 @@ class Snapshot:
               serving: bool) -> Snapshot:
         """A snapshot of these places and campaigns; ``serving`` builds what pings query now
         (the stores' grid, each nearby campaign's reach), so no ping pays for it."""
-        targeting = Targeting(campaigns, places)
+        built = cls(places, Targeting(campaigns, places), dict(generations))
         if serving:
-            places.prepare()
-            targeting.prepare()
-        return cls(places, targeting, dict(generations))
+            built.prepare()
+        return built
+
+    def prepare(self) -> None:
+        """Build what pings query (the stores' grid, each nearby campaign's reach) now."""
+        self.places.prepare()
+        self.targeting.prepare()

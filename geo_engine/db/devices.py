@@ -121,11 +121,16 @@ class Devices:
         rows = self._db.query("SELECT version FROM devices WHERE device_id = ?", (device_id,))
         return bool(rows) and rows[0][0] == version
 
-    def keep(self, state: DeviceState) -> None:
-        """Keep a state that moved on without an event (its position and time) in memory, for
-        :meth:`flush` to write behind; its ``version`` stays the stored row's."""
-        self._remember((state.device_id, *_values(state)[:-1]))
-        self._dirty.add(state.device_id)
+    def keep(self, device_id: str, last_ts: float | None, last_lat: float | None,
+             last_lon: float | None, last_accuracy_m: float | None) -> None:
+        """Keep a device's new position and time (a quiet ping: nothing else of its state
+        moved) in its row in memory, for :meth:`flush` to write behind; the row's version stays
+        the stored one's."""
+        row = self._rows.get(device_id)  # COLUMNS order
+        if row is None:  # dropped meanwhile (a consent change, a forget): the row moved on
+            return
+        self._remember((row[0], row[1], last_ts, last_lat, last_lon, last_accuracy_m, *row[6:]))
+        self._dirty.add(device_id)
 
     def flush(self) -> int:
         """Write the kept positions and times of quiet pings, in one transaction, each only if
