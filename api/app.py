@@ -19,6 +19,7 @@ from geo_engine.apikeys import KeyCache
 from .auth import Auth
 from .errors import ERROR_STATUS, add_error_handlers
 from .metrics import Metrics, Observe
+from .ping_path import PingPath
 from .routes import campaigns, devices, geofences, operations, pings, stores
 
 __all__ = ["ERROR_STATUS", "create_app", "create_app_from_env"]
@@ -35,18 +36,25 @@ def create_app(engine: Engine) -> FastAPI:
                   description="Location-triggered store offers: exact WGS84 geofences, nearest "
                               "stores and the offer decision. Keys: `Authorization: Bearer KEY`.")
     metrics = Metrics()
-    auth = Auth(KeyCache(engine.db.apikeys, check_s=engine.settings.reload_check_s))
+    keys = KeyCache(engine.db.apikeys, check_s=engine.settings.reload_check_s)
+    auth = Auth(keys)
     app.state.engine = engine
     app.state.metrics = metrics
 
-    app.add_middleware(Observe, metrics=metrics)  # plain ASGI: no task or thread per request
     add_error_handlers(app)
     app.include_router(operations.router(engine, metrics))
     app.include_router(geofences.router(engine, auth))
     app.include_router(stores.router(engine, auth))
     app.include_router(campaigns.router(engine, auth))
-    app.include_router(pings.router(engine, auth, metrics))
+    ping_router = pings.router(engine, auth, metrics)
+    app.include_router(ping_router)
     app.include_router(devices.router(engine, auth))
+    # plain ASGI layers, no task or thread per request; the last added runs first: every
+    # request is logged and counted (Observe), then a plainly right ping is answered in front
+    # of the routing (PingPath), everything else goes on to the routes
+    app.add_middleware(PingPath, engine=engine, keys=keys, metrics=metrics,
+                       route=ping_router.routes[0])
+    app.add_middleware(Observe, metrics=metrics)
     return app
 
 

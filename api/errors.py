@@ -22,7 +22,7 @@ from geo_engine.errors import (
     ValidationFailed,
 )
 
-__all__ = ["ERROR_STATUS", "add_error_handlers"]
+__all__ = ["ERROR_STATUS", "add_error_handlers", "error_answer"]
 
 #: Library exception -> HTTP status; the first matching class (in order) wins.
 ERROR_STATUS: list[tuple[type[GeoEngineError], int]] = [
@@ -35,17 +35,23 @@ ERROR_STATUS: list[tuple[type[GeoEngineError], int]] = [
 ]
 
 
+def error_answer(exc: GeoEngineError) -> tuple[int, dict]:
+    """A library error's status and body."""
+    status = next(code for cls, code in ERROR_STATUS if isinstance(exc, cls))
+    body: dict = {"detail": str(exc)}
+    if isinstance(exc, ValidationFailed):
+        body["problems"] = [p.as_dict() for p in exc.problems]
+    if getattr(exc, "problems", None) and not isinstance(exc, ValidationFailed):
+        body["problems"] = exc.problems
+    return status, body
+
+
 def add_error_handlers(app: FastAPI) -> None:
     """Answer library errors and request validation errors with the one error shape."""
 
     @app.exception_handler(GeoEngineError)
     async def library_error(request: Request, exc: GeoEngineError):
-        status = next(code for cls, code in ERROR_STATUS if isinstance(exc, cls))
-        body: dict = {"detail": str(exc)}
-        if isinstance(exc, ValidationFailed):
-            body["problems"] = [p.as_dict() for p in exc.problems]
-        if getattr(exc, "problems", None) and not isinstance(exc, ValidationFailed):
-            body["problems"] = exc.problems
+        status, body = error_answer(exc)
         return JSONResponse(body, status_code=status)
 
     @app.exception_handler(RequestValidationError)

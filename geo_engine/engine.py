@@ -108,6 +108,7 @@ class Engine:
         self._serving = False  # start_serving: build what pings query in every new snapshot
         self._rebuilding = threading.Lock()  # held only to swap a built snapshot in
         self._group: GroupCommit | None = None  # handle_ping_async's group commit (a server's)
+        self._quiet_at: int | None = None  # the data version quiet pings last found current
         self.snapshot: Snapshot
         self.reload()
 
@@ -432,9 +433,17 @@ class Engine:
         if state is None:
             return None, None
         out = self._outcome(snap, None, state, ping, fix, hits, nearest)
-        if out.events or out.decision.chosen is not None or \
-                not self.db.devices.is_current(ping.device_id, state.version) or \
-                self._follow(self.db.generations()):
+        if out.events or out.decision.chosen is not None:
+            return None, (state.version, out)
+        # current? Only another connection's commit can have changed the row or the places and
+        # campaigns (this one's own changes are in force already): while the data version
+        # holds still, nothing is read; once it moves, the counters and the row once each
+        data_version = self.db.data_version()
+        if data_version != self._quiet_at:
+            if self._follow(self.db.generations()):
+                return None, (state.version, out)
+            self._quiet_at = data_version
+        if not self.db.devices.is_current(ping.device_id, state.version, data_version):
             return None, (state.version, out)
         after = out.state
         self.db.devices.keep(ping.device_id, after.last_ts, after.last_lat, after.last_lon,

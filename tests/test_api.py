@@ -244,3 +244,50 @@ def test_first_start_creates_both_keys_once(tmp_path):
     from geo_engine.apikeys import key_kind
 
     assert key_kind(db.apikeys, created["admin"]) == "admin" and key_kind(db.apikeys, "guess") is None
+
+
+def _twin(tmp_path, name):
+    engine = Engine(Settings(db=str(tmp_path / f"{name}.db"), admin_key="admin-key-for-tests",
+                             publishable_key="publishable-key-for-tests", min_offer_interval_s=0))
+    engine.import_files([DEMO])
+    ensure_keys(engine.db.apikeys, engine.settings)
+    engine.put_campaign("coffee", coffee())
+    engine.put_campaign("near", coffee("near", trigger={"type": "nearby", "radius_m": 300},
+                                       caps={"per_device_per_day": 1}))
+    return engine
+
+
+def test_the_short_ping_path_answers_as_the_route_does(tmp_path):
+    """A plainly right ping is answered in front of FastAPI's routing (api/ping_path.py); the
+    same pings sent as application/ping+json go through the route. Both give the same bytes, the
+    same statuses and the same metrics; the short path's requests are logged under the route."""
+    walk = [(37.80, -122.40, "18:00"), (37.7955, -122.3937, "18:10"), (37.7956, -122.3936, "18:12"),
+            (37.7957, -122.3935, "18:20"), (37.80, -122.40, "18:40"), (37.7955, -122.3937, "19:00")]
+    bodies = [{"device_id": "d", "lat": la, "lon": lo, "accuracy_m": 10,
+               "timestamp": f"2026-11-24T{hm}:00Z", "ping_id": f"p{k}"}
+              for k, (la, lo, hm) in enumerate(walk)]
+    bodies.append(bodies[2])  # a replay
+    bad = [({"device_id": "", "lat": 1, "lon": 2}, PUB), ({"device_id": "d", "lat": 91, "lon": 2}, PUB),
+           ({"device_id": "d", "lat": 1, "lon": 2}, {}),
+           ({"device_id": "d", "lat": 1, "lon": 2}, {"Authorization": "Bearer nope"}),
+           ({"device_id": "d", "lat": "1", "lon": 2, "extra": True}, PUB)]
+    answers = {}
+    for name, content_type in [("short", {"Content-Type": "application/json"}),
+                               ("route", {"Content-Type": "application/ping+json"})]:
+        with TestClient(create_app(_twin(tmp_path, name))) as c:
+            got = [c.post("/v1/pings", content=json.dumps(b), headers={**PUB, **content_type})
+                   for b in bodies]
+            got += [c.post("/v1/pings", content=json.dumps(b), headers={**h, **content_type})
+                    for b, h in bad]
+            metrics = c.get("/metrics").text
+            answers[name] = ([(r.status_code, r.content, r.headers["content-type"]) for r in got],
+                             sorted(line for line in metrics.splitlines()
+                                    if line.startswith(("geo_engine_pings", "geo_engine_offers",
+                                                        "geo_engine_events", "geo_engine_requests_total"))
+                                    and "_created" not in line))
+    assert answers["short"] == answers["route"]
+    statuses = [s for s, _, _ in answers["short"][0]]
+    assert statuses == [200] * 7 + [422, 422, 401, 401, 422]
+    pushed = [json.loads(b)["offer"] for s, b, _ in answers["short"][0][:7]]
+    assert [o and o["campaign_id"] for o in pushed] == [None, "coffee", "near", None, None, "coffee", "near"]
+    assert 'route="/v1/pings",status="200"} 7.0' in "\n".join(answers["short"][1])

@@ -455,6 +455,8 @@ def test_a_servers_quiet_ping_writes_nothing_until_written_behind(engine):
 def test_a_quiet_ping_on_a_copy_another_process_made_stale_takes_the_write_path(engine, tmp_path):
     engine.start_serving()
     ping(engine, "d", at(40), T0)  # enters g-sf, through this process: the copy says inside
+    a = ping(engine, "d", at(35), T0 + timedelta(minutes=1))  # quiet: the copy found current
+    assert a["events"] == [] and a["offer"] is None
     other = Engine(Settings(db=engine.path, min_offer_interval_s=0))  # another worker
     b = ping(other, "d", at(600), T0 + timedelta(minutes=5))
     assert [e["type"] for e in b["events"]] == ["exit"]
@@ -463,6 +465,31 @@ def test_a_quiet_ping_on_a_copy_another_process_made_stale_takes_the_write_path(
     a = ping(engine, "d", at(30), T0 + timedelta(minutes=10))
     assert [e["type"] for e in a["events"]] == ["enter"]
     assert [e[0] for e in engine.db.devices.events("d")] == ["enter", "exit", "enter"]
+    other.db.close()
+
+
+def test_quiet_pings_read_no_table_while_no_other_connection_commits(engine):
+    """A quiet ping asks SQLite one thing, whether another connection has committed
+    (PRAGMA data_version); its device row and the change counters are read again only once
+    that has moved."""
+    engine.start_serving()
+    engine.put_campaign("c1", campaign())
+    ping(engine, "d", at(2000), T0)
+    ping(engine, "d", at(1950), T0 + timedelta(minutes=1))  # quiet: checks the row once
+    statements: list[str] = []
+    engine.db.sql._conn.set_trace_callback(statements.append)
+    for minute in range(2, 6):
+        a = ping(engine, "d", at(1900 + minute), T0 + timedelta(minutes=minute))
+        assert a["events"] == [] and a["offer"] is None
+    assert statements == ["PRAGMA data_version"] * 4
+    other = Engine(Settings(db=engine.path))  # another process commits: the next one reads
+    other.set_consent("someone-else", True)
+    statements.clear()
+    ping(engine, "d", at(1890), T0 + timedelta(minutes=7))
+    engine.db.sql._conn.set_trace_callback(None)
+    assert statements[0] == "PRAGMA data_version"
+    assert any("FROM meta" in s for s in statements)
+    assert any("SELECT version FROM devices" in s for s in statements)
     other.db.close()
 
 

@@ -70,6 +70,10 @@ class Database:
         processes; read in ``tx`` when given."""
         return generations(self.sql if tx is None else tx)
 
+    def data_version(self) -> int:
+        """Changes whenever another connection has committed (:meth:`SQLite.data_version`)."""
+        return self.sql.data_version()
+
     def start_checkpointer(self) -> None:
         self.sql.start_checkpointer()
 

@@ -59,6 +59,10 @@ class Devices:
         self._rows: dict[str, tuple] = {}  # device id -> its row as last read or written here
         # devices whose kept row moved on (quiet pings: position and time only) since written
         self._dirty: set[str] = set()
+        # (device id, version) pairs read back as stored since the data version last moved:
+        # while no other connection commits, they need no second read
+        self._current: set[tuple[str, int | None]] = set()
+        self._current_at: int | None = None
         self._flusher: threading.Thread | None = None
         self._stop = threading.Event()
 
@@ -116,10 +120,23 @@ class Devices:
         row = self._rows.get(device_id)
         return None if row is None else device_from_row(row)
 
-    def is_current(self, device_id: str, version: int | None) -> bool:
-        """Whether the stored row is still at ``version`` (no other writer since: one read)."""
+    def is_current(self, device_id: str, version: int | None, data_version: int) -> bool:
+        """Whether the stored row is still at ``version``, given the connection's
+        :meth:`SQLite.data_version` read just before: one read of the row the first time after
+        another connection committed, none while no other has (this connection's own writes
+        bump the version they write, so a pair seen current stays current)."""
+        if data_version != self._current_at:
+            self._current.clear()
+            self._current_at = data_version
+        if (device_id, version) in self._current:
+            return True
         rows = self._db.query("SELECT version FROM devices WHERE device_id = ?", (device_id,))
-        return bool(rows) and rows[0][0] == version
+        if not rows or rows[0][0] != version:
+            return False
+        self._current.add((device_id, version))
+        if len(self._current) > CACHE_ROWS:
+            self._current.clear()
+        return True
 
     def keep(self, device_id: str, last_ts: float | None, last_lat: float | None,
              last_lon: float | None, last_accuracy_m: float | None) -> None:

@@ -123,6 +123,14 @@ class SQLite:
         with self._lock:
             return self._conn.execute(sql, args).fetchall()
 
+    def data_version(self) -> int:
+        """A number that changes whenever another connection (another process, another Engine)
+        has committed since the last call, and never for this connection's own commits
+        (``PRAGMA data_version``: read from the shared WAL index, no table page). While it holds
+        still, whatever this process last read is still what is stored."""
+        with self._lock:
+            return self._conn.execute("PRAGMA data_version").fetchone()[0]
+
     @contextmanager
     def atomic(self) -> Iterator[sqlite3.Connection]:
         """Run a block in one write transaction: committed whole, or rolled back on any error."""
