@@ -153,6 +153,10 @@ def main() -> None:
         t = total[kind == name]
         if len(t):
             print(f"| {label} | {len(t):,} | {np.percentile(t, 50):.1f} | {np.percentile(t, 99):.1f} |")
+        if name == "quiet" and len(stages) == len(total) and len(t):  # one row of steps a ping
+            for step, col in [("index step", 0), ("the rest (state, short cut or rules, checks)", 2)]:
+                q = stages[kind == "quiet", col]
+                print(f"| *quiet: {step}* | | {np.percentile(q, 50):.1f} | {np.percentile(q, 99):.1f} |")
     print(f"| *floor: one durable write (BEGIN IMMEDIATE, UPDATE a device row, COMMIT)* | "
           f"{len(floor):,} | {np.percentile(floor, 50):.1f} | {np.percentile(floor, 99):.1f} |")
 

@@ -432,23 +432,46 @@ class Engine:
         state = self.db.devices.kept(ping.device_id)
         if state is None:
             return None, None
-        out = self._outcome(snap, None, state, ping, fix, hits, nearest)
-        if out.events or out.decision.chosen is not None:
-            return None, (state.version, out)
+        early = None
+        if self._settled(snap, state, ping, fix, hits, nearest):
+            # the short cut: no event, no campaign in reach, nothing odd; the rules need not run
+            answer = PingAnswer.of((), NO_DECISION, nearest, ())
+            moved = (fix.ts, ping.lat, ping.lon, fix.accuracy_m)
+        else:
+            out = self._outcome(snap, None, state, ping, fix, hits, nearest)
+            early = (state.version, out)
+            if out.events or out.decision.chosen is not None:
+                return None, early
+            answer = PingAnswer.of(out.events, out.decision, nearest, out.flags)
+            after = out.state
+            moved = (after.last_ts, after.last_lat, after.last_lon, after.last_accuracy_m)
         # current? Only another connection's commit can have changed the row or the places and
         # campaigns (this one's own changes are in force already): while the data version
         # holds still, nothing is read; once it moves, the counters and the row once each
         data_version = self.db.data_version()
         if data_version != self._quiet_at:
             if self._follow(self.db.generations()):
-                return None, (state.version, out)
+                return None, early
             self._quiet_at = data_version
         if not self.db.devices.is_current(ping.device_id, state.version, data_version):
-            return None, (state.version, out)
-        after = out.state
-        self.db.devices.keep(ping.device_id, after.last_ts, after.last_lat, after.last_lon,
-                             after.last_accuracy_m)
-        return PingAnswer.of(out.events, out.decision, nearest, out.flags), None
+            return None, early
+        self.db.devices.keep(ping.device_id, *moved)
+        return answer, None
+
+    def _settled(self, snap: Snapshot, state: DeviceState, ping: Ping, fix: _Fix, hits: dict,
+                 nearest: StoreHit | None) -> bool:
+        """Whether this ping surely makes no event and has no campaign to consider, told from
+        the index's answer and the state alone (:func:`devices.settled`): nothing odd about the
+        fix, no store within any nearby campaign's radius, no visit begun, ended or long
+        enough for a dwell campaign."""
+        if devices.movement_flags(state, ping.lat, ping.lon, fix.ts, fix.accuracy_m,
+                                  self.settings.max_speed_mps):
+            return False
+        targeting = snap.targeting
+        if nearest is not None and nearest.distance_m <= targeting.nearby_reach_m:
+            return False
+        dwell = targeting.dwell_thresholds(state.visits) if targeting.has_dwell else {}
+        return devices.settled(state.visits, hits, fix.ts, fix.accuracy_m, dwell)
 
     def _replay(self, ping: Ping, tx=None) -> PingAnswer | None:
         """The first answer to this ``ping_id``, when there was one."""

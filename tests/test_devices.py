@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from geo_engine.devices import (
     MIN_MARGIN_M,
@@ -17,6 +19,7 @@ from geo_engine.devices import (
     leaving,
     movement_flags,
     next_state,
+    settled,
     transition,
 )
 from geo_engine.geodesy import GEOD
@@ -132,3 +135,41 @@ def test_a_push_history_keeps_the_days_a_cap_can_ask_about():
     assert h["c"] == [2, 1_000_100.0, {"1970-01-12": 2}]
     later = add_push(h, "c", 1_000_000.0 + 5 * 86400, "1970-01-17")
     assert later["c"] == [3, 1_000_000.0 + 5 * 86400, {"1970-01-17": 1}]  # old days dropped
+
+
+FENCES = ["g1", "g2", "g3"]
+_visit = st.builds(lambda sid, entered, done: (sid, entered, done), st.sampled_from(["s1", "s2"]),
+                   st.sampled_from([0.0, 50.0, 99.0, 100.0]), st.booleans())
+
+
+@settings(max_examples=400, deadline=None)
+@given(visits=st.dictionaries(st.sampled_from(FENCES), _visit, max_size=3),
+       hits=st.dictionaries(st.sampled_from(FENCES),
+                            st.tuples(st.sampled_from(["s1", "s2"]), st.sampled_from([HIGH, MEDIUM, LOW])),
+                            max_size=3),
+       accuracy_m=st.sampled_from([5.0, 30.0, POOR_ACCURACY_M, POOR_ACCURACY_M + 1]),
+       dwell=st.dictionaries(st.sampled_from(FENCES), st.sampled_from([1.0, 50.0, 100.0, 500.0]), max_size=3),
+       far=st.sampled_from([0.0, 10.0, math.inf]))
+def test_settled_only_says_so_when_the_rules_find_no_event_and_keep_the_visits(visits, hits, accuracy_m,
+                                                                              dwell, far):
+    """The quiet short cut against the rules themselves, whatever the leaving distances."""
+    open_ = {fid: Visit(fid, sid, entered, done) for fid, (sid, entered, done) in visits.items()}
+    if not settled(open_, hits, 100.0, accuracy_m, dwell):
+        return
+    away = {fid: far for fid in open_}
+    events, after = step(open_, hits, accuracy_m=accuracy_m, away=away, dwell=dwell)
+    assert events == []
+    assert {f: (v.store_id, v.entered_ts, v.dwell_done) for f, v in after.items()} == \
+        {f: (v.store_id, v.entered_ts, v.dwell_done) for f, v in open_.items()}
+
+
+def test_settled_names_what_would_happen():
+    inside = {"g1": Visit("g1", "s1", 0.0)}
+    assert settled(inside, {"g1": ("s1", HIGH)}, 100.0, 10.0, {})
+    assert not settled({}, {"g1": ("s1", HIGH)}, 100.0, 10.0, {})  # an enter
+    assert settled({}, {"g1": ("s1", LOW)}, 100.0, 10.0, {})  # only touching: no enter
+    assert not settled(inside, {"g1": ("s1", LOW)}, 100.0, 10.0, {})  # maybe leaving
+    assert not settled(inside, {}, 100.0, 10.0, {})  # maybe leaving
+    assert not settled(inside, {"g1": ("s1", HIGH)}, 100.0, 10.0, {"g1": 100.0})  # dwell reached
+    assert settled(inside, {"g1": ("s1", HIGH)}, 99.0, 10.0, {"g1": 100.0})  # not yet
+    assert not settled({}, {}, 100.0, POOR_ACCURACY_M + 1, {})  # poor accuracy: rules decide

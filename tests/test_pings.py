@@ -512,3 +512,35 @@ def test_a_change_made_by_another_process_is_in_force_at_the_next_decision(engin
     assert a["offer"]["campaign_id"] == "c2" and "c1" not in reasons(a)
     assert [p[1] for p in engine.db.devices.pushes()] == ["c1", "c2"]
     other.db.close()
+
+
+def test_a_servers_quiet_short_cut_answers_as_the_rules_do(engine, tmp_path):
+    """Serving, a ping the index and the kept state show to be settled (no event, no campaign in
+    reach, nothing odd) skips the rules; an engine that is not serving runs them for every ping.
+    Random walks in and out of the geofence, dwelling and passing the nearby radius, get the same
+    bytes from both."""
+    import random
+
+    twin = Engine(Settings(db=str(tmp_path / "twin.db"), min_offer_interval_s=0))
+    twin.import_files([tmp_path / "world.geojson"])
+    engine.start_serving()
+    for e in (engine, twin):
+        e.put_campaign("c1", campaign("c1", caps={"per_device_per_day": 3}))
+        e.put_campaign("c2", campaign("c2", {"type": "dwell", "dwell_s": 600}))
+        e.put_campaign("c3", campaign("c3", {"type": "nearby", "radius_m": 400},
+                                      caps={"per_device_per_day": 2}))
+        e.put_campaign("c4", campaign("c4", {"type": "exit"}))
+    rng = random.Random(5)
+    clock = dict.fromkeys("abcd", T0)
+    quiet = 0
+    for _ in range(400):
+        d = rng.choice("abcd")
+        clock[d] += timedelta(seconds=rng.choice([30, 120, 300, 900]))
+        where = at(rng.choice([0, 20, 60, 90, 150, 350, 500, 1500, 3000]) + rng.uniform(-5, 5))
+        accuracy = rng.choice([5.0, 20.0, 80.0, 1500.0])
+        a = engine.handle_ping(Ping(d, where[0], where[1], accuracy, clock[d])).body
+        b = twin.handle_ping(Ping(d, where[0], where[1], accuracy, clock[d])).body
+        assert a == b
+        quiet += b'"events":[],"offer":null,"decision":{"considered":0' in a
+    assert quiet > 50
+    twin.db.close()
