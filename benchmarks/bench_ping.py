@@ -52,8 +52,11 @@ CAMPAIGNS = [
 TAGS = ["coffee", "grocery", "fashion", "books"]
 
 
-def build(db_path: str, n_stores: int, n_devices: int, synchronous: str
-          ) -> tuple[Engine, np.ndarray, np.ndarray]:
+def build(db_path: str, n_stores: int, n_devices: int, synchronous: str,
+          campaigns: list[dict] | None = None) -> tuple[Engine, np.ndarray, np.ndarray]:
+    """A served engine on a new file at ``db_path``: the stores and their geofences, the
+    campaigns (:data:`CAMPAIGNS` unless given; written at once, read in one reload) and the
+    devices in state. Returns it, each device's home store and the stores' positions."""
     ids, lats, lons = generate.stores(n_stores, "city", seed=11)
     rng = np.random.default_rng(12)
     radius = rng.uniform(100, 400, n_stores)
@@ -66,8 +69,9 @@ def build(db_path: str, n_stores: int, n_devices: int, synchronous: str
     engine = Engine(Settings(db=db_path))
     engine.db.places.import_dataset(data.stores, data.geofences)
     engine.reload()
-    for c in CAMPAIGNS:
-        engine.put_campaign(c["id"], c)
+    for c in CAMPAIGNS if campaigns is None else campaigns:
+        engine.db.campaigns.put(c["id"], c)
+    engine.reload_campaigns()
     # devices already in state: a last position near a store, some of them in a visit
     home = rng.integers(0, n_stores, n_devices)
     with engine.db.atomic() as conn:
@@ -82,6 +86,37 @@ def build(db_path: str, n_stores: int, n_devices: int, synchronous: str
     engine = Engine(Settings(db=db_path, synchronous=synchronous))
     engine.start_serving()  # as `geo-engine serve` does: checkpointer, devices read, gc.freeze
     return engine, home, np.column_stack([lats, lons])
+
+
+def run_pings(engine: Engine, home: np.ndarray, where: np.ndarray, n_devices: int, n_pings: int,
+              seed: int = 13) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Walk devices around their home stores (0 to 500 m away, time moving on 1 to 20 minutes a
+    ping), 200 pings of warm-up, then ``n_pings - 200`` timed. Returns each timed ping's
+    microseconds, its outcome (``push``, ``event`` or ``quiet``) and its steps' microseconds."""
+    rng = np.random.default_rng(seed)
+    devices = rng.integers(0, n_devices, n_pings)
+    t0 = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
+    clock: dict[int, float] = {}
+    pings = []
+    for d in devices.tolist():
+        clock[d] = clock.get(d, 0.0) + float(rng.uniform(60, 1200))
+        lat, lon = where[home[d]]
+        plon, plat, _ = GEOD.fwd(lon, lat, float(rng.uniform(0, 360)), float(rng.uniform(0, 500)))
+        pings.append(Ping(f"dev{d}", plat, plon, float(rng.uniform(5, 60)),
+                          t0 + timedelta(seconds=clock[d])))
+    for p in pings[:200]:  # warm-up
+        engine.handle_ping(p)
+    engine.stage_times = []
+    total = np.empty(len(pings) - 200)
+    kind = np.empty(len(pings) - 200, dtype=object)
+    for k, p in enumerate(pings[200:]):
+        s = time.perf_counter()
+        body = engine.handle_ping(p).body
+        total[k] = time.perf_counter() - s
+        kind[k] = "push" if b'"offer":{' in body else "quiet" if b'"events":[]' in body else "event"
+    stages = np.array(engine.stage_times) * 1e6
+    engine.stage_times = None
+    return total * 1e6, kind, stages
 
 
 def main() -> None:
@@ -103,31 +138,9 @@ def main() -> None:
         print(f"# setup: {args.stores:,} stores and geofences, {len(CAMPAIGNS)} campaigns, "
               f"{args.devices:,} devices in state ({time.perf_counter() - t:.1f} s), "
               f"synchronous={args.synchronous}")
-        rng = np.random.default_rng(13)
-        devices = rng.integers(0, args.devices, args.pings)
-        # each device walks around its home store: 0 to 500 m away, time moves 1 to 20 minutes
-        t0 = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
-        clock = {}
-        pings = []
-        for d in devices.tolist():
-            clock[d] = clock.get(d, 0.0) + float(rng.uniform(60, 1200))
-            lat, lon = where[home[d]]
-            plon, plat, _ = GEOD.fwd(lon, lat, float(rng.uniform(0, 360)), float(rng.uniform(0, 500)))
-            pings.append(Ping(f"dev{d}", plat, plon, float(rng.uniform(5, 60)),
-                              t0 + timedelta(seconds=clock[d])))
-        for p in pings[:200]:  # warm-up
-            engine.handle_ping(p)
-        engine.stage_times = []
-        total = np.empty(len(pings) - 200)
-        kind = np.empty(len(pings) - 200, dtype=object)
-        for k, p in enumerate(pings[200:]):
-            s = time.perf_counter()
-            body = engine.handle_ping(p).body
-            total[k] = time.perf_counter() - s
-            kind[k] = "push" if b'"offer":{' in body else "quiet" if b'"events":[]' in body else "event"
+        total, kind, stages = run_pings(engine, home, where, args.devices, args.pings)
         offers = int((kind == "push").sum())
-        stages = np.array(engine.stage_times) * 1e6
-        total *= 1e6
+        rng = np.random.default_rng(14)
         # the floor in the same run: the one durable write every ping makes, and nothing else
         floor = np.empty(5000)
         for k, d in enumerate(rng.integers(0, args.devices, len(floor)).tolist()):

@@ -6,8 +6,9 @@ disagree on who is targeted:
 * by geofence: the campaigns naming a geofence id, its store's id, or a tag of either
   (:meth:`Campaign.targets_fence`, held as maps), grouped by trigger, with the shortest
   ``dwell_s`` asked of the geofence;
-* by reach: each ``nearby`` campaign's targeted stores, as boxes around them covering its radius
-  (a ping's one-point lookup) and as a store index (bulk and near the poles);
+* by reach: each ``nearby`` campaign's targeted stores, as boxes around them covering its radius,
+  all campaigns' boxes in one grid (a ping's one-point lookup, however many campaigns there
+  are), and as a store index per campaign (bulk and near the poles);
 * the :class:`~geo_engine.model.Candidate` values the decision weighs, from a ping's events or
   from a place's geofences.
 
@@ -78,12 +79,14 @@ class Targeting:
         self._on_fence: dict[str, OnFence] = {}
         self._targeted: dict[str, tuple[np.ndarray, StoreIndex | None]] = {}
         self._reach: dict[str, BoxGrid] = {}
+        # every nearby campaign's reach in one grid, owners being (campaign, store) pairs: a
+        # ping looks once, however many nearby campaigns there are
+        self._reach_all: tuple[BoxGrid, list[int], list[int]] | None = None
 
     def prepare(self) -> None:
         """Build every nearby campaign's reach now (a server's start or reload), not in the
         first ping to ask: for a campaign over many stores that takes a noticeable while."""
-        for c in self.nearby:
-            self.reach_of(c)
+        self._all_reach()
 
     # --- by geofence -------------------------------------------------------------------------
 
@@ -133,7 +136,14 @@ class Targeting:
         found = self._targeted.get(campaign.id)
         if found is None:
             places = self._places
-            pos = np.flatnonzero([campaign.targets_store(places.store(s)) for s in places.stores.ids])
+            ids = places.stores.ids
+            if campaign.tags:  # a tag is on the store's details: look at every store
+                pos = np.flatnonzero([campaign.targets_store(places.store(s)) for s in ids])
+            else:  # by id alone: found in the sorted ids
+                want = np.array(sorted(campaign.store_ids), dtype=object)
+                at = np.searchsorted(ids, want) if len(ids) else np.zeros(0, dtype=np.int64)
+                at = at[at < len(ids)]
+                pos = np.unique(at[ids[at] == want[:len(at)]]) if len(at) else at
             index = StoreIndex(places.stores.lats[pos], places.stores.lons[pos]) if len(pos) else None
             found = self._targeted[campaign.id] = (pos, index)
         return found
@@ -170,6 +180,46 @@ class Targeting:
         found = [(inv(lon, lat, float(lo[p]), float(la[p]))[2], p) for p in near]
         return sorted(f for f in found if f[0] <= radius)
 
+    def _all_reach(self) -> tuple[BoxGrid, list[int], list[int]]:
+        """One grid of every nearby campaign's boxes; owner ``i`` is the pair (campaign
+        ``campaign_of[i]`` in :attr:`nearby`, store position ``store_of[i]``). Made once."""
+        if self._reach_all is None:
+            stores = self._places.stores
+            boxes, owners, campaign_of, store_of = [], [], [], []
+            for k, c in enumerate(self.nearby):
+                pos, _ = self.stores_targeted_by(c)
+                for p, la, lo in zip(pos.tolist(), stores.lats[pos].tolist(),
+                                     stores.lons[pos].tolist(), strict=True):
+                    for b in lonlat_boxes(la, lo, c.radius_m):
+                        boxes.append(b)
+                        owners.append(len(store_of))
+                    campaign_of.append(k)
+                    store_of.append(p)
+            self._reach_all = (BoxGrid(np.array(boxes, dtype=float).reshape(-1, 4),
+                                       np.array(owners, dtype=np.int64)), campaign_of, store_of)
+        return self._reach_all
+
+    def nearby_reach(self, lat: float, lon: float) -> list[tuple[Campaign, list[tuple[float, int]]]]:
+        """Each nearby campaign (in :attr:`nearby` order) with a targeted store within its radius,
+        and those stores as :meth:`nearby_stores` gives them: one grid lookup for them all."""
+        grid, campaign_of, store_of = self._all_reach()
+        found = grid.query([(lon, lat, lon, lat)])
+        if found is None:  # the grid declines (wide reaches, a pole): campaign by campaign
+            out = [(c, self.nearby_stores(c, lat, lon)) for c in self.nearby]
+            return [(c, near) for c, near in out if near]
+        stores, inv = self._places.stores, GEOD.inv
+        la, lo = stores.lats, stores.lons
+        metres: dict[int, float] = {}
+        by_campaign: dict[int, list[tuple[float, int]]] = {}
+        for pair in found:
+            k, p = campaign_of[pair], store_of[pair]
+            d = metres.get(p)
+            if d is None:
+                d = metres[p] = inv(lon, lat, float(lo[p]), float(la[p]))[2]
+            if d <= self.nearby[k].radius_m:
+                by_campaign.setdefault(k, []).append((d, p))
+        return [(self.nearby[k], sorted(by_campaign[k])) for k in sorted(by_campaign)]
+
     # --- candidates --------------------------------------------------------------------------
 
     def ping_candidates(self, events: list[Event], hits: Mapping[str, tuple[str, Confidence]],
@@ -199,8 +249,8 @@ class Targeting:
                 out.append(Candidate(c, store, e.geofence_id, dist, conf))
         nearest_m = nearest.distance_m if nearest is not None else float("inf")
         if nearest_m <= self.nearby_reach_m:  # else no store is within any nearby radius
-            for c in self.nearby:
-                for d, p in self.nearby_stores(c, lat, lon):
+            for c, near in self.nearby_reach(lat, lon):
+                for d, p in near:
                     conf = Confidence.HIGH if d + accuracy_m <= c.radius_m else Confidence.MEDIUM
                     out.append(Candidate(c, places.store(places.stores.ids[p]), None, d, conf))
         return out

@@ -48,3 +48,17 @@ def test_the_load_benchmark_runs_a_walking_fleet_with_no_errors():
     pings, events, offers = (int(w.split()[0].replace(",", "")) for w in
                              did.split(":", 1)[1].split("(")[0].split(", "))
     assert pings > 0 and events > 0 and offers > 0, did
+
+
+def test_the_growth_benchmark_prints_a_row_for_every_size():
+    """`bench_growth.py --quick`: one dimension grows at a time from the base, every row timed."""
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_growth.py"), "--quick",
+                        "--pings", "500"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in r.stdout.splitlines()
+            if line.startswith("| ") and not line.startswith("| grows")]
+    assert [(row[0], row[1], row[2], row[3]) for row in rows] == [
+        ("stores", "1,000", "10", "1,000"), ("stores", "4,000", "10", "1,000"),
+        ("campaigns", "1,000", "10", "1,000"), ("campaigns", "1,000", "200", "1,000"),
+        ("devices", "1,000", "10", "1,000"), ("devices", "1,000", "10", "4,000")]
+    assert all(float(row[5]) > 0 and float(row[9]) > 0 for row in rows)  # timed; offers made

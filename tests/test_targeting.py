@@ -109,6 +109,31 @@ def test_nearby_stores_are_the_targeted_stores_within_the_radius_by_brute_force(
         np.testing.assert_allclose([d for d, _ in got], [d for d, _ in want], atol=1e-6)
 
 
+def test_many_nearby_campaigns_are_found_in_one_lookup_as_one_by_one(paris):
+    """The one grid over every nearby campaign's reach (owners: campaign and store pairs) finds
+    what each campaign's own lookup finds, in campaign order; campaigns by store id find their
+    stores without reading any store's details, and an unknown id finds nothing."""
+    stores, places = paris
+    rng = np.random.default_rng(8)
+    ids = [s.id for s in stores]
+    near = [camp(f"n{k:03d}", {"type": "nearby", "radius_m": float(rng.choice([150, 400, 900]))},
+                 store_ids=list(rng.choice(ids, 3)) + (["s-none"] if k % 5 == 0 else []))
+            for k in range(120)]
+    near.append(camp("tagged", {"type": "nearby", "radius_m": 300}, tags=["coffee"]))
+    targeting = Targeting(near, places)
+    for c in near[:-1]:
+        pos, _ = targeting.stores_targeted_by(c)
+        assert sorted(places.stores.ids[pos].tolist()) == sorted(c.store_ids - {"s-none"})
+    looked = 0
+    for bearing, metres in zip(rng.uniform(0, 360, 60), rng.uniform(0, 3500, 60), strict=True):
+        lat, lon = spot(bearing, metres)
+        one_by_one = [(c.id, targeting.nearby_stores(c, lat, lon)) for c in targeting.nearby]
+        got = [(c.id, found) for c, found in targeting.nearby_reach(lat, lon)]
+        assert got == [(cid, found) for cid, found in one_by_one if found]
+        looked += len(got)
+    assert looked > 60
+
+
 def test_a_ping_and_a_scored_place_bring_in_the_same_campaigns(paris):
     stores, places = paris
     enter = camp("enter", {"type": "enter"}, tags=["coffee"])
