@@ -71,6 +71,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes, for a look or a test")
     ap.add_argument("--pings", type=int, default=4_000, help="pings a row (200 of them warm-up)")
+    ap.add_argument("--only", choices=sorted(GROWTH), help="grow this dimension only")
     args = ap.parse_args()
     growth = QUICK if args.quick else GROWTH
     base = {k: v[0] for k, v in QUICK.items()} if args.quick else BASE
@@ -85,6 +86,8 @@ def main() -> None:
           "quiet p50 us | push p50 us | offers a ping | p50 vs the first row |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for dim, sizes in growth.items():
+        if args.only and dim != args.only:
+            continue
         first = None
         for size in sizes:
             sizes_now = {**base, dim: size}
