@@ -101,8 +101,8 @@ class Engine:
     """
 
     def __init__(self, settings: Settings | None = None, database: Database | None = None):
-        #: when a list, handle_ping appends (index, state, rules, record) seconds per ping
-        self.stage_times: list[tuple[float, float, float, float]] | None = None
+        #: when a list, handle_ping appends (index, state, rules, record, commit) seconds per ping
+        self.stage_times: list[tuple[float, float, float, float, float]] | None = None
         self.settings = settings or Settings.from_env()
         self.db = database or Database(self.settings.db, self.settings.synchronous)
         self._serving = False  # start_serving: build what pings query in every new snapshot
@@ -342,15 +342,17 @@ class Engine:
             t1 = time.perf_counter()
             try:
                 with self.db.atomic() as tx:
-                    answer = write(tx)
+                    answer, written = write(tx)
                 break
             except _Stale as stale:  # places or campaigns changed since the snapshot: follow
                 self._follow(stale.seen)
         else:
             raise StorageError("places or campaigns kept changing under a ping; try again")
-        if self.stage_times is not None and len(stages) == 4:  # bench_ping: where time goes
-            index_s, early_s, t2, t3 = stages
-            self.stage_times.append((index_s, t2 - t1, early_s + t3 - t2, time.perf_counter() - t3))
+        self.db.devices.committed(ping.device_id, written)
+        if self.stage_times is not None and len(stages) == 5:  # bench_ping: where time goes
+            index_s, early_s, t2, t3, t4 = stages
+            self.stage_times.append((index_s, t2 - t1, early_s + t3 - t2, t4 - t3,
+                                     time.perf_counter() - t4))
         return answer
 
     async def handle_ping_async(self, ping: Ping) -> PingAnswer:
@@ -363,17 +365,21 @@ class Engine:
             if write is None:
                 return answer
             try:
-                return await self._group.write(write)
+                answer, written = await self._group.write(write)
             except _Stale as stale:  # places or campaigns changed since the snapshot: follow
                 self._follow(stale.seen)
+                continue
+            self.db.devices.committed(ping.device_id, written)
+            return answer
         raise StorageError("places or campaigns kept changing under a ping; try again")
 
     def _prepare_ping(self, ping: Ping):
         """Everything a ping needs before its transaction: ``(answer, None, [])`` when it needs
         none (a replay, or a server's quiet ping), else ``(None, write, stages)`` with the
-        transaction's work ``write(tx)`` (``stages`` gets the index step's seconds and the
-        seconds of rules decided before the transaction, then the times the state was read and
-        the rules were done in it)."""
+        transaction's work ``write(tx)``, which returns the answer and the device row's version
+        it wrote (``stages`` gets the index step's seconds and the
+        seconds of rules decided before the transaction, then the times the state was read, the
+        rules were done and the records were written in it)."""
         snap = self.refresh()  # the one snapshot this ping reads, whatever changes meanwhile
         clock = time.perf_counter
         t0 = clock()
@@ -392,14 +398,14 @@ class Engine:
             answer, early = self._quiet(snap, ping, fix, hits, nearest)
             if answer is not None:
                 if self.stage_times is not None:
-                    self.stage_times.append((stages[0], 0.0, clock() - t1, 0.0))
+                    self.stage_times.append((stages[0], 0.0, clock() - t1, 0.0, 0.0))
                 return answer, None, []
         stages.append(clock() - t1)
 
-        def write(tx) -> PingAnswer:
+        def write(tx) -> tuple[PingAnswer, int | None]:  # the answer, the row version written
             replayed = self._replay(ping, tx)  # a twin of this ping may have committed meanwhile
             if replayed is not None:
-                return replayed
+                return replayed, None
             seen = self.db.generations(tx)  # no decision on places or campaigns since changed
             if seen["places"] != snap.generations["places"] or \
                     seen["campaigns"] != snap.generations["campaigns"]:
@@ -417,7 +423,9 @@ class Engine:
                 out = self._outcome(snap, tx, state, ping, fix, hits, nearest)
                 if not self.db.devices.save(tx, out.state, state.version):
                     raise StorageError(f"device {ping.device_id!r} changed under a write lock")
-            return self._record(tx, ping, fix, out, nearest)
+            answer = self._record(tx, ping, fix, out, nearest)
+            stages.append(clock())
+            return answer, out.state.version
         return None, write, stages
 
     def _quiet(self, snap: Snapshot, ping: Ping, fix: _Fix, hits: dict, nearest: StoreHit | None
@@ -468,7 +476,8 @@ class Engine:
                                   self.settings.max_speed_mps):
             return False
         targeting = snap.targeting
-        if nearest is not None and nearest.distance_m <= targeting.nearby_reach_m:
+        if nearest is not None and nearest.distance_m <= targeting.nearby_reach_m and \
+                targeting.nearby_reach(ping.lat, ping.lon):
             return False
         dwell = targeting.dwell_thresholds(state.visits) if targeting.has_dwell else {}
         return devices.settled(state.visits, hits, fix.ts, fix.accuracy_m, dwell)

@@ -482,10 +482,17 @@ def test_quiet_pings_read_no_table_while_no_other_connection_commits(engine):
         a = ping(engine, "d", at(1900 + minute), T0 + timedelta(minutes=minute))
         assert a["events"] == [] and a["offer"] is None
     assert statements == ["PRAGMA data_version"] * 4
+    # a ping that writes (it enters, and is offered c1), then a quiet one: the row it wrote and
+    # committed is known current, so the quiet one reads nothing either
+    assert types(ping(engine, "d", SF, T0 + timedelta(minutes=6)))[0] == "enter"
+    statements.clear()
+    a = ping(engine, "d", at(10), T0 + timedelta(minutes=6, seconds=30))
+    assert a["events"] == [] and a["offer"] is None
+    assert statements == ["PRAGMA data_version"]
     other = Engine(Settings(db=engine.path))  # another process commits: the next one reads
     other.set_consent("someone-else", True)
     statements.clear()
-    ping(engine, "d", at(1890), T0 + timedelta(minutes=7))
+    ping(engine, "d", at(15), T0 + timedelta(minutes=7))
     engine.db.sql._conn.set_trace_callback(None)
     assert statements[0] == "PRAGMA data_version"
     assert any("FROM meta" in s for s in statements)

@@ -138,6 +138,13 @@ class Devices:
             self._current.clear()
         return True
 
+    def committed(self, device_id: str, version: int | None) -> None:
+        """The row this connection wrote at ``version`` has committed: it is current until the
+        data version moves (no other connection can have written it in between, as this one
+        held the write lock), so the device's next quiet ping need not read it."""
+        if version is not None and self._current_at is not None:
+            self._current.add((device_id, version))
+
     def keep(self, device_id: str, last_ts: float | None, last_lat: float | None,
              last_lon: float | None, last_accuracy_m: float | None) -> None:
         """Keep a device's new position and time (a quiet ping: nothing else of its state
@@ -186,6 +193,12 @@ class Devices:
             self._flusher.join()
         self.flush()
 
+    def _drop(self, device_id: str) -> None:
+        """Forget this process's copy of a row that is being changed outside a ping."""
+        row = self._rows.pop(device_id, None)
+        if row is not None:
+            self._current.discard((device_id, row[1]))
+
     def _remember(self, row: tuple) -> None:
         cache = self._rows
         cache.pop(row[0], None)  # re-inserted last: the oldest entries go first
@@ -204,10 +217,10 @@ class Devices:
             if visits.pop(geofence_id, None) is not None:
                 tx.execute("UPDATE devices SET visits = ?, version = ? WHERE device_id = ?",
                            (orjson.dumps(visits), new_version(), device_id))
-                self._rows.pop(device_id, None)
+                self._drop(device_id)
 
     def set_consent(self, device_id: str, location_offers: bool) -> None:
-        self._rows.pop(device_id, None)
+        self._drop(device_id)
         with self._db.atomic() as tx:
             tx.execute("INSERT INTO devices (device_id, opted_out, version) VALUES (?, ?, ?) "
                        "ON CONFLICT(device_id) DO UPDATE SET opted_out = excluded.opted_out, "
@@ -216,7 +229,7 @@ class Devices:
 
     def forget(self, device_id: str) -> bool:
         """Delete everything stored about a device; return whether there was anything."""
-        self._rows.pop(device_id, None)
+        self._drop(device_id)
         with self._db.atomic() as tx:
             n = 0
             for table in ("devices", "events", "pushes", "replies"):
