@@ -33,6 +33,7 @@ test: lint $(CHROMIUM)
 bench: install
 	$(BIN)/python benchmarks/bench_index.py
 	$(BIN)/python benchmarks/bench_ping.py
+	$(BIN)/python benchmarks/bench_growth.py
 
 # wrk (from Debian, installed when missing) drives a walking fleet of phones against `serve`
 # and a bare FastAPI app in the same run: benchmarks/load/
