@@ -83,7 +83,7 @@ def build(db_path: str, n_stores: int, n_devices: int, synchronous: str,
              for k, h in enumerate(home)])
     engine.db.close()
     # as a server starts: device state read at start
-    engine = Engine(Settings(db=db_path, synchronous=synchronous))
+    engine = Engine(Settings(db=db_path, synchronous=synchronous, trust_client_clock=True))
     engine.start_serving()  # as `geo-engine serve` does: checkpointer, devices read, gc.freeze
     return engine, home, np.column_stack([lats, lons])
 

@@ -37,12 +37,26 @@ SETTINGS: tuple[Setting, ...] = (
             "campaigns changed by another process on the same database"),
     Setting("synchronous", "full", "what a commit survives: full (a killed process and a power cut) or "
             "normal (a killed process; a power cut can lose the last commits, for faster commits)"),
+    Setting("trust_client_clock", False, "take pings' timestamps as given (replays, simulations, "
+            "demos, tests); off, a time over 60 s ahead of the server's is replaced by it "
+            "(clock_ahead) and one over 10 minutes behind pushes nothing (late)"),
     Setting("admin_key", "", "the admin API key (instead of one created on first start)"),
     Setting("publishable_key", "", "the publishable API key (instead of one created on first start)"),
 )
 
 
 _CHOICES = {"synchronous": ("full", "normal")}
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _parse(kind: type, raw: str) -> Any:
+    """A setting's value from its variable's text (a bool is true/false, yes/no, on/off, 1/0)."""
+    if kind is bool:
+        word = raw.strip().lower()
+        if word not in _TRUE + _FALSE:
+            raise ValueError(raw)
+        return word in _TRUE
+    return kind(raw)
 
 
 @dataclass(frozen=True)
@@ -56,6 +70,7 @@ class Settings:
     max_speed_mps: float = 70.0
     reload_check_s: float = 1.0
     synchronous: str = "full"
+    trust_client_clock: bool = False
     admin_key: str = field(default="", repr=False)
     publishable_key: str = field(default="", repr=False)
 
@@ -70,7 +85,7 @@ class Settings:
             if raw is None:
                 continue
             try:
-                values[setting.name] = types[setting.name](raw)
+                values[setting.name] = _parse(types[setting.name], raw)
             except ValueError:
                 raise InvalidInput(f"{setting.env}={raw!r} is not a valid "
                                    f"{types[setting.name].__name__}: {setting.help}") from None

@@ -27,11 +27,34 @@ from datetime import UTC, datetime, timedelta
 from .geodesy import distance_m
 from .model import Confidence, DeviceState, Event, EventType, Visit
 
-__all__ = ["MIN_MARGIN_M", "POOR_ACCURACY_M", "add_push", "leaving", "movement_flags",
-           "next_state", "settled", "transition"]
+__all__ = ["CLOCK_AHEAD_S", "LATE_S", "MIN_MARGIN_M", "POOR_ACCURACY_M", "add_push", "clock",
+           "leaving", "movement_flags", "next_state", "settled", "transition"]
 
 POOR_ACCURACY_M = 1000.0
 MIN_MARGIN_M = 25.0
+CLOCK_AHEAD_S = 60.0  # a phone's time further ahead of the server's is replaced by it
+LATE_S = 600.0  # a ping older than this (by the server's clock) is late: it pushes nothing
+
+
+def clock(sent: datetime | None, now: datetime, trusted: bool) -> tuple[datetime, list[str]]:
+    """The time a ping is taken at, and what the clock rule noticed (SPEC 6).
+
+    The phone's clock is not trusted: a ``sent`` time more than :data:`CLOCK_AHEAD_S` ahead of
+    ``now`` is replaced by ``now`` (``clock_ahead``), so it never moves a device's state into
+    the future; one more than :data:`LATE_S` behind is kept but ``late`` (its events count,
+    it pushes nothing). Absent, it is ``now``. With ``trusted`` (replays, simulations, tests)
+    ``sent`` is taken as given.
+    """
+    if sent is None:
+        return now, []
+    if trusted:
+        return sent, []
+    ahead = (sent - now).total_seconds()
+    if ahead > CLOCK_AHEAD_S:
+        return now, ["clock_ahead"]
+    if ahead < -LATE_S:
+        return sent, ["late"]
+    return sent, []
 
 
 def movement_flags(state: DeviceState, lat: float, lon: float, ts: float, accuracy_m: float,

@@ -76,6 +76,7 @@ class _Fix:
     at: datetime
     ts: float
     accuracy_m: float
+    flags: tuple[str, ...] = ()  # what the clock rule noticed: clock_ahead or late
 
 
 @dataclass(frozen=True)
@@ -386,9 +387,11 @@ class Engine:
         replayed = self._replay(ping)
         if replayed is not None:
             return replayed, None, []
-        at = ping.timestamp or datetime.now(UTC)
+        at, noticed = devices.clock(ping.timestamp, datetime.now(UTC),
+                                    self.settings.trust_client_clock)
         fix = _Fix(at, at.timestamp(),
-                   self.settings.default_accuracy_m if ping.accuracy_m is None else ping.accuracy_m)
+                   self.settings.default_accuracy_m if ping.accuracy_m is None else ping.accuracy_m,
+                   tuple(noticed))
         hits = snap.places.hits(ping.lat, ping.lon, fix.accuracy_m, at)
         nearest = snap.places.nearest_one(ping.lat, ping.lon)
         stages: list[float] = [clock() - t0]
@@ -472,8 +475,8 @@ class Engine:
         the index's answer and the state alone (:func:`devices.settled`): nothing odd about the
         fix, no store within any nearby campaign's radius, no visit begun, ended or long
         enough for a dwell campaign."""
-        if devices.movement_flags(state, ping.lat, ping.lon, fix.ts, fix.accuracy_m,
-                                  self.settings.max_speed_mps):
+        if fix.flags or devices.movement_flags(state, ping.lat, ping.lon, fix.ts, fix.accuracy_m,
+                                               self.settings.max_speed_mps):
             return False
         targeting = snap.targeting
         if nearest is not None and nearest.distance_m <= targeting.nearby_reach_m and \
@@ -494,8 +497,8 @@ class Engine:
         """The rules step: flags, events and the decision, from values (the campaigns' spend
         is read in the ping's transaction, so budgets hold across processes; with ``tx`` None,
         outside one, for a ping that will not push)."""
-        flags = devices.movement_flags(state, ping.lat, ping.lon, fix.ts, fix.accuracy_m,
-                                       self.settings.max_speed_mps)
+        flags = [*fix.flags, *devices.movement_flags(state, ping.lat, ping.lon, fix.ts,
+                                                     fix.accuracy_m, self.settings.max_speed_mps)]
         if "out_of_order" in flags:  # changes nothing (the write only proves the state current)
             return _Outcome(devices.next_state(state, new_version()), [], NO_DECISION, flags)
         suspicious = "suspicious_movement" in flags
@@ -504,8 +507,9 @@ class Engine:
                 for fid in devices.leaving(state.visits, hits, fix.accuracy_m)}
         dwell = targeting.dwell_thresholds({**hits, **state.visits}) if targeting.has_dwell else {}
         events, visits = devices.transition(state.visits, hits, fix.ts, fix.accuracy_m, away, dwell)
-        candidates = targeting.ping_candidates(events, hits, ping.lat, ping.lon, fix.accuracy_m,
-                                               nearest)
+        # a late ping's events count (visits need them), but it pushes nothing: no candidates
+        candidates = [] if "late" in fix.flags else \
+            targeting.ping_candidates(events, hits, ping.lat, ping.lon, fix.accuracy_m, nearest)
         budgeted = sorted({c.campaign.id for c in candidates if c.campaign.budget_total is not None})
         decision = decide(
             candidates, device_id=ping.device_id, segments=frozenset(ping.segments), at=fix.at,

@@ -11,7 +11,7 @@ import enum
 import functools
 import math
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from .campaigns import Campaign
 
 __all__ = [
+    "EARLIEST",
+    "LATEST",
     "Candidate",
     "Confidence",
     "Counts",
@@ -45,6 +47,12 @@ __all__ = [
     "StoreHit",
     "Visit",
 ]
+
+
+#: the times a ping may carry: from the Unix epoch to a day before the calendar's end (so that
+#: a store's local time, up to 14 hours ahead, still exists)
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9999, 12, 30, tzinfo=UTC)
 
 
 class Confidence(enum.StrEnum):
@@ -230,8 +238,17 @@ class Ping:
         object.__setattr__(self, "lon", lon)
         if self.accuracy_m is not None and not (math.isfinite(self.accuracy_m) and self.accuracy_m >= 0):
             raise InvalidInput(f"accuracy_m must be a number of metres >= 0, got {self.accuracy_m}")
-        if self.timestamp is not None and self.timestamp.tzinfo is None:
-            raise InvalidInput("timestamp must carry a time zone (RFC 3339, like 2026-11-22T09:15:00Z)")
+        if self.timestamp is not None:
+            if self.timestamp.tzinfo is None:
+                raise InvalidInput("timestamp must carry a time zone (RFC 3339, like "
+                                   "2026-11-22T09:15:00Z)")
+            try:
+                utc = self.timestamp.astimezone(UTC)
+            except (OverflowError, ValueError):
+                utc = None
+            if utc is None or not EARLIEST <= utc <= LATEST:
+                raise InvalidInput(f"timestamp must be between {EARLIEST:%Y-%m-%d} and "
+                                   f"{LATEST:%Y-%m-%d} (UTC), got {self.timestamp.isoformat()}")
 
 
 class EventType(enum.StrEnum):

@@ -20,8 +20,9 @@ FERRY = {"lat": 37.7955, "lon": -122.3937}
 
 @pytest.fixture
 def client(tmp_path):
-    engine = Engine(Settings(db=str(tmp_path / "api.db"), admin_key="admin-key-for-tests",
-                             publishable_key="publishable-key-for-tests", min_offer_interval_s=0))
+    engine = Engine(Settings(trust_client_clock=True, db=str(tmp_path / "api.db"),
+                             admin_key="admin-key-for-tests", publishable_key="publishable-key-for-tests",
+                             min_offer_interval_s=0))
     engine.import_files([DEMO])
     ensure_keys(engine.db.apikeys, engine.settings)
     with TestClient(create_app(engine)) as c:
@@ -247,8 +248,9 @@ def test_first_start_creates_both_keys_once(tmp_path):
 
 
 def _twin(tmp_path, name):
-    engine = Engine(Settings(db=str(tmp_path / f"{name}.db"), admin_key="admin-key-for-tests",
-                             publishable_key="publishable-key-for-tests", min_offer_interval_s=0))
+    engine = Engine(Settings(trust_client_clock=True, db=str(tmp_path / f"{name}.db"),
+                             admin_key="admin-key-for-tests", publishable_key="publishable-key-for-tests",
+                             min_offer_interval_s=0))
     engine.import_files([DEMO])
     ensure_keys(engine.db.apikeys, engine.settings)
     engine.put_campaign("coffee", coffee())

@@ -38,3 +38,13 @@ def test_a_setting_with_choices_names_them():
     assert Settings.from_env({"GEO_ENGINE_SYNCHRONOUS": "normal"}).synchronous == "normal"
     with pytest.raises(InvalidInput, match="GEO_ENGINE_SYNCHRONOUS='off' is not one of full, normal"):
         Settings.from_env({"GEO_ENGINE_SYNCHRONOUS": "off"})
+
+
+def test_a_yes_or_no_setting_reads_the_usual_words_and_refuses_others():
+    from geo_engine import InvalidInput
+
+    for word, want in [("true", True), ("1", True), ("on", True), ("YES", True), ("false", False),
+                       ("0", False), ("off", False)]:
+        assert Settings.from_env({"GEO_ENGINE_TRUST_CLIENT_CLOCK": word}).trust_client_clock is want
+    with pytest.raises(InvalidInput, match="GEO_ENGINE_TRUST_CLIENT_CLOCK='maybe' is not a valid bool"):
+        Settings.from_env({"GEO_ENGINE_TRUST_CLIENT_CLOCK": "maybe"})

@@ -34,7 +34,7 @@ def engine(tmp_path):
         feature({"kind": "store", "id": "s-fiji", "tags": ["coffee"]}, FIJI[1], FIJI[0]),
         feature({"id": "g-fiji", "store_id": "s-fiji", "radius_m": 200}, FIJI[1], FIJI[0]),
     ]}))
-    e = Engine(Settings(db=str(tmp_path / "geo.db"), min_offer_interval_s=0))
+    e = Engine(Settings(trust_client_clock=True, db=str(tmp_path / "geo.db"), min_offer_interval_s=0))
     e.import_files([path])
     return e
 
@@ -245,7 +245,7 @@ def test_ranking_and_lower_priority(engine):
 
 
 def test_the_engine_wide_interval_between_offers(tmp_path, engine):
-    engine.settings = Settings(db=engine.settings.db, min_offer_interval_s=900)
+    engine.settings = Settings(trust_client_clock=True, db=engine.settings.db, min_offer_interval_s=900)
     engine.put_campaign("c1", campaign(caps={}))
     assert visit(engine, "d", T0)["offer"] is not None
     assert reasons(walk_in_again(engine, "d", T0 + timedelta(minutes=5))) == {"c1": "device_interval"}
@@ -410,7 +410,7 @@ def test_a_nearby_offer_names_the_nearest_targeted_store_in_reach(tmp_path):
     path.write_text(json.dumps({"type": "FeatureCollection", "features": [
         feature({"kind": "store", "id": sid, "tags": tags}, lon, lat)
         for sid, ((lat, lon), tags) in places.items()]}))
-    e = Engine(Settings(db=str(tmp_path / "geo.db"), min_offer_interval_s=0))
+    e = Engine(Settings(trust_client_clock=True, db=str(tmp_path / "geo.db"), min_offer_interval_s=0))
     e.import_files([path])
     e.put_campaign("books", {"id": "books", "offer": {"title": "read"}, "targets": {"tags": ["books"]},
                              "trigger": {"type": "nearby", "radius_m": 400}, "min_confidence": "high"})
@@ -457,7 +457,8 @@ def test_a_quiet_ping_on_a_copy_another_process_made_stale_takes_the_write_path(
     ping(engine, "d", at(40), T0)  # enters g-sf, through this process: the copy says inside
     a = ping(engine, "d", at(35), T0 + timedelta(minutes=1))  # quiet: the copy found current
     assert a["events"] == [] and a["offer"] is None
-    other = Engine(Settings(db=engine.path, min_offer_interval_s=0))  # another worker
+    # another worker
+    other = Engine(Settings(trust_client_clock=True, db=engine.path, min_offer_interval_s=0))
     b = ping(other, "d", at(600), T0 + timedelta(minutes=5))
     assert [e["type"] for e in b["events"]] == ["exit"]
     # by this process's stale copy the device is still inside, so a ping inside would be quiet;
@@ -489,7 +490,8 @@ def test_quiet_pings_read_no_table_while_no_other_connection_commits(engine):
     a = ping(engine, "d", at(10), T0 + timedelta(minutes=6, seconds=30))
     assert a["events"] == [] and a["offer"] is None
     assert statements == ["PRAGMA data_version"]
-    other = Engine(Settings(db=engine.path))  # another process commits: the next one reads
+    # another process commits: the next quiet ping reads
+    other = Engine(Settings(trust_client_clock=True, db=engine.path))
     other.set_consent("someone-else", True)
     statements.clear()
     ping(engine, "d", at(15), T0 + timedelta(minutes=7))
@@ -508,7 +510,7 @@ def test_a_change_made_by_another_process_is_in_force_at_the_next_decision(engin
     if serving:
         engine.start_serving()
     engine.put_campaign("c1", campaign(caps={"budget_total": 100}))
-    other = Engine(Settings(db=engine.path, min_offer_interval_s=0))
+    other = Engine(Settings(trust_client_clock=True, db=engine.path, min_offer_interval_s=0))
     assert ping(engine, "a", SF, T0)["offer"]["campaign_id"] == "c1"  # spend 1
     other.put_campaign("c1", campaign(caps={"budget_total": 1}))  # lowered to what is spent
     a = ping(engine, "b", SF, T0)
@@ -528,7 +530,7 @@ def test_a_servers_quiet_short_cut_answers_as_the_rules_do(engine, tmp_path):
     bytes from both."""
     import random
 
-    twin = Engine(Settings(db=str(tmp_path / "twin.db"), min_offer_interval_s=0))
+    twin = Engine(Settings(trust_client_clock=True, db=str(tmp_path / "twin.db"), min_offer_interval_s=0))
     twin.import_files([tmp_path / "world.geojson"])
     engine.start_serving()
     for e in (engine, twin):

@@ -28,7 +28,7 @@ AT = datetime(2026, 11, 24, 17, 10, tzinfo=UTC)  # Tuesday 09:10 in San Francisc
 def engine(tmp_path_factory):
     import json
 
-    e = Engine(Settings(db=str(tmp_path_factory.mktemp("score") / "s.db")))
+    e = Engine(Settings(trust_client_clock=True, db=str(tmp_path_factory.mktemp("score") / "s.db")))
     e.import_files([DEMO])
     for c in json.loads((DEMO.parent / "demo_campaigns.json").read_text()):
         e.put_campaign(c["id"], c)
@@ -167,7 +167,7 @@ def test_distances_are_geodesic_across_the_antimeridian(tmp_path):
     path.write_text(json.dumps({"type": "FeatureCollection", "features": [
         {"type": "Feature", "properties": {"kind": "store", "id": "east"},
          "geometry": {"type": "Point", "coordinates": [179.9999, 0.0]}}]}))
-    e = Engine(Settings(db=str(tmp_path / "f.db")))
+    e = Engine(Settings(trust_client_clock=True, db=str(tmp_path / "f.db")))
     e.import_files([path])
     out = score_frame(pd.DataFrame({"lat": [0.0], "lon": [-179.9999]}), e, radius_m=100)
     assert out.loc[0, "nearest_distance_m"] == pytest.approx(WGS84.inv(179.9999, 0, -179.9999, 0)[2])
@@ -192,7 +192,7 @@ def test_the_summary_counts_customers_within_the_radius_of_each_store(engine, tm
 
 
 def test_nearby_campaigns_score_as_pings_decide(tmp_path):
-    e = Engine(Settings(db=str(tmp_path / "n.db")))
+    e = Engine(Settings(trust_client_clock=True, db=str(tmp_path / "n.db")))
     e.import_files([DEMO])
     e.put_campaign("near", {"id": "near", "offer": {"title": "x"}, "targets": {"tags": ["market"]},
                             "trigger": {"type": "nearby", "radius_m": 800}})

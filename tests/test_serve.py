@@ -31,10 +31,12 @@ def free_port() -> int:
 
 
 def start(db, port, keys=None, min_offer_interval_s: str | None = "0",
-          args: tuple[str, ...] = ()) -> subprocess.Popen:
+          args: tuple[str, ...] = (), env_extra: dict[str, str] | None = None) -> subprocess.Popen:
     """``geo-engine serve --demo`` on ``port`` (and ``args``), with these keys (and offer
-    interval, unless None), once it answers /health."""
+    interval, unless None), once it answers /health. The pings' timestamps are taken as given
+    (the tests replay fixed days) unless ``env_extra`` says otherwise."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GEO_ENGINE_")} | (keys or KEYS)
+    env |= {"GEO_ENGINE_TRUST_CLIENT_CLOCK": "true", **(env_extra or {})}
     if min_offer_interval_s is not None:
         env["GEO_ENGINE_MIN_OFFER_INTERVAL_S"] = min_offer_interval_s
     # the access log goes to a file: a pipe nobody reads would fill and stall the server

@@ -189,8 +189,9 @@ def main() -> None:
           f"-d{args.duration}s after a 3 s warm-up, {args.rounds} rounds; geo-engine with "
           f"synchronous={args.synchronous}")
     env = {k: v for k, v in os.environ.items() if not k.startswith("GEO_ENGINE_")}
+    # the fleet sends the times of its walk (a day it replays): taken as given
     env.update(GEO_ENGINE_PUBLISHABLE_KEY=KEY, GEO_ENGINE_ADMIN_KEY="bench-load-admin",
-               GEO_ENGINE_SYNCHRONOUS=args.synchronous)
+               GEO_ENGINE_SYNCHRONOUS=args.synchronous, GEO_ENGINE_TRUST_CLIENT_CLOCK="true")
     runs: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
