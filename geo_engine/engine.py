@@ -32,7 +32,7 @@ from .config import Settings
 from .db import Database
 from .db.devices import new_version
 from .decide import decide
-from .errors import InvalidInput, NotFound, StorageError, ValidationFailed
+from .errors import Conflict, InvalidInput, NotFound, StorageError, ValidationFailed
 from .geodesy import check_lat_lon
 from .io.places import (
     Dataset,
@@ -52,6 +52,7 @@ from .model import (
     Ping,
     PingAnswer,
     StoreHit,
+    ping_digest,
 )
 from .snapshot import Places, Snapshot
 
@@ -486,11 +487,19 @@ class Engine:
         return devices.settled(state.visits, hits, fix.ts, fix.accuracy_m, dwell)
 
     def _replay(self, ping: Ping, tx=None) -> PingAnswer | None:
-        """The first answer to this ``ping_id``, when there was one."""
+        """The first answer to this ``ping_id``, when there was one; :class:`Conflict` when it
+        answered a ping that said something else (an idempotency key reused)."""
         if ping.ping_id is None:
             return None
-        body = self.db.devices.reply(ping.device_id, ping.ping_id, tx)
-        return None if body is None else PingAnswer.replay(body)
+        found = self.db.devices.reply(ping.device_id, ping.ping_id, tx)
+        if found is None:
+            return None
+        body, request = found
+        if request is not None and request != ping_digest(ping):
+            raise Conflict(f"ping_id {ping.ping_id!r} already answered another ping of device "
+                           f"{ping.device_id!r} (other position, time, accuracy or segments); "
+                           "a retry must send the same body, a new ping a new ping_id")
+        return PingAnswer.replay(body)
 
     def _outcome(self, snap: Snapshot, tx, state: DeviceState, ping: Ping, fix: _Fix,
                  hits: dict, nearest: StoreHit | None) -> _Outcome:
@@ -536,5 +545,6 @@ class Engine:
                                         c.distance_m, ping.ping_id)
         answer = PingAnswer.of(out.events, out.decision, nearest, out.flags)
         if ping.ping_id is not None:
-            self.db.devices.save_reply(tx, ping.device_id, ping.ping_id, answer.body)
+            self.db.devices.save_reply(tx, ping.device_id, ping.ping_id, answer.body,
+                                       ping_digest(ping))
         return answer

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import hashlib
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -46,6 +47,7 @@ __all__ = [
     "StoreArrays",
     "StoreHit",
     "Visit",
+    "ping_digest",
 ]
 
 
@@ -249,6 +251,15 @@ class Ping:
             if utc is None or not EARLIEST <= utc <= LATEST:
                 raise InvalidInput(f"timestamp must be between {EARLIEST:%Y-%m-%d} and "
                                    f"{LATEST:%Y-%m-%d} (UTC), got {self.timestamp.isoformat()}")
+
+
+def ping_digest(ping: Ping) -> str:
+    """A digest of what a ping says (its ``ping_id`` aside): a ``ping_id`` sent again must come
+    with the same, or it is another ping under a reused key."""
+    at = None if ping.timestamp is None else ping.timestamp.astimezone(UTC).isoformat()
+    said = orjson.dumps([ping.device_id, ping.lat, ping.lon, ping.accuracy_m, at,
+                         list(ping.segments)])
+    return hashlib.sha256(said).hexdigest()[:32]
 
 
 class EventType(enum.StrEnum):

@@ -80,6 +80,12 @@ def test_a_replayed_ping_is_byte_for_byte(client):
     first = client.post("/v1/pings", json=body, headers=PUB)
     again = client.post("/v1/pings", json=body, headers=PUB)
     assert again.content == first.content and first.json()["offer"] is not None
+    moved = client.post("/v1/pings", json={**body, "lat": FERRY["lat"] + 0.01}, headers=PUB)
+    assert moved.status_code == 409 and "ping_id 'p-1' already answered" in moved.json()["detail"]
+    # the same through the route (a content type the short path leaves to it)
+    routed = client.post("/v1/pings", content=json.dumps({**body, "lat": FERRY["lat"] + 0.01}),
+                         headers={**PUB, "Content-Type": "application/ping+json"})
+    assert routed.status_code == 409 and routed.json() == moved.json()
 
 
 @pytest.mark.parametrize(("body", "field"), [

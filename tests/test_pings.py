@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import orjson
 import pytest
@@ -202,6 +202,25 @@ def test_a_replayed_ping_id_gets_the_same_answer_and_pushes_nothing(engine):
     assert again == first and orjson.loads(first)["offer"] is not None
     assert len(engine.db.devices.pushes("d")) == 1
     assert len(engine.db.devices.events("d")) == 1
+
+
+def test_a_ping_id_reused_with_another_body_is_a_conflict(engine):
+    """Attack: reusing a ping_id with another body silently returned the first answer."""
+    from geo_engine import Conflict
+
+    engine.put_campaign("c1", campaign())
+    first = engine.handle_ping(Ping("d", SF[0], SF[1], 10, T0, ping_id="p-1")).body
+    for other in [Ping("d", SF[0] + 0.001, SF[1], 10, T0, ping_id="p-1"),
+                  Ping("d", SF[0], SF[1], 11, T0, ping_id="p-1"),
+                  Ping("d", SF[0], SF[1], 10, T0 + timedelta(seconds=1), ping_id="p-1"),
+                  Ping("d", SF[0], SF[1], 10, T0, ping_id="p-1", segments=("vip",))]:
+        with pytest.raises(Conflict, match="ping_id 'p-1' already answered another ping"):
+            engine.handle_ping(other)
+    # the same time written in another zone is the same ping; another device may use the id
+    same = T0.astimezone(timezone(timedelta(hours=-8)))
+    assert engine.handle_ping(Ping("d", SF[0], SF[1], 10, same, ping_id="p-1")).body == first
+    engine.handle_ping(Ping("e", SF[0], SF[1], 10, T0, ping_id="p-1"))
+    assert len(engine.db.devices.pushes("d")) == 1 and len(engine.db.devices.pushes("e")) == 1
 
 
 def test_an_out_of_order_ping_changes_nothing(engine):

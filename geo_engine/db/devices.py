@@ -232,7 +232,7 @@ class Devices:
         self._drop(device_id)
         with self._db.atomic() as tx:
             n = 0
-            for table in ("devices", "events", "pushes", "replies"):
+            for table in ("devices", "events", "pushes", "replies", "device_tokens"):
                 n += tx.execute(f"DELETE FROM {table} WHERE device_id = ?", (device_id,)).rowcount
             return n > 0
 
@@ -288,13 +288,17 @@ class Devices:
 
     # --- replies to pings with a ping_id ---------------------------------------------------------
 
-    def reply(self, device_id: str, ping_id: str, tx: sqlite3.Connection | None = None) -> bytes | None:
-        """The answer given to this ping before, or None (read in ``tx`` when given)."""
-        sql, args = "SELECT body FROM replies WHERE device_id = ? AND ping_id = ?", (device_id, ping_id)
+    def reply(self, device_id: str, ping_id: str, tx: sqlite3.Connection | None = None
+              ) -> tuple[bytes, str | None] | None:
+        """The answer given to this ping before and the digest of the ping it answered (None
+        for answers stored before digests were), or None (read in ``tx`` when given)."""
+        sql = "SELECT body, request FROM replies WHERE device_id = ? AND ping_id = ?"
+        args = (device_id, ping_id)
         rows = tx.execute(sql, args).fetchall() if tx is not None else self._db.query(sql, args)
-        return rows[0][0] if rows else None
+        return (rows[0][0], rows[0][1]) if rows else None
 
     @staticmethod
-    def save_reply(tx: sqlite3.Connection, device_id: str, ping_id: str, body: bytes) -> None:
-        tx.execute("INSERT OR IGNORE INTO replies (device_id, ping_id, body) VALUES (?, ?, ?)",
-                   (device_id, ping_id, body))
+    def save_reply(tx: sqlite3.Connection, device_id: str, ping_id: str, body: bytes,
+                   request: str) -> None:
+        tx.execute("INSERT OR IGNORE INTO replies (device_id, ping_id, body, request) "
+                   "VALUES (?, ?, ?, ?)", (device_id, ping_id, body, request))

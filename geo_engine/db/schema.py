@@ -151,4 +151,20 @@ MIGRATIONS: list[str] = [
     """
     INSERT INTO meta (key, value) VALUES ('keys', 0);
     """,
+    # version 7: what a phone may not forge. A reply remembers a digest of the ping it answered
+    # (a ping_id reused with another body is refused); devices' tokens, stored hashed, with a
+    # change counter; whether pings need one: on for a database made now (nothing in it yet),
+    # off for one already serving phones that have none (an operator turns it on)
+    """
+    ALTER TABLE replies ADD COLUMN request TEXT;
+    CREATE TABLE device_tokens (
+        device_id TEXT PRIMARY KEY,
+        token_hash TEXT NOT NULL,
+        created_ts REAL NOT NULL
+    );
+    INSERT INTO meta (key, value) VALUES ('tokens', 0);
+    INSERT INTO meta (key, value) SELECT 'require_device_token',
+        NOT EXISTS (SELECT 1 FROM devices) AND NOT EXISTS (SELECT 1 FROM stores)
+        AND NOT EXISTS (SELECT 1 FROM campaigns);
+    """,
 ]
