@@ -37,7 +37,7 @@ def create_app(engine: Engine) -> FastAPI:
                               "stores and the offer decision. Keys: `Authorization: Bearer KEY`.")
     metrics = Metrics()
     keys = KeyCache(engine.db.apikeys, check_s=engine.settings.reload_check_s)
-    auth = Auth(keys)
+    auth = Auth(keys, engine.tokens, lambda: engine.tokens_required)
     app.state.engine = engine
     app.state.metrics = metrics
 

@@ -4,10 +4,11 @@ A fleet's pings are nearly all of a server's requests, and under load most of a 
 to the framework around it (routing, dependency resolution, the request and response objects),
 not to the engine (``benchmarks/RESULTS.md``, bench_load). This plain ASGI layer answers a ping
 that is plainly right (a key the cache knows, a JSON body that :class:`~api.schemas.PingIn`
-accepts) itself: the body is validated from its bytes by pydantic-core, the engine's answer goes
-out as the bytes it made.
+accepts, the device's token when one is needed) itself: the body is validated from its bytes
+by pydantic-core, the engine's answer goes out as the bytes it made.
 
-Anything else (no key or a wrong one, another content type, a body the schema refuses) goes on to
+Anything else (no key or a wrong one, another content type, a body the schema refuses, a missing
+or wrong device token) goes on to
 the FastAPI route with the body it sent, so the checks, the error bodies and the OpenAPI document
 are the route's, defined once (:mod:`api.routes.pings`). Both paths give the same answers; the
 API tests run through this one, and ``tests/test_api.py`` compares the two.
@@ -67,22 +68,29 @@ class PingPath:
 
     def _admit(self, headers: list[tuple[bytes, bytes]], body: bytes) -> Ping | None:
         """The ping, when the request is plainly right; else None."""
-        authorization = content_type = b""
+        authorization = content_type = token = b""
         for name, value in headers:
             if name == b"authorization":
                 authorization = value
             elif name == b"content-type":
                 content_type = value
+            elif name == b"x-device-token":
+                token = value
         if not content_type.startswith(_JSON) or content_type[len(_JSON):len(_JSON) + 1] not in \
                 (b"", b";", b" "):
             return None
         scheme, _, key = authorization.decode("latin-1").partition(" ")
-        if scheme.lower() != "bearer" or self.keys.kind(key.strip()) is None:
+        kind = self.keys.kind(key.strip()) if scheme.lower() == "bearer" else None
+        if kind is None:
             return None
         try:
-            return PingIn.model_validate_json(body).to_ping()
+            ping = PingIn.model_validate_json(body).to_ping()
         except (ValidationError, ValueError, GeoEngineError):
             return None
+        if kind != "admin" and self.engine.tokens_required and \
+                not self.engine.tokens.matches(ping.device_id, token.decode("latin-1")):
+            return None
+        return ping
 
 
 def _replaying(body: bytes, receive):

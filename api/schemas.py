@@ -15,7 +15,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, fi
 
 from geo_engine.model import Ping
 
-__all__ = ["ConsentIn", "Lat", "Lon", "PingIn"]
+__all__ = ["ConsentIn", "DeviceIn", "DeviceOut", "Lat", "Lon", "PingIn"]
 
 Lat = Annotated[float, Query(ge=-90, le=90, allow_inf_nan=False, description="latitude, degrees")]
 Lon = Annotated[float, Query(ge=-180, le=180, allow_inf_nan=False, description="longitude, degrees")]
@@ -50,6 +50,24 @@ class PingIn(BaseModel):
         """The library's Ping (which checks the same rules again, for callers outside HTTP)."""
         return Ping(self.device_id, self.lat, self.lon, self.accuracy_m, self.timestamp,
                     self.ping_id, tuple(self.segments))
+
+
+class DeviceIn(BaseModel):
+    """A device to register (SPEC 6.1)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"device_id": "d-123"}]})
+
+    device_id: str = Field(min_length=1, max_length=128, description="1 to 128 printable characters")
+
+
+class DeviceOut(BaseModel):
+    """A registered device and its token: shown this once, stored hashed."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "device_id": "d-123", "device_token": "dt_3q2-7wEXAMPLEv8Rk0aTmZb1cQ"}]})
+
+    device_id: str
+    device_token: str = Field(description="send as X-Device-Token with this device's pings")
 
 
 class ConsentIn(BaseModel):

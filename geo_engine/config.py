@@ -40,12 +40,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("trust_client_clock", False, "take pings' timestamps as given (replays, simulations, "
             "demos, tests); off, a time over 60 s ahead of the server's is replaced by it "
             "(clock_ahead) and one over 10 minutes behind pushes nothing (late)"),
+    Setting("require_device_token", "auto", "whether pings and consent changes sent with the "
+            "publishable key need the device's X-Device-Token: true, false, or auto (as the "
+            "database says: on for one made by this version, off for one that served phones "
+            "before)"),
     Setting("admin_key", "", "the admin API key (instead of one created on first start)"),
     Setting("publishable_key", "", "the publishable API key (instead of one created on first start)"),
 )
 
 
-_CHOICES = {"synchronous": ("full", "normal")}
+_CHOICES = {"synchronous": ("full", "normal"), "require_device_token": ("auto", "true", "false")}
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
@@ -71,6 +75,7 @@ class Settings:
     reload_check_s: float = 1.0
     synchronous: str = "full"
     trust_client_clock: bool = False
+    require_device_token: str = "auto"
     admin_key: str = field(default="", repr=False)
     publishable_key: str = field(default="", repr=False)
 

@@ -55,6 +55,7 @@ from .model import (
     ping_digest,
 )
 from .snapshot import Places, Snapshot
+from .tokens import TokenCache, new_token, token_hash
 
 __all__ = ["Engine"]
 
@@ -111,6 +112,9 @@ class Engine:
         self._rebuilding = threading.Lock()  # held only to swap a built snapshot in
         self._group: GroupCommit | None = None  # handle_ping_async's group commit (a server's)
         self._quiet_at: int | None = None  # the data version quiet pings last found current
+        #: devices' token hashes in memory (SPEC 6.1), for the API's checks
+        self.tokens = TokenCache(self.db.tokens, check_s=self.settings.reload_check_s)
+        self._tokens_required: bool | None = None
         self.snapshot: Snapshot
         self.reload()
 
@@ -322,6 +326,34 @@ class Engine:
     def forget_device(self, device_id: str) -> None:
         if not self.db.devices.forget(device_id):
             raise NotFound(f"no device {device_id!r}")
+        self.tokens.forget(device_id)
+
+    # --- device tokens (SPEC 6.1) --------------------------------------------------------------
+
+    @property
+    def tokens_required(self) -> bool:
+        """Whether pings and opt-ins sent with the publishable key need the device's token (the
+        setting, or when it is ``auto`` the database's own switch, read once)."""
+        if self._tokens_required is None:
+            setting = self.settings.require_device_token
+            self._tokens_required = self.db.tokens.required() if setting == "auto" else \
+                setting == "true"
+        return self._tokens_required
+
+    def register_device(self, device_id: str, replace: bool = False) -> str:
+        """Register a device and return its new token (shown once: only its hash is kept).
+
+        A device that has a token already is a :class:`Conflict`, unless ``replace`` (the admin
+        key's right), which gives it a new one and makes the old one stop working.
+        """
+        Ping(device_id, 0.0, 0.0)  # the same device id rules as a ping
+        token = new_token()
+        if not self.db.tokens.register(device_id, token_hash(token), replace):
+            raise Conflict(f"device {device_id!r} is registered already; its token is with the "
+                           "app that registered it (the admin key may register it again, which "
+                           "replaces the token)")
+        self.tokens.forget(device_id)
+        return token
 
     # --- the ping ------------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 
 import pytest
 from fastapi.testclient import TestClient
@@ -20,9 +21,10 @@ FERRY = {"lat": 37.7955, "lon": -122.3937}
 
 @pytest.fixture
 def client(tmp_path):
+    # device tokens are off here (the tests of them are below): these pings speak with the key
     engine = Engine(Settings(trust_client_clock=True, db=str(tmp_path / "api.db"),
                              admin_key="admin-key-for-tests", publishable_key="publishable-key-for-tests",
-                             min_offer_interval_s=0))
+                             min_offer_interval_s=0, require_device_token="false"))
     engine.import_files([DEMO])
     ensure_keys(engine.db.apikeys, engine.settings)
     with TestClient(create_app(engine)) as c:
@@ -256,7 +258,7 @@ def test_first_start_creates_both_keys_once(tmp_path):
 def _twin(tmp_path, name):
     engine = Engine(Settings(trust_client_clock=True, db=str(tmp_path / f"{name}.db"),
                              admin_key="admin-key-for-tests", publishable_key="publishable-key-for-tests",
-                             min_offer_interval_s=0))
+                             min_offer_interval_s=0, require_device_token="false"))
     engine.import_files([DEMO])
     ensure_keys(engine.db.apikeys, engine.settings)
     engine.put_campaign("coffee", coffee())
@@ -299,3 +301,94 @@ def test_the_short_ping_path_answers_as_the_route_does(tmp_path):
     pushed = [json.loads(b)["offer"] for s, b, _ in answers["short"][0][:7]]
     assert [o and o["campaign_id"] for o in pushed] == [None, "coffee", "near", None, None, "coffee", "near"]
     assert 'route="/v1/pings",status="200"} 7.0' in "\n".join(answers["short"][1])
+
+
+@pytest.fixture
+def guarded(tmp_path):
+    """A new database: device tokens are on (SPEC 6.1), as for every database made now."""
+    engine = Engine(Settings(trust_client_clock=True, db=str(tmp_path / "guarded.db"),
+                             admin_key="admin-key-for-tests", publishable_key="publishable-key-for-tests",
+                             min_offer_interval_s=0))
+    assert engine.tokens_required
+    engine.import_files([DEMO])
+    ensure_keys(engine.db.apikeys, engine.settings)
+    engine.put_campaign("coffee", coffee())
+    with TestClient(create_app(engine)) as c:
+        yield c
+
+
+def register(client, device_id, headers=PUB):
+    r = client.post("/v1/devices", json={"device_id": device_id}, headers=headers)
+    return r
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "application/ping+json"])
+def test_a_publishable_key_alone_cannot_speak_for_a_registered_phone(guarded, content_type):
+    """Attacks: with only the publishable key, mute a phone, read its coupon by replaying its
+    ping_id, or opt it back in. Each needs the phone's token now (both ping paths)."""
+    r = register(guarded, "victim")
+    assert r.status_code == 201 and r.json()["device_id"] == "victim"
+    token = {"X-Device-Token": r.json()["device_token"]}
+
+    def post(body, headers):
+        return guarded.post("/v1/pings", content=json.dumps(body),
+                            headers={**headers, "Content-Type": content_type})
+
+    body = {"device_id": "victim", **FERRY, "ping_id": "p-1", "timestamp": "2026-11-24T18:00:00Z"}
+    mine = post(body, {**PUB, **token})
+    assert mine.status_code == 200 and mine.json()["offer"]["coupon_code"] is None
+    assert mine.json()["offer"]["campaign_id"] == "coffee"
+    for headers in (PUB, {**PUB, "X-Device-Token": "dt_guess"},
+                    {**PUB, "X-Device-Token": register(guarded, "attacker").json()["device_token"]}):
+        stolen = post(body, headers)  # the replay of its ping_id
+        assert stolen.status_code == 401 and "X-Device-Token" in stolen.json()["detail"]
+        mute = post({"device_id": "victim", **FERRY, "timestamp": "9999-12-29T00:00:00Z"}, headers)
+        assert mute.status_code == 401
+    # opting out needs no token; opting back in does
+    assert guarded.put("/v1/devices/victim/consent", json={"location_offers": False},
+                       headers=PUB).status_code == 200
+    back = guarded.put("/v1/devices/victim/consent", json={"location_offers": True}, headers=PUB)
+    assert back.status_code == 401
+    assert guarded.put("/v1/devices/victim/consent", json={"location_offers": True},
+                       headers={**PUB, **token}).status_code == 200
+    # the app's own replay still gets its first answer, byte for byte
+    assert post(body, {**PUB, **token}).content == mine.content
+
+
+def test_registering_a_phone_twice_and_the_admin_key(guarded):
+    first = register(guarded, "d1").json()["device_token"]
+    again = register(guarded, "d1")
+    assert again.status_code == 409 and "registered already" in again.json()["detail"]
+    # the admin key speaks for any device: pings with no token, and registers again (a new token)
+    assert guarded.post("/v1/pings", json={"device_id": "d1", **FERRY}, headers=ADMIN).status_code == 200
+    renewed = register(guarded, "d1", ADMIN)
+    assert renewed.status_code == 201 and renewed.json()["device_token"] != first
+    old = guarded.post("/v1/pings", json={"device_id": "d1", **FERRY},
+                       headers={**PUB, "X-Device-Token": first})
+    assert old.status_code == 401
+    new = guarded.post("/v1/pings", json={"device_id": "d1", **FERRY},
+                       headers={**PUB, "X-Device-Token": renewed.json()["device_token"]})
+    assert new.status_code == 200
+    # forgetting a device forgets its token: the device may be registered afresh
+    assert guarded.delete("/v1/devices/d1", headers=ADMIN).status_code == 200
+    gone = guarded.post("/v1/pings", json={"device_id": "d1", **FERRY},
+                        headers={**PUB, "X-Device-Token": renewed.json()["device_token"]})
+    assert gone.status_code == 401
+    assert register(guarded, "d1").status_code == 201
+    bad = register(guarded, "")
+    assert bad.status_code == 422 and bad.json()["problems"][0]["field"] == "device_id"
+
+
+def test_a_token_replaced_through_another_process_stops_working_here(tmp_path):
+    from geo_engine.tokens import token_hash
+
+    here = Engine(Settings(db=str(tmp_path / "t.db"), reload_check_s=0.0))
+    token = here.register_device("d")
+    assert here.tokens.matches("d", token) and not here.tokens.matches("d", "dt_other")
+    there = Engine(Settings(db=str(tmp_path / "t.db")))
+    renewed = there.register_device("d", replace=True)
+    assert not here.tokens.matches("d", token) and here.tokens.matches("d", renewed)
+    assert there.db.tokens.hash_of("d") == token_hash(renewed)  # stored hashed, never in clear
+    with sqlite3.connect(tmp_path / "t.db") as conn:
+        assert renewed not in str(conn.execute("SELECT * FROM device_tokens").fetchall())
+    there.db.close()

@@ -85,17 +85,27 @@ def test_every_http_step_answers_what_the_readme_shows(tmp_path):
     port = free_port()
     proc = start(tmp_path / "tour.db", port, keys={"GEO_ENGINE_ADMIN_KEY": "adm-demo",
                                                    "GEO_ENGINE_PUBLISHABLE_KEY": "pub-demo"},
-                 min_offer_interval_s=None)
+                 min_offer_interval_s=None,
+                 # as the README starts it: a new database, so device tokens are on
+                 env_extra={"GEO_ENGINE_REQUIRE_DEVICE_TOKEN": "auto"})
+    token = None
     try:
         for command, expected in CURL_STEPS:
-            args = shlex.split(command)
-            headers = dict(h.split(": ", 1) for h in args[args.index("-H") + 1:args.index("-H") + 2])
+            args = shlex.split(command.replace("$TOKEN", token or "$TOKEN"))
+            headers = dict(args[k + 1].split(": ", 1) for k, a in enumerate(args) if a == "-H")
             path = next(a for a in args if a.startswith("localhost:8000"))[len("localhost:8000"):]
             body = args[args.index("--json") + 1]
             answer = httpx.post(f"http://127.0.0.1:{port}{path}", content=body.encode(),
                                 headers={**headers, "Content-Type": "application/json",
                                          "Accept": "application/json"})
+            if path == "/v1/devices":  # the token is new each time: its shape, then it is used
+                token = answer.json()["device_token"]
+                shown = re.sub(r'"dt_[\w-]{32}"', '"TOKEN"', expected)
+                assert re.sub(r'"dt_[\w-]{32}"', '"TOKEN"', answer.text) == shown, f"$ {command}"
+                assert "TOKEN" in shown
+                continue
             assert answer.text == expected, f"$ {command}"
+        assert token is not None
     finally:
         proc.kill()
         proc.wait()

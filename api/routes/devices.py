@@ -1,16 +1,18 @@
-"""``/v1/devices/{id}``: a device's consent to offers, and forgetting a device.
+"""``/v1/devices``: registering a device (its token), its consent to offers, forgetting it.
 
 It holds no SQL, geometry or rules: the engine validates and stores.
 """
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Header
 
 from geo_engine import Engine
 
 from ..auth import Auth
-from ..schemas import ConsentIn
+from ..schemas import ConsentIn, DeviceIn, DeviceOut
 
 __all__ = ["router"]
 
@@ -18,8 +20,21 @@ __all__ = ["router"]
 def router(engine: Engine, auth: Auth) -> APIRouter:
     r = APIRouter(tags=["devices"])
 
-    @r.put("/v1/devices/{device_id}/consent", dependencies=[auth.either])
-    def consent(device_id: str, body: ConsentIn) -> dict:
+    @r.post("/v1/devices", status_code=201, response_model=DeviceOut)
+    def register(body: DeviceIn, kind: str = auth.either) -> dict:
+        """Register a device: its token is in the answer, once (only its hash is kept). A
+        device registered already is a 409, unless the admin key asks, which replaces its
+        token."""
+        token = engine.register_device(body.device_id, replace=kind == "admin")
+        return {"device_id": body.device_id, "device_token": token}
+
+    @r.put("/v1/devices/{device_id}/consent")
+    def consent(device_id: str, body: ConsentIn, kind: str = auth.either,
+                x_device_token: Annotated[str | None, Header()] = None) -> dict:
+        """Opting out needs only a key and the device id; opting back in, with the publishable
+        key, needs the device's token when tokens are required."""
+        if body.location_offers:
+            auth.speaks_for(kind, device_id, x_device_token)
         engine.set_consent(device_id, body.location_offers)
         return {"device_id": device_id, "location_offers": body.location_offers}
 

@@ -5,7 +5,9 @@ It holds no SQL, geometry or rules: the answer's bytes come from the engine, sen
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Header
 from fastapi.responses import Response
 
 from geo_engine import Engine
@@ -23,8 +25,13 @@ def router(engine: Engine, auth: Auth, metrics: Metrics) -> APIRouter:
     # async: the ping runs on the event loop, with no hop to a thread and back; its records
     # go in the loop's group commit with the pings that arrived with it, and the answer waits
     # for that commit
-    @r.post("/v1/pings", dependencies=[auth.either])
-    async def post_ping(p: PingIn) -> Response:
+    @r.post("/v1/pings")
+    async def post_ping(p: PingIn, kind: str = auth.either,
+                        x_device_token: Annotated[str | None, Header(
+                            description="the device's token (POST /v1/devices), when the "
+                                        "publishable key is used and tokens are required")] = None
+                        ) -> Response:
+        auth.speaks_for(kind, p.device_id, x_device_token)
         answer = await engine.handle_ping_async(p.to_ping())
         metrics.count_ping(answer)
         return Response(answer.body, media_type="application/json")

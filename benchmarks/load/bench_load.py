@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT / "data"))
 import generate  # noqa: E402
 
 from geo_engine import Engine, Geofence, Settings, Store  # noqa: E402
+from geo_engine.tokens import new_token, token_hash  # noqa: E402
 
 KEY = "bench-load-publishable"
 CAMPAIGNS = [
@@ -77,8 +78,10 @@ def ensure_wrk() -> str:
     return shutil.which("wrk") or "wrk"
 
 
-def build_world(tmp: Path, n_stores: int) -> tuple[Path, Path]:
-    """A database of stores with 150 m circle geofences and the campaigns; the stores' CSV."""
+def build_world(tmp: Path, n_stores: int, n_devices: int) -> tuple[Path, Path, Path]:
+    """A database of stores with 150 m circle geofences, the campaigns and the phones
+    registered (device tokens are on, as for any new database); the stores' CSV and the
+    phones' tokens, a line each."""
     ids, lats, lons = generate.stores(n_stores, "city", seed=31)
     db = tmp / "load.db"
     engine = Engine(Settings(db=str(db)))
@@ -89,10 +92,16 @@ def build_world(tmp: Path, n_stores: int) -> tuple[Path, Path]:
          for i, a, o in zip(ids, lats, lons, strict=True)])
     for c in CAMPAIGNS:
         engine.put_campaign(c["id"], c)
+    assert engine.tokens_required
+    tokens = [new_token() for _ in range(n_devices)]
+    with engine.db.atomic() as tx:  # as POST /v1/devices would, in one transaction
+        tx.executemany("INSERT INTO device_tokens (device_id, token_hash, created_ts) "
+                       "VALUES (?, ?, 0)", [(f"phone-{k}", token_hash(t)) for k, t in enumerate(tokens)])
     engine.db.close()
-    stores_csv = tmp / "stores.csv"
+    stores_csv, tokens_txt = tmp / "stores.csv", tmp / "tokens.txt"
     np.savetxt(stores_csv, np.column_stack([lats, lons]), fmt="%.7f", delimiter=",")
-    return db, stores_csv
+    tokens_txt.write_text("\n".join(tokens) + "\n")
+    return db, stores_csv, tokens_txt
 
 
 def start(cmd: list[str], port: int, env: dict, log: Path) -> subprocess.Popen:
@@ -120,10 +129,12 @@ def stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def run_wrk(wrk: str, port: int, stores_csv: Path, tmp: Path, args, label: str) -> dict:
+def run_wrk(wrk: str, port: int, stores_csv: Path, tokens_txt: Path, tmp: Path, args, label: str
+            ) -> dict:
     out = tmp / f"{label}.json"
     now = int(time.time())
     env = {**os.environ, "FLEET_STORES": str(stores_csv), "FLEET_DEVICES": str(args.devices),
+           "FLEET_TOKENS": str(tokens_txt),
            "FLEET_KEY": KEY, "FLEET_OUT": str(out), "FLEET_THREADS": str(args.threads)}
     base = [wrk, "-t", str(args.threads), "-c", str(args.connections), "--latency",
             "-s", str(HERE / "fleet.lua"), f"http://127.0.0.1:{port}"]
@@ -195,7 +206,7 @@ def main() -> None:
     runs: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        db, stores_csv = build_world(tmp, args.stores)
+        db, stores_csv, tokens_txt = build_world(tmp, args.stores, args.devices)
         for k in range(args.rounds):  # in turn, so the machine's drift hits every target alike
             targets = []
             for n in (int(w) for w in args.workers.split(",")):
@@ -209,7 +220,7 @@ def main() -> None:
                 port = free_port()
                 proc = start([*cmd, "--port", str(port)], port, env, tmp / f"{port}.log")
                 try:
-                    result = run_wrk(wrk, port, stores_csv, tmp, args, str(port))
+                    result = run_wrk(wrk, port, stores_csv, tokens_txt, tmp, args, str(port))
                     if label.startswith("geo-engine"):
                         result["did"] = what_pings_did(port)
                     runs.setdefault(label, []).append(result)

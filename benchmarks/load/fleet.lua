@@ -2,13 +2,16 @@
 --
 -- Environment: FLEET_STORES (a CSV of "lat,lon" lines, the stores the phones walk around),
 -- FLEET_DEVICES (how many phones), FLEET_KEY (the bearer key), FLEET_OUT (where done() writes
--- its JSON summary), FLEET_T0 (epoch seconds of the first ping).
+-- its JSON summary), FLEET_T0 (epoch seconds of the first ping), FLEET_TOKENS (the phones' device
+-- tokens, a line each: phone-k's on line k + 1; sent as X-Device-Token).
 -- Each phone walks a circle of 40 to 400 m whose centre lies 150 m from its home store (on the
 -- store's 150 m geofence), 30 s of its own clock and about 40 m a ping, so it goes in and out of
 -- the geofence as a shopper does. wrk's
 -- threads each have their own Lua state; thread k takes the phones k, k + n, k + 2n, ...
 
 local stores = {}
+local tokens = {}
+local headers = {}
 local devices = tonumber(os.getenv("FLEET_DEVICES") or "20000")
 local key = os.getenv("FLEET_KEY") or ""
 local t0 = tonumber(os.getenv("FLEET_T0") or "1796000000")
@@ -28,10 +31,19 @@ function init(args)
     local lat, lon = line:match("([^,]+),([^,]+)")
     stores[#stores + 1] = {tonumber(lat), tonumber(lon)}
   end
+  local tokens_file = os.getenv("FLEET_TOKENS")
+  if tokens_file then
+    for line in io.lines(tokens_file) do
+      tokens[#tokens + 1] = line
+    end
+  end
   math.randomseed(1000 + thread_index)
   wrk.method = "POST"
   wrk.headers["Content-Type"] = "application/json"
   wrk.headers["Authorization"] = "Bearer " .. key
+  for name, value in pairs(wrk.headers) do
+    headers[name] = value
+  end
 end
 
 function request()
@@ -50,7 +62,8 @@ function request()
   local body = string.format(
     '{"device_id":"phone-%d","lat":%.7f,"lon":%.7f,"accuracy_m":%d,"timestamp":"%s"}',
     phone, lat, lon, 5 + phone % 30, ts)
-  return wrk.format(nil, "/v1/pings", nil, body)
+  headers["X-Device-Token"] = tokens[phone + 1]
+  return wrk.format(nil, "/v1/pings", headers, body)
 end
 
 function done(summary, latency, requests)

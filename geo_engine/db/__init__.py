@@ -8,6 +8,7 @@
     ├── campaigns  campaign objects as sent
     ├── devices    device rows (versioned, cached), events, pushes, spend, replies
     ├── apikeys    API key hashes
+    ├── tokens     device token hashes
     └── geocodes   addresses already geocoded
 
 Writes that span concepts (a geofence deleted and the visits open in it closed) run in one
@@ -31,6 +32,7 @@ from .geocodes import Geocodes
 from .places import Places
 from .schema import MIGRATIONS
 from .sqlite import SQLite
+from .tokens import DeviceTokens
 
 __all__ = ["MIGRATIONS", "Database"]
 
@@ -53,6 +55,7 @@ class Database:
         self.campaigns = Campaigns(self.sql)
         self.devices = Devices(self.sql)
         self.apikeys = ApiKeys(self.sql)
+        self.tokens = DeviceTokens(self.sql)
         self.geocodes = Geocodes(self.sql)
 
     @property

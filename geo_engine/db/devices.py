@@ -20,6 +20,7 @@ import threading
 import orjson
 
 from ..model import DeviceState, Event, Visit
+from .changes import bump
 from .sqlite import SQLite
 
 __all__ = ["Devices", "device_from_row", "new_version"]
@@ -234,6 +235,7 @@ class Devices:
             n = 0
             for table in ("devices", "events", "pushes", "replies", "device_tokens"):
                 n += tx.execute(f"DELETE FROM {table} WHERE device_id = ?", (device_id,)).rowcount
+            bump(tx, "tokens")  # its token, if it had one, is gone in every process too
             return n > 0
 
     # --- the logs ------------------------------------------------------------------------------
