@@ -18,6 +18,7 @@ from geo_engine.apikeys import KeyCache
 
 from .auth import Auth
 from .errors import ERROR_STATUS, add_error_handlers
+from .limits import Guard, RateLimits
 from .metrics import Metrics, Observe
 from .ping_path import PingPath
 from .routes import campaigns, devices, geofences, operations, pings, stores
@@ -37,7 +38,8 @@ def create_app(engine: Engine) -> FastAPI:
                               "stores and the offer decision. Keys: `Authorization: Bearer KEY`.")
     metrics = Metrics()
     keys = KeyCache(engine.db.apikeys, check_s=engine.settings.reload_check_s)
-    auth = Auth(keys, engine.tokens, lambda: engine.tokens_required)
+    rates = RateLimits(engine.settings)
+    auth = Auth(keys, engine.tokens, lambda: engine.tokens_required, rates)
     app.state.engine = engine
     app.state.metrics = metrics
 
@@ -50,10 +52,12 @@ def create_app(engine: Engine) -> FastAPI:
     app.include_router(ping_router)
     app.include_router(devices.router(engine, auth))
     # plain ASGI layers, no task or thread per request; the last added runs first: every
-    # request is logged and counted (Observe), then a plainly right ping is answered in front
-    # of the routing (PingPath), everything else goes on to the routes
+    # request is logged and counted (Observe), then held to its limits before anything is
+    # parsed (Guard), then a plainly right ping is answered in front of the routing
+    # (PingPath); everything else goes on to the routes
     app.add_middleware(PingPath, engine=engine, keys=keys, metrics=metrics,
-                       route=ping_router.routes[0])
+                       route=ping_router.routes[0], rates=rates)
+    app.add_middleware(Guard, settings=engine.settings, rates=rates)
     app.add_middleware(Observe, metrics=metrics)
     return app
 

@@ -15,12 +15,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Literal
 
-from fastapi import Depends, Header, HTTPException
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from geo_engine.apikeys import KeyCache
 from geo_engine.tokens import TokenCache
 
+from .limits import RateLimits, TooMany, client_address
+
 __all__ = ["DEVICE_TOKEN_NEEDED", "Auth"]
+
+_BEARER = HTTPBearer(auto_error=False, description="an admin key, or the publishable key (pings, "
+                     "devices, nearest, within, nearby, locate)")
 
 DEVICE_TOKEN_NEEDED = ("this device's token is needed: X-Device-Token (POST /v1/devices registers a "
                        "device and gives it one; the admin key speaks for any device)")
@@ -31,10 +37,28 @@ class Auth:
     the device check (:meth:`speaks_for`)."""
 
     def __init__(self, keys: KeyCache, tokens: TokenCache | None = None,
-                 tokens_required: Callable[[], bool] = lambda: False):
+                 tokens_required: Callable[[], bool] = lambda: False,
+                 rates: RateLimits | None = None):
         self._keys, self._tokens, self._tokens_required = keys, tokens, tokens_required
+        self.rates = rates
         self.admin = self._need("admin")
         self.either = self._need("either")
+
+    def ping(self, kind: str, device_id: str) -> None:
+        """Count a ping against its device's and its key's rate limits (a 429 past them)."""
+        if self.rates is not None:
+            try:
+                self.rates.ping(kind, kind, device_id)
+            except TooMany as exc:
+                raise exc.http() from None
+
+    def registering(self, request: Request) -> None:
+        """Count a device registration against its address's rate limit (a 429 past it)."""
+        if self.rates is not None:
+            try:
+                self.rates.register(client_address(request.scope))
+            except TooMany as exc:
+                raise exc.http() from None
 
     def speaks_for(self, kind: str, device_id: str, token: str | None) -> None:
         """Admit a request about one device (a ping, an opt-in): the admin key speaks for any;
@@ -49,10 +73,14 @@ class Auth:
         keys = self._keys
 
         # async: it runs on the event loop, no thread hop; the keys are in memory (KeyCache)
-        async def check(authorization: Annotated[str | None, Header()] = None) -> str:
-            scheme, _, key = (authorization or "").partition(" ")
-            found = keys.kind(key.strip()) if scheme.lower() == "bearer" else None
+        async def check(request: Request, credentials: Annotated[
+                HTTPAuthorizationCredentials | None, Depends(_BEARER)] = None) -> str:
+            found = keys.kind(credentials.credentials.strip()) if credentials else None
             if found is None:
+                if self.rates is not None and self.rates.failed(client_address(request.scope)):
+                    blocked = self.rates.blocked(client_address(request.scope))
+                    if blocked is not None:
+                        raise blocked.http()
                 raise HTTPException(401, "a valid API key is needed: Authorization: Bearer KEY",
                                     headers={"WWW-Authenticate": "Bearer"})
             if kind == "admin" and found != "admin":

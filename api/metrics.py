@@ -15,6 +15,7 @@ import json
 import logging
 import time
 
+import orjson
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from geo_engine.model import PingAnswer
@@ -22,6 +23,7 @@ from geo_engine.model import PingAnswer
 __all__ = ["Metrics", "Observe"]
 
 log = logging.getLogger("geo_engine.access")
+errors = logging.getLogger("geo_engine.errors")
 
 
 class Metrics:
@@ -53,7 +55,9 @@ class Metrics:
 
 
 class Observe:
-    """ASGI middleware: each HTTP request timed, counted in :class:`Metrics` and logged."""
+    """ASGI middleware: each HTTP request timed, counted in :class:`Metrics` and logged, errors
+    included; an exception no handler answered (a bug) becomes a 500 in the one error shape,
+    with its traceback in the ``geo_engine.errors`` log."""
 
     def __init__(self, app, metrics: Metrics):
         self.app, self.metrics = app, metrics
@@ -64,14 +68,25 @@ class Observe:
             return
         start = time.perf_counter()
         status = 500  # what the server answers when the app raises before starting a response
+        started = False
 
         async def sending(message):
-            nonlocal status
+            nonlocal status, started
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, started = message["status"], True
             await send(message)
         try:
             await self.app(scope, receive, sending)
+        except Exception:  # a bug: answered here, in the one error shape, logged and counted
+            errors.exception("unhandled error in %s %s", scope["method"], scope["path"])
+            if started:  # too late for an answer: the server closes the connection
+                raise
+            body = orjson.dumps({"detail": "internal error: this is a bug in geo-engine (the "
+                                           "server's log has the details); please report it"})
+            await send({"type": "http.response.start", "status": 500,
+                        "headers": [(b"content-type", b"application/json"),
+                                    (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
         finally:
             took = time.perf_counter() - start
             route = getattr(scope.get("route"), "path", "unmatched")  # set by the router

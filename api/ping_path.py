@@ -25,6 +25,7 @@ from geo_engine.errors import GeoEngineError
 from geo_engine.model import Ping
 
 from .errors import error_answer
+from .limits import RateLimits, TooMany
 from .metrics import Metrics
 from .schemas import PingIn
 
@@ -36,8 +37,10 @@ _JSON = b"application/json"
 class PingPath:
     """ASGI middleware: a plainly right ``POST /v1/pings`` answered here, the rest passed on."""
 
-    def __init__(self, app, engine: Engine, keys: KeyCache, metrics: Metrics, route=None):
+    def __init__(self, app, engine: Engine, keys: KeyCache, metrics: Metrics, route=None,
+                 rates: RateLimits | None = None):
         self.app, self.engine, self.keys, self.metrics = app, engine, keys, metrics
+        self.rates = rates
         self.route = route  # the FastAPI route, named in the access log and metrics
 
     async def __call__(self, scope, receive, send):
@@ -52,11 +55,19 @@ class PingPath:
             body += message.get("body", b"")
             if not message.get("more_body", False):
                 break
-        ping = self._admit(scope["headers"], body)
-        if ping is None:  # the route answers it, with its own checks and error bodies
+        admitted = self._admit(scope["headers"], body)
+        if admitted is None:  # the route answers it, with its own checks and error bodies
             await self.app(scope, _replaying(body, receive), send)
             return
+        kind, ping = admitted
         scope["route"] = self.route
+        if self.rates is not None:
+            try:
+                self.rates.ping(kind, kind, ping.device_id)
+            except TooMany as exc:
+                await _send(send, 429, orjson.dumps({"detail": exc.detail}),
+                            [(b"retry-after", str(exc.retry_after).encode())])
+                return
         try:
             answer = await self.engine.handle_ping_async(ping)
         except GeoEngineError as exc:
@@ -66,8 +77,8 @@ class PingPath:
         self.metrics.count_ping(answer)
         await _send(send, 200, answer.body)
 
-    def _admit(self, headers: list[tuple[bytes, bytes]], body: bytes) -> Ping | None:
-        """The ping, when the request is plainly right; else None."""
+    def _admit(self, headers: list[tuple[bytes, bytes]], body: bytes) -> tuple[str, Ping] | None:
+        """The key's kind and the ping, when the request is plainly right; else None."""
         authorization = content_type = token = b""
         for name, value in headers:
             if name == b"authorization":
@@ -90,7 +101,7 @@ class PingPath:
         if kind != "admin" and self.engine.tokens_required and \
                 not self.engine.tokens.matches(ping.device_id, token.decode("latin-1")):
             return None
-        return ping
+        return kind, ping
 
 
 def _replaying(body: bytes, receive):
@@ -106,8 +117,8 @@ def _replaying(body: bytes, receive):
     return replay
 
 
-async def _send(send, status: int, body: bytes) -> None:
+async def _send(send, status: int, body: bytes, headers: list | None = None) -> None:
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-length", str(len(body)).encode()),
-                            (b"content-type", _JSON)]})
+                            (b"content-type", _JSON), *(headers or [])]})
     await send({"type": "http.response.body", "body": body})

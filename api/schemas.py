@@ -14,11 +14,19 @@ from fastapi import Query
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 from geo_engine.model import Ping
+from geo_engine.text import NOT_TEXT, bad_text
 
 __all__ = ["ConsentIn", "DeviceIn", "DeviceOut", "Lat", "Lon", "PingIn"]
 
 Lat = Annotated[float, Query(ge=-90, le=90, allow_inf_nan=False, description="latitude, degrees")]
 Lon = Annotated[float, Query(ge=-180, le=180, allow_inf_nan=False, description="longitude, degrees")]
+
+
+def _checked_text(value):
+    """A string (or list of strings) that UTF-8 can carry, else the field's error."""
+    if value is not None and bad_text(value) is not None:
+        raise ValueError(NOT_TEXT)
+    return value
 
 
 class PingIn(BaseModel):
@@ -46,6 +54,11 @@ class PingIn(BaseModel):
             raise ValueError("must be a JSON number")
         return value
 
+    @field_validator("device_id", "ping_id", "segments")
+    @classmethod
+    def _text(cls, value):
+        return _checked_text(value)
+
     def to_ping(self) -> Ping:
         """The library's Ping (which checks the same rules again, for callers outside HTTP)."""
         return Ping(self.device_id, self.lat, self.lon, self.accuracy_m, self.timestamp,
@@ -58,6 +71,11 @@ class DeviceIn(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"device_id": "d-123"}]})
 
     device_id: str = Field(min_length=1, max_length=128, description="1 to 128 printable characters")
+
+    @field_validator("device_id")
+    @classmethod
+    def _text(cls, value):
+        return _checked_text(value)
 
 
 class DeviceOut(BaseModel):

@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 
 from .errors import InvalidCampaign
 from .model import Confidence, Geofence, Store
+from .text import NOT_TEXT, bad_text
 
 __all__ = ["TRIGGERS", "Campaign", "in_weekly_hours", "local_day", "local_time", "parse_campaign",
            "parse_campaigns"]
@@ -182,6 +183,11 @@ def parse_campaign(obj: Any, campaign_id: str | None = None) -> Campaign:
     problems: list[tuple[str, str]] = []
     if not isinstance(obj, dict):
         raise InvalidCampaign("a campaign must be a JSON object")
+    where = bad_text(obj)
+    if where is not None:  # nothing else is worth checking: it could be neither stored nor sent
+        exc = InvalidCampaign(f"campaign {where} {NOT_TEXT}")
+        exc.problems = [{"field": where, "message": NOT_TEXT}]  # type: ignore[attr-defined]
+        raise exc
     for key in obj:
         if key not in _TOP:
             problems.append((key, f"is not a campaign field; use {', '.join(sorted(_TOP))}"))

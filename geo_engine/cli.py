@@ -72,12 +72,13 @@ def cli() -> None:
 def validate(files: tuple[str, ...], db: str | None) -> None:
     """Check GeoJSON/CSV store and geofence FILES; print every problem (exit 1 if any)."""
     settings = Settings.from_env(db=db)
-    from .io.places import load_files
+    from .io.places import FileLimits, load_files
 
     known: set[str] = set()
     if db is not None or Path(settings.db).exists():
         known = Database(settings.db).places.store_ids()
-    data = load_files(files, known_store_ids=known)
+    data = load_files(files, known_store_ids=known,
+                      limits=FileLimits(settings.max_features, settings.max_ring_vertices))
     for notice in data.notices:
         click.echo(f"note: {notice}")
     click.echo(f"ok: {len(data.stores)} stores, {len(data.geofences)} geofences in "

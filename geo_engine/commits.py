@@ -23,7 +23,7 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any
 
-from .db.sqlite import Busy, SQLite
+from .db.sqlite import Busy, SQLite, storage_error
 from .errors import StorageError
 
 __all__ = ["GroupCommit"]
@@ -64,12 +64,18 @@ class GroupCommit:
             self._commit_scheduled = True
             loop.call_soon(self._commit)
         tx = self._tx
+        if not tx.in_transaction:  # SQLite rolled the group back (a full disk): join nothing
+            raise StorageError("the database rolled back the transaction this write was to join "
+                               f"(see the error before it); nothing of it was kept ({self._sql.path})")
         tx.execute("SAVEPOINT ping")
         try:
             result = work(tx)
-        except BaseException:
-            tx.execute("ROLLBACK TO ping")
-            tx.execute("RELEASE ping")
+        except BaseException as exc:
+            if tx.in_transaction:  # after some errors (a full disk) SQLite has rolled back all
+                tx.execute("ROLLBACK TO ping")
+                tx.execute("RELEASE ping")
+            if isinstance(exc, sqlite3.OperationalError):  # full, read-only: said as such
+                raise storage_error(self._sql.path, exc, "nothing of this write was kept") from None
             raise
         tx.execute("RELEASE ping")
         committed = loop.create_future()
@@ -99,8 +105,8 @@ class GroupCommit:
         try:
             self._sql.commit()
         except sqlite3.Error as exc:
-            error = StorageError(f"the database refused to commit, and nothing of this group of "
-                                 f"{len(waiting)} writes was kept: {exc}")
+            error = storage_error(self._sql.path, exc, f"the database refused to commit, and "
+                                  f"nothing of this group of {len(waiting)} writes was kept")
             for done in waiting:
                 if not done.done():
                     done.set_exception(error)

@@ -44,6 +44,21 @@ SETTINGS: tuple[Setting, ...] = (
             "publishable key need the device's X-Device-Token: true, false, or auto (as the "
             "database says: on for one made by this version, off for one that served phones "
             "before)"),
+    Setting("max_body_bytes", 65_536, "the largest request body (bytes) a route takes, imports "
+            "aside: a larger one is a 413 before it is parsed or its key checked"),
+    Setting("max_import_bytes", 67_108_864, "the largest body (bytes) POST /v1/geofences/import takes"),
+    Setting("max_features", 1_000_000, "the most features one GeoJSON import may hold"),
+    Setting("max_ring_vertices", 10_000, "the most positions one polygon ring may have"),
+    Setting("device_pings_per_s", 1.0, "pings a second one device may send with the publishable "
+            "key, after a burst (0: no limit; per server process)"),
+    Setting("device_ping_burst", 5, "pings one device may send at once before device_pings_per_s "
+            "holds it back"),
+    Setting("key_pings_per_s", 20_000.0, "pings a second all devices together may send with one "
+            "publishable key (0: no limit; per server process)"),
+    Setting("failed_key_checks_per_min", 30, "requests with a wrong or missing key one client "
+            "address may make a minute; past it, everything it sends is a 429 (0: no limit)"),
+    Setting("registrations_per_min", 60, "device registrations (POST /v1/devices) a minute from "
+            "one client address (0: no limit)"),
     Setting("admin_key", "", "the admin API key (instead of one created on first start)"),
     Setting("publishable_key", "", "the publishable API key (instead of one created on first start)"),
 )
@@ -76,6 +91,15 @@ class Settings:
     synchronous: str = "full"
     trust_client_clock: bool = False
     require_device_token: str = "auto"
+    max_body_bytes: int = 65_536
+    max_import_bytes: int = 67_108_864
+    max_features: int = 1_000_000
+    max_ring_vertices: int = 10_000
+    device_pings_per_s: float = 1.0
+    device_ping_burst: int = 5
+    key_pings_per_s: float = 20_000.0
+    failed_key_checks_per_min: int = 30
+    registrations_per_min: int = 60
     admin_key: str = field(default="", repr=False)
     publishable_key: str = field(default="", repr=False)
 

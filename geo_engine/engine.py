@@ -36,6 +36,7 @@ from .errors import Conflict, InvalidInput, NotFound, StorageError, ValidationFa
 from .geodesy import check_lat_lon
 from .io.places import (
     Dataset,
+    FileLimits,
     check_references,
     derive_timezones,
     geofence_feature,
@@ -202,7 +203,8 @@ class Engine:
 
         Stores already in the database count as known to the files' geofences.
         """
-        return load_files(paths, known_store_ids=self.db.places.store_ids())
+        return load_files(paths, known_store_ids=self.db.places.store_ids(),
+                          limits=self.file_limits)
 
     def import_files(self, paths: Sequence[str | Path]) -> tuple[dict[str, int], Dataset]:
         """Validate the files, then load them in one transaction (all or nothing); reindex."""
@@ -211,11 +213,15 @@ class Engine:
 
     def import_geojson(self, text: str, source: str = "request") -> dict[str, int]:
         """Validate a FeatureCollection and load it, all or nothing (the HTTP import)."""
-        data, problems = parse_geojson(text, source)
+        data, problems = parse_geojson(text, source, self.file_limits)
         problems += check_references(data, self.db.places.store_ids())
         if problems:
             raise ValidationFailed(problems)
         return self._import(data)
+
+    @property
+    def file_limits(self) -> FileLimits:
+        return FileLimits(self.settings.max_features, self.settings.max_ring_vertices)
 
     def _import(self, data: Dataset) -> dict[str, int]:
         derive_timezones(data)

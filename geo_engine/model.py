@@ -21,6 +21,7 @@ from shapely.geometry import Polygon
 
 from .errors import InvalidInput
 from .geodesy import check_lat_lon
+from .text import NOT_TEXT, is_text
 
 if TYPE_CHECKING:
     from .campaigns import Campaign
@@ -238,6 +239,10 @@ class Ping:
         lat, lon = check_lat_lon(self.lat, self.lon)
         object.__setattr__(self, "lat", lat)
         object.__setattr__(self, "lon", lon)
+        if self.ping_id is not None and not is_text(self.ping_id):
+            raise InvalidInput(f"ping_id {NOT_TEXT}")
+        if not all(is_text(s) for s in self.segments):
+            raise InvalidInput(f"segments {NOT_TEXT}")
         if self.accuracy_m is not None and not (math.isfinite(self.accuracy_m) and self.accuracy_m >= 0):
             raise InvalidInput(f"accuracy_m must be a number of metres >= 0, got {self.accuracy_m}")
         if self.timestamp is not None:

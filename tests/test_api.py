@@ -24,7 +24,8 @@ def client(tmp_path):
     # device tokens are off here (the tests of them are below): these pings speak with the key
     engine = Engine(Settings(trust_client_clock=True, db=str(tmp_path / "api.db"),
                              admin_key="admin-key-for-tests", publishable_key="publishable-key-for-tests",
-                             min_offer_interval_s=0, require_device_token="false"))
+                             min_offer_interval_s=0, require_device_token="false",
+                             device_pings_per_s=0))
     engine.import_files([DEMO])
     ensure_keys(engine.db.apikeys, engine.settings)
     with TestClient(create_app(engine)) as c:
@@ -258,7 +259,8 @@ def test_first_start_creates_both_keys_once(tmp_path):
 def _twin(tmp_path, name):
     engine = Engine(Settings(trust_client_clock=True, db=str(tmp_path / f"{name}.db"),
                              admin_key="admin-key-for-tests", publishable_key="publishable-key-for-tests",
-                             min_offer_interval_s=0, require_device_token="false"))
+                             min_offer_interval_s=0, require_device_token="false",
+                             device_pings_per_s=0))
     engine.import_files([DEMO])
     ensure_keys(engine.db.apikeys, engine.settings)
     engine.put_campaign("coffee", coffee())
@@ -308,7 +310,7 @@ def guarded(tmp_path):
     """A new database: device tokens are on (SPEC 6.1), as for every database made now."""
     engine = Engine(Settings(trust_client_clock=True, db=str(tmp_path / "guarded.db"),
                              admin_key="admin-key-for-tests", publishable_key="publishable-key-for-tests",
-                             min_offer_interval_s=0))
+                             min_offer_interval_s=0, device_pings_per_s=0))
     assert engine.tokens_required
     engine.import_files([DEMO])
     ensure_keys(engine.db.apikeys, engine.settings)

@@ -34,11 +34,11 @@ def start(db, port, keys=None, min_offer_interval_s: str | None = "0",
           args: tuple[str, ...] = (), env_extra: dict[str, str] | None = None) -> subprocess.Popen:
     """``geo-engine serve --demo`` on ``port`` (and ``args``), with these keys (and offer
     interval, unless None), once it answers /health. The pings' timestamps are taken as given
-    (the tests replay fixed days) and their publishable key needs no device token, unless
-    ``env_extra`` says otherwise."""
+    (the tests replay fixed days), and their publishable key needs no device token and is not
+    held to a rate a device, unless ``env_extra`` says otherwise."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GEO_ENGINE_")} | (keys or KEYS)
     env |= {"GEO_ENGINE_TRUST_CLIENT_CLOCK": "true", "GEO_ENGINE_REQUIRE_DEVICE_TOKEN": "false",
-            **(env_extra or {})}
+            "GEO_ENGINE_DEVICE_PINGS_PER_S": "0", **(env_extra or {})}
     if min_offer_interval_s is not None:
         env["GEO_ENGINE_MIN_OFFER_INTERVAL_S"] = min_offer_interval_s
     # the access log goes to a file: a pipe nobody reads would fill and stall the server

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Header, Request
 
 from geo_engine import Engine
 
@@ -21,10 +21,12 @@ def router(engine: Engine, auth: Auth) -> APIRouter:
     r = APIRouter(tags=["devices"])
 
     @r.post("/v1/devices", status_code=201, response_model=DeviceOut)
-    def register(body: DeviceIn, kind: str = auth.either) -> dict:
+    def register(request: Request, body: DeviceIn, kind: str = auth.either) -> dict:
         """Register a device: its token is in the answer, once (only its hash is kept). A
         device registered already is a 409, unless the admin key asks, which replaces its
-        token."""
+        token. Registrations with the publishable key are rate-limited per client address."""
+        if kind != "admin":
+            auth.registering(request)
         token = engine.register_device(body.device_id, replace=kind == "admin")
         return {"device_id": body.device_id, "device_token": token}
 

@@ -32,6 +32,7 @@ def router(engine: Engine, auth: Auth, metrics: Metrics) -> APIRouter:
                                         "publishable key is used and tokens are required")] = None
                         ) -> Response:
         auth.speaks_for(kind, p.device_id, x_device_token)
+        auth.ping(kind, p.device_id)
         answer = await engine.handle_ping_async(p.to_ping())
         metrics.count_ping(answer)
         return Response(answer.body, media_type="application/json")

@@ -19,6 +19,7 @@ import threading
 
 import orjson
 
+from ..errors import StorageError
 from ..model import DeviceState, Event, Visit
 from .changes import bump
 from .sqlite import SQLite
@@ -182,7 +183,7 @@ class Devices:
         def run() -> None:
             while not self._stop.wait(every_s):
                 # a failed pass is caught up by the next one, or by the next write of the row
-                with contextlib.suppress(sqlite3.Error):
+                with contextlib.suppress(sqlite3.Error, StorageError):
                     self.flush()
         self._flusher = threading.Thread(target=run, name="quiet-flush", daemon=True)
         self._flusher.start()

@@ -20,9 +20,28 @@ from pathlib import Path
 
 from ..errors import StorageError
 
-__all__ = ["Busy", "SQLite"]
+__all__ = ["Busy", "SQLite", "storage_error"]
 
 _BUSY_TIMEOUT_MS = 10_000  # how long a write waits for another process's, unless it asks not to
+
+
+def storage_error(path: str, exc: sqlite3.Error, doing: str = "") -> StorageError:
+    """A SQLite error as the one sentence an operator acts on: a full disk, a read-only file,
+    or what SQLite said."""
+    said = str(exc)
+    if "full" in said:
+        why = f"the disk holding the database {path} is full: free some space, then try again"
+    elif "readonly" in said or "read-only" in said or "read only" in said:
+        why = (f"the database {path} is read-only (the file's or its folder's permissions, or a "
+               "read-only disk): geo-engine needs to write it and its -wal and -shm files")
+    elif doing == OPENING:
+        return StorageError(f"cannot open the database {path}: {said}")
+    else:
+        why = f"the database {path} failed: {said}"
+    return StorageError(f"{doing}{': ' if doing else ''}{why}")
+
+
+OPENING = "cannot open the database"
 
 
 class Busy(Exception):
@@ -76,7 +95,7 @@ class SQLite:
             self._conn.execute("PRAGMA cache_size=-65536")
             self._conn.execute("PRAGMA mmap_size=268435456")
         except sqlite3.Error as exc:
-            raise StorageError(f"cannot open the database {self.path}: {exc}") from None
+            raise storage_error(self.path, exc, OPENING) from None
         self._checkpointer: threading.Thread | None = None
         self._stop = threading.Event()
         self._lock = threading.RLock()
@@ -111,7 +130,7 @@ class SQLite:
                         conn.execute(statement)
                     conn.execute(f"PRAGMA user_version = {target}")
         except sqlite3.Error as exc:
-            raise StorageError(f"cannot open the database {self.path}: {exc}") from None
+            raise storage_error(self.path, exc, OPENING) from None
 
     def query(self, sql: str, args: tuple | list = ()) -> list[tuple]:
         """Read outside a write transaction, whole, under the connection's lock.
@@ -121,7 +140,10 @@ class SQLite:
         written, which SQLite refuses at once ("database is locked") instead of waiting.
         """
         with self._lock:
-            return self._conn.execute(sql, args).fetchall()
+            try:
+                return self._conn.execute(sql, args).fetchall()
+            except sqlite3.OperationalError as exc:
+                raise storage_error(self.path, exc) from None
 
     def data_version(self) -> int:
         """A number that changes whenever another connection (another process, another Engine)
@@ -137,11 +159,17 @@ class SQLite:
         conn = self.begin()
         try:
             yield conn
+        except sqlite3.OperationalError as exc:  # full, read-only, I/O: said as such
+            self.rollback()
+            raise storage_error(self.path, exc, "nothing was changed") from None
         except BaseException:
             self.rollback()
             raise
         else:
-            self.commit()
+            try:
+                self.commit()
+            except sqlite3.Error as exc:
+                raise storage_error(self.path, exc, "nothing was changed") from None
 
     def begin(self, wait: bool = True) -> sqlite3.Connection:
         """Open a write transaction (BEGIN IMMEDIATE) that this thread holds until :meth:`commit`
@@ -155,7 +183,10 @@ class SQLite:
         self._lock.acquire()
         try:
             if wait:
-                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    self._conn.execute("BEGIN IMMEDIATE")
+                except sqlite3.OperationalError as exc:
+                    raise storage_error(self.path, exc, "cannot write") from None
             else:
                 self._conn.execute("PRAGMA busy_timeout=0")
                 try:
@@ -163,7 +194,7 @@ class SQLite:
                 except sqlite3.OperationalError as exc:
                     if "locked" in str(exc) or "busy" in str(exc):
                         raise Busy(str(exc)) from None
-                    raise
+                    raise storage_error(self.path, exc, "cannot write") from None
                 finally:
                     self._conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
         except BaseException:
@@ -185,7 +216,8 @@ class SQLite:
 
     def rollback(self) -> None:
         try:
-            self._conn.execute("ROLLBACK")
+            if self._conn.in_transaction:  # SQLite has rolled back already after some errors (full)
+                self._conn.execute("ROLLBACK")
         finally:
             self._lock.release()
 

@@ -29,10 +29,14 @@ import pyproj
 
 from ..errors import InvalidGeometry, Problem, ValidationFailed
 from ..model import Geofence, Store
+from ..text import NOT_TEXT, bad_text
 from .shapes import ShapeBatch, check_lonlat
 
 __all__ = [
+    "MAX_FEATURES",
+    "MAX_RING_VERTICES",
     "Dataset",
+    "FileLimits",
     "check_references",
     "derive_timezones",
     "geofence_feature",
@@ -42,6 +46,18 @@ __all__ = [
 ]
 
 MIN_RADIUS_M, MAX_RADIUS_M = 1.0, 50_000.0
+MAX_FEATURES = 1_000_000  # features in one import (SPEC 5): past it, the import is refused
+MAX_RING_VERTICES = 10_000  # positions in one polygon ring (SPEC 5)
+
+
+@dataclass(frozen=True)
+class FileLimits:
+    """How large a file, and a polygon in it, may be (settings ``max_features`` and
+    ``max_ring_vertices``): past them the file is refused with a problem that says so."""
+
+    max_features: int = MAX_FEATURES
+    max_ring_vertices: int = MAX_RING_VERTICES
+
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _KNOWN_STORE = {"kind", "id", "name", "tags", "metadata", "timezone", "opening_hours", "address"}
 _KNOWN_FENCE = {"kind", "id", "store_id", "name", "radius_m", "tags", "enabled", "expires_at",
@@ -249,6 +265,18 @@ def _fence_fields(props: dict, geom: dict) -> dict[str, Any]:
     return fields
 
 
+def _longest_ring(geom: dict) -> int:
+    """The most positions in one ring of a Polygon or MultiPolygon (0 for other types or for
+    coordinates too broken to count: the shape check names those)."""
+    coords = geom.get("coordinates")
+    polygons = [coords] if geom.get("type") == "Polygon" else \
+        coords if geom.get("type") == "MultiPolygon" else []
+    if not isinstance(polygons, list):
+        return 0
+    return max((len(ring) for poly in polygons if isinstance(poly, list)
+                for ring in poly if isinstance(ring, list)), default=0)
+
+
 def _loads(text: str) -> Any:
     """Parse JSON with orjson (fast); the standard library names the line of an error, and
     reads the NaN and Infinity some exporters write (the coordinate check then reports them)."""
@@ -275,17 +303,18 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def parse_geojson(text: str, source: str = "") -> tuple[Dataset, list[Problem]]:
+def parse_geojson(text: str, source: str = "", limits: FileLimits = FileLimits()
+                  ) -> tuple[Dataset, list[Problem]]:
     """Return the stores and geofences of a GeoJSON FeatureCollection, and every problem in it.
 
     Store references are not checked here (a store may be in another file or already loaded):
     :func:`load_files` checks them across everything.
     """
     with _gc_paused():
-        return _parse_geojson(text, source)
+        return _parse_geojson(text, source, limits)
 
 
-def _parse_geojson(text: str, source: str) -> tuple[Dataset, list[Problem]]:
+def _parse_geojson(text: str, source: str, limits: FileLimits) -> tuple[Dataset, list[Problem]]:
     problems: list[Problem] = []
     data = Dataset()
     try:
@@ -301,6 +330,10 @@ def _parse_geojson(text: str, source: str) -> tuple[Dataset, list[Problem]]:
     features = doc.get("features")
     if not isinstance(features, list):
         return data, [Problem(source, None, None, "the FeatureCollection has no \"features\" list")]
+    if len(features) > limits.max_features:
+        return data, [Problem(source, None, None, f"the file holds {len(features):,} features; at "
+                              f"most {limits.max_features:,} go in one import (split it, or raise "
+                              "GEO_ENGINE_MAX_FEATURES)")]
     try:
         project = _Reprojector(doc.get("crs"))
     except _Bad as exc:
@@ -315,6 +348,9 @@ def _parse_geojson(text: str, source: str) -> tuple[Dataset, list[Problem]]:
         try:
             if not isinstance(feature, dict) or feature.get("type") != "Feature":
                 raise _Bad("not a GeoJSON Feature (needs \"type\": \"Feature\")")
+            where = bad_text(feature)
+            if where is not None:
+                raise _Bad(f"{where} {NOT_TEXT}")
             props = feature.get("properties") or {}
             if not isinstance(props, dict):
                 raise _Bad("properties must be a JSON object")
@@ -329,6 +365,11 @@ def _parse_geojson(text: str, source: str) -> tuple[Dataset, list[Problem]]:
             if not isinstance(geom, dict) or "type" not in geom:
                 raise _Bad(f"has no geometry (null); draw a {'Point' if kind == 'store' else 'Polygon'}"
                            " for it")
+            longest = _longest_ring(geom)
+            if longest > limits.max_ring_vertices:
+                raise _Bad(f"a ring of its {geom['type']} has {longest:,} vertices; at most "
+                           f"{limits.max_ring_vertices:,} (simplify it, e.g. in QGIS or "
+                           "mapshaper, or raise GEO_ENGINE_MAX_RING_VERTICES)")
             fields = (_store_fields if kind == "store" else _fence_fields)(props, geom)
             item = batch.add(geom, point_ok=True, polygon_ok=kind == "geofence")
             pending.append((i, fid, kind, fields, item))
@@ -434,7 +475,8 @@ def check_references(data: Dataset, known_store_ids: Iterable[str]) -> list[Prob
     return problems
 
 
-def load_files(paths: Sequence[str | Path], known_store_ids: Iterable[str] = ()) -> Dataset:
+def load_files(paths: Sequence[str | Path], known_store_ids: Iterable[str] = (),
+               limits: FileLimits = FileLimits()) -> Dataset:
     """Return everything in these GeoJSON/CSV files, or raise ValidationFailed with every problem.
 
     ``known_store_ids`` are stores already loaded (a geofence file may refer to them). A file
@@ -449,8 +491,10 @@ def load_files(paths: Sequence[str | Path], known_store_ids: Iterable[str] = ())
         except (OSError, UnicodeDecodeError) as exc:
             problems.append(Problem(source, None, None, f"cannot be read: {exc}"))
             continue
-        parse = parse_csv if path.suffix.lower() == ".csv" else parse_geojson
-        part, found = parse(text, source)
+        if path.suffix.lower() == ".csv":
+            part, found = parse_csv(text, source)
+        else:
+            part, found = parse_geojson(text, source, limits)
         problems += found
         data.extend(part)
     problems += check_references(data, known_store_ids)
