@@ -12,6 +12,7 @@ import logging
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from geo_engine import Engine, Settings
 from geo_engine.apikeys import KeyCache
@@ -33,7 +34,8 @@ def create_app(engine: Engine) -> FastAPI:
         yield
         engine.db.devices.flush()  # quiet pings' last positions, before the process ends
 
-    app = FastAPI(title="geo-engine", version="0.1.0", lifespan=lifespan,
+    # FastAPIOffline: /docs and /redoc with their scripts served from the package, no CDN
+    app = FastAPIOffline(title="geo-engine", version="0.1.0", lifespan=lifespan,
                   description="Location-triggered store offers: exact WGS84 geofences, nearest "
                               "stores and the offer decision. Keys: `Authorization: Bearer KEY`.")
     metrics = Metrics()

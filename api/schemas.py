@@ -8,18 +8,28 @@ It knows shapes of JSON only, never the engine.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 from fastapi import Query
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    field_validator,
+)
 
 from geo_engine.model import Ping
 from geo_engine.text import NOT_TEXT, bad_text
 
-__all__ = ["ConsentIn", "DeviceIn", "DeviceOut", "Lat", "Lon", "PingIn"]
+__all__ = ["ALWAYS", "CampaignIn", "ConsentIn", "DeviceIn", "DeviceOut", "ErrorOut",
+           "FeatureCollectionIn", "Lat", "Lon", "PingIn", "errors", "example"]
 
-Lat = Annotated[float, Query(ge=-90, le=90, allow_inf_nan=False, description="latitude, degrees")]
-Lon = Annotated[float, Query(ge=-180, le=180, allow_inf_nan=False, description="longitude, degrees")]
+Lat = Annotated[float, Query(ge=-90, le=90, allow_inf_nan=False, description="latitude, degrees",
+                             examples=[37.7955])]
+Lon = Annotated[float, Query(ge=-180, le=180, allow_inf_nan=False, description="longitude, degrees",
+                             examples=[-122.3937])]
 
 
 def _checked_text(value):
@@ -91,3 +101,172 @@ class DeviceOut(BaseModel):
 class ConsentIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     location_offers: StrictBool
+
+
+# --- the one error shape ---------------------------------------------------------------------
+
+class ProblemOut(BaseModel):
+    """One thing wrong: a request field, or a feature of an imported file (by index and id)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    message: str
+    field: str | None = None
+    index: int | None = None
+    id: str | None = None
+
+
+class ErrorOut(BaseModel):
+    """Every error answer: what is wrong in one sentence, and each problem when there are
+    several."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "detail": "lat: Input should be less than or equal to 90",
+        "problems": [{"field": "lat", "message": "Input should be less than or equal to 90"}]}]})
+
+    detail: str
+    problems: list[ProblemOut] | None = None
+
+
+_WHY = {
+    401: "no key, a wrong key, or (with the publishable key) not the device's token",
+    403: "this needs the admin key",
+    404: "no such thing",
+    409: "a conflict: a ping_id reused with another body, a device registered already",
+    413: "the body is larger than this route takes (before it is read or its key checked)",
+    422: "a field is wrong: the message names it",
+    429: "a rate limit: wait Retry-After seconds",
+    503: "the database cannot be written (full, read-only): the message says which",
+}
+
+
+def example(answer: Any, status: int = 200) -> dict:
+    """A route's ``responses`` entry showing an example answer."""
+    return {status: {"content": {"application/json": {"example": answer}}}}
+
+
+def errors(*statuses: int) -> dict:
+    """The ``responses`` of a route that may answer these error statuses."""
+    out: dict = {}
+    for s in statuses:
+        out[s] = {"model": ErrorOut, "description": _WHY[s]}
+        if s == 429:
+            out[s]["headers"] = {"Retry-After": {"description": "seconds to wait",
+                                                 "schema": {"type": "integer"}}}
+    return out
+
+
+#: every route can be refused these before it is read: too large, too many, storage
+ALWAYS = (413, 429, 503)
+
+
+# --- typed request bodies --------------------------------------------------------------------
+
+class GeometryIn(BaseModel):
+    """A GeoJSON geometry; its coordinates are checked in full by the import (each problem named
+    with the feature's index and id)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: Literal["Point", "Polygon", "MultiPolygon", "LineString", "MultiPoint",
+                  "MultiLineString", "GeometryCollection"]
+    coordinates: list[Any] | None = None
+
+
+class FeatureIn(BaseModel):
+    """A GeoJSON Feature: a store (``kind: store``, a Point) or a geofence (a Polygon, a
+    MultiPolygon, or a Point with ``radius_m``); properties as SPEC 3.1 (``id``, ``store_id``,
+    ``name``, ``radius_m``, ``tags``, ``enabled``, ``expires_at``, ``metadata``, ``timezone``,
+    ``opening_hours``, ``address``; any other is kept as metadata)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: Literal["Feature"]
+    id: str | int | None = None
+    properties: dict[str, Any] | None = None
+    geometry: GeometryIn | None = None
+
+
+class FeatureCollectionIn(BaseModel):
+    """A GeoJSON FeatureCollection of stores and geofences (SPEC 3.1): imported all or nothing."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [{
+        "type": "FeatureCollection", "features": [
+            {"type": "Feature", "properties": {"kind": "store", "id": "s-1", "name": "Ferry Plaza"},
+             "geometry": {"type": "Point", "coordinates": [-122.3937, 37.7955]}},
+            {"type": "Feature", "properties": {"id": "g-1", "store_id": "s-1", "radius_m": 80},
+             "geometry": {"type": "Point", "coordinates": [-122.3937, 37.7955]}}]}]})
+
+    type: Literal["FeatureCollection"]
+    features: list[FeatureIn]
+    crs: dict[str, Any] | None = None
+
+
+class OfferIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    title: str = Field(min_length=1, description="the text the phone shows")
+    body: str | None = None
+    url: str | None = None
+    coupon_code: str | None = None
+
+
+class TargetsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    geofence_ids: list[str] | None = None
+    store_ids: list[str] | None = None
+    tags: list[str] | None = None
+
+
+class TriggerIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["enter", "exit", "dwell", "nearby"]
+    dwell_s: float | None = Field(default=None, gt=0, allow_inf_nan=False,
+                                  description="dwell: seconds inside, continuously")
+    radius_m: float | None = Field(default=None, ge=1, le=50_000, allow_inf_nan=False,
+                                   description="nearby: metres from a targeted store")
+
+
+class ScheduleIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    starts_at: str | None = Field(default=None, description="RFC 3339")
+    ends_at: str | None = Field(default=None, description="RFC 3339")
+    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] | None = None
+    hours: list[tuple[str, str]] | None = Field(default=None, description='[["HH:MM", "HH:MM"], ...]')
+
+
+class CapsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    per_device_per_day: int | None = Field(default=None, ge=0)
+    per_device_total: int | None = Field(default=None, ge=0)
+    cooldown_s: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    budget_total: int | None = Field(default=None, ge=0)
+
+
+class AudienceIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    segments: list[str] | None = None
+
+
+class CampaignIn(BaseModel):
+    """A campaign (SPEC 3.2). Checked here for shape; the rules that tie fields together (a
+    dwell trigger's ``dwell_s``, a schedule's order) are checked by the engine, by field."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "id": "coffee-any", "name": "A cookie with any coffee", "offer": {
+            "title": "A free cookie with your coffee", "coupon_code": "COOKIE"},
+        "targets": {"tags": ["coffee"]}, "trigger": {"type": "enter"}, "priority": 5,
+        "caps": {"per_device_per_day": 1}}]})
+
+    id: str | None = Field(default=None, description="the id in the URL, when given")
+    name: str | None = None
+    enabled: StrictBool | None = None
+    offer: OfferIn
+    targets: TargetsIn | None = None
+    trigger: TriggerIn
+    schedule: ScheduleIn | None = None
+    only_when_open: StrictBool | None = None
+    priority: int | None = Field(default=None, description="higher wins")
+    min_confidence: Literal["low", "medium", "high"] | None = None
+    caps: CapsIn | None = None
+    audience: AudienceIn | None = None
+    holdout_pct: float | None = Field(default=None, ge=0, le=100, allow_inf_nan=False)

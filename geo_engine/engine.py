@@ -39,6 +39,7 @@ from .io.places import (
     FileLimits,
     check_references,
     derive_timezones,
+    export_collection,
     geofence_feature,
     load_files,
     parse_geojson,
@@ -52,6 +53,7 @@ from .model import (
     NearbyFence,
     Ping,
     PingAnswer,
+    Store,
     StoreHit,
     ping_digest,
 )
@@ -324,6 +326,28 @@ class Engine:
         if not found:
             raise NotFound(f"no geofence {geofence_id!r}")
         self.reload()
+
+    def store_page(self, limit: int = 100, after: str | None = None) -> list[Store]:
+        """Up to ``limit`` stores ordered by id, after the id ``after`` (paging)."""
+        return self.db.places.store_page(limit, after)
+
+    def delete_store(self, store_id: str) -> list[str]:
+        """Delete a store with its geofences (their open visits close without an exit); return
+        the geofence ids deleted with it."""
+        with self.db.atomic() as tx:
+            fences = self.db.places.fence_ids_of(tx, store_id)
+            for fid in fences:
+                self.db.devices.drop_visits_in(tx, fid)
+            found = self.db.places.delete_store(tx, store_id)
+        if not found:
+            raise NotFound(f"no store {store_id!r}")
+        self.reload()
+        return fences
+
+    def export(self) -> dict:
+        """Every store and geofence as one FeatureCollection that ``import`` takes back into an
+        empty database unchanged (style properties at the top level, as they came in)."""
+        return export_collection(self.db.places.stores(), self.refresh().places.geofences)
 
     def set_consent(self, device_id: str, location_offers: bool) -> None:
         Ping(device_id, 0.0, 0.0)  # the same device id rules as a ping

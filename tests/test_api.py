@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 
 import pytest
@@ -135,7 +136,12 @@ def test_error_shape_is_pinned(client):
     r = client.put("/v1/campaigns/bad", json={"id": "bad", "trigger": {"type": "wander"}}, headers=ADMIN)
     assert r.status_code == 422
     fields = {p["field"] for p in r.json()["problems"]}
-    assert fields == {"offer.title", "trigger.type"}
+    assert fields == {"offer", "trigger.type"}  # the schema's checks (CampaignIn)
+    # a campaign of the right shape whose fields disagree: the engine's checks, by field
+    r = client.put("/v1/campaigns/bad", json={"id": "other", "offer": {"title": "x"},
+                                              "trigger": {"type": "dwell"}}, headers=ADMIN)
+    assert r.status_code == 422
+    assert {p["field"] for p in r.json()["problems"]} == {"id", "trigger.dwell_s"}
 
 
 def test_campaign_crud(client):
@@ -394,3 +400,87 @@ def test_a_token_replaced_through_another_process_stops_working_here(tmp_path):
     with sqlite3.connect(tmp_path / "t.db") as conn:
         assert renewed not in str(conn.execute("SELECT * FROM device_tokens").fetchall())
     there.db.close()
+
+
+def test_the_openapi_document_tells_the_truth(client):
+    doc = client.get("/openapi.json").json()
+    assert doc["components"]["securitySchemes"]["HTTPBearer"] == {
+        "type": "http", "scheme": "bearer", "description": doc["components"]["securitySchemes"]
+        ["HTTPBearer"]["description"]}
+    error = {"$ref": "#/components/schemas/ErrorOut"}
+    bodies = {}
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            responses = op["responses"]
+            for status in ("413", "429", "503"):  # any request may be refused before it is read
+                assert responses[status]["content"]["application/json"]["schema"] == error, (path, status)
+            if path.startswith("/v1/"):
+                assert responses["401"]["content"]["application/json"]["schema"] == error
+                assert responses["422"]["content"]["application/json"]["schema"] == error
+                assert op["security"] == [{"HTTPBearer": []}], (method, path)
+            assert "Retry-After" in responses["429"]["headers"]
+            shown = any("example" in c for r in responses.values() for c in r.get("content", {}).values())
+            assert shown, f"{method} {path} has no example"
+            if "requestBody" in op:
+                bodies[(method, path)] = op["requestBody"]["content"]["application/json"]["schema"]
+    assert bodies[("post", "/v1/geofences/import")] == {"$ref": "#/components/schemas/FeatureCollectionIn"}
+    assert bodies[("put", "/v1/campaigns/{campaign_id}")] == {"$ref": "#/components/schemas/CampaignIn"}
+    assert all("$ref" in b for b in bodies.values())  # no "any object"
+    assert "409" in doc["paths"]["/v1/pings"]["post"]["responses"]
+    assert "404" in doc["paths"]["/v1/stores/{store_id}"]["delete"]["responses"]
+
+
+def test_the_docs_pages_need_no_network(client):
+    for page in ("/docs", "/redoc"):
+        html = client.get(page).text
+        scripts = re.findall(r'(?:src|href)="([^"]+)"', html)
+        assert scripts and all(s.startswith("/") for s in scripts), scripts  # nothing from a CDN
+        for s in scripts:
+            assert client.get(s).status_code == 200, s
+    assert "cdn.jsdelivr" not in client.get("/docs").text
+
+
+def test_stores_are_listed_by_page_and_deleted_with_their_geofences(client):
+    first = client.get("/v1/stores", params={"limit": 20}, headers=ADMIN).json()
+    assert len(first["stores"]) == 20 and first["next"] == first["stores"][-1]["id"]
+    rest = client.get("/v1/stores", params={"limit": 20, "after": first["next"]}, headers=ADMIN).json()
+    ids = [f["id"] for f in first["stores"] + rest["stores"]]
+    assert len(ids) == 32 and ids == sorted(ids) and rest["next"] is None
+    assert client.get("/v1/stores", headers=PUB).status_code == 403
+    client.put("/v1/campaigns/coffee", json=coffee(), headers=ADMIN)
+    inside = client.post("/v1/pings", json={"device_id": "d", **FERRY}, headers=PUB).json()
+    assert inside["events"][0]["store_id"] == "fc-ferry"
+    gone = client.delete("/v1/stores/fc-ferry", headers=ADMIN)
+    assert gone.status_code == 200 and gone.json() == {"deleted": "fc-ferry", "geofences": ["fc-ferry-hall"]}
+    assert client.delete("/v1/stores/fc-ferry", headers=ADMIN).status_code == 404
+    assert client.get("/v1/geofences/fc-ferry-hall", headers=ADMIN).status_code == 404
+    after = client.post("/v1/pings", json={"device_id": "d", **FERRY}, headers=PUB).json()
+    assert after["events"] == [] and after["nearest_store"]["store_id"] != "fc-ferry"
+    assert client.get("/health").json()["stores"] == 31
+
+
+def test_export_round_trips_a_chain_with_its_styles(client, tmp_path):
+    styled = {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "id": 7, "properties": {"kind": "store", "name": "Pier 39",
+                                                    "opening_hours": {"mon": [["09:00", "21:00"]]},
+                                                    "marker-color": "#ff0000", "fid": 7},
+         "geometry": {"type": "Point", "coordinates": [-122.4098, 37.8087]}},
+        {"type": "Feature", "properties": {"id": "pier-fence", "store_id": "7", "stroke": "#555555",
+                                           "fill": "#ff0000", "fill-opacity": 0.3, "tags": ["pier"],
+                                           "metadata": {"name": "kept under metadata", "floor": 1}},
+         "geometry": {"type": "Polygon", "coordinates": [[[-122.411, 37.808], [-122.408, 37.808],
+                                                          [-122.408, 37.810], [-122.411, 37.808]]]}}]}
+    assert client.post("/v1/geofences/import", json=styled, headers=ADMIN).status_code == 200
+    exported = client.get("/v1/export", headers=ADMIN).json()
+    pier = next(f for f in exported["features"] if f["id"] == "7")
+    assert pier["properties"]["marker-color"] == "#ff0000" and "metadata" not in pier["properties"]
+    fence = next(f for f in exported["features"] if f["id"] == "pier-fence")
+    assert fence["properties"]["stroke"] == "#555555" and fence["properties"]["fill-opacity"] == 0.3
+    assert fence["properties"]["metadata"] == {"name": "kept under metadata"}  # a property's name
+    # into an empty database, unchanged
+    other = Engine(Settings(db=str(tmp_path / "empty.db"), admin_key="admin-key-for-tests",
+                            publishable_key="publishable-key-for-tests"))
+    ensure_keys(other.db.apikeys, other.settings)
+    with TestClient(create_app(other)) as empty:
+        assert empty.post("/v1/geofences/import", json=exported, headers=ADMIN).status_code == 200
+        assert empty.get("/v1/export", headers=ADMIN).json() == exported

@@ -158,9 +158,7 @@ def test_a_lone_surrogate_is_a_422_and_nothing_is_half_saved(tmp_path):
                     b'"trigger": {"type": "enter"}}')
         r = client.put("/v1/campaigns/c", content=campaign,
                        headers={**ADMIN, "Content-Type": "application/json"})
-        assert r.status_code == 422 and r.json()["problems"] == [
-            {"field": "offer.title", "message": "is not valid UTF-8 text (it holds a lone surrogate, "
-                                                "such as \\ud800)"}]
+        assert r.status_code == 422 and [p["field"] for p in r.json()["problems"]] == ["offer.title"]
         assert client.get("/v1/campaigns", headers=ADMIN).json() == {"campaigns": []}
         store = (b'{"type": "FeatureCollection", "features": [{"type": "Feature", "properties": '
                  b'{"kind": "store", "id": "s\\udfff", "name": "x"}, "geometry": {"type": "Point", '

@@ -7,20 +7,23 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Header, Path, Request
 
 from geo_engine import Engine
 
 from ..auth import Auth
-from ..schemas import ConsentIn, DeviceIn, DeviceOut
+from ..schemas import ALWAYS, ConsentIn, DeviceIn, DeviceOut, errors, example
 
 __all__ = ["router"]
 
+DeviceId = Annotated[str, Path(examples=["d-123"])]
+
 
 def router(engine: Engine, auth: Auth) -> APIRouter:
-    r = APIRouter(tags=["devices"])
+    r = APIRouter(tags=["devices"], responses=errors(*ALWAYS, 401, 422))
 
-    @r.post("/v1/devices", status_code=201, response_model=DeviceOut)
+    @r.post("/v1/devices", status_code=201, response_model=DeviceOut, responses={
+        **errors(409), **example(DeviceOut.model_config["json_schema_extra"]["examples"][0], 201)})
     def register(request: Request, body: DeviceIn, kind: str = auth.either) -> dict:
         """Register a device: its token is in the answer, once (only its hash is kept). A
         device registered already is a 409, unless the admin key asks, which replaces its
@@ -30,8 +33,9 @@ def router(engine: Engine, auth: Auth) -> APIRouter:
         token = engine.register_device(body.device_id, replace=kind == "admin")
         return {"device_id": body.device_id, "device_token": token}
 
-    @r.put("/v1/devices/{device_id}/consent")
-    def consent(device_id: str, body: ConsentIn, kind: str = auth.either,
+    @r.put("/v1/devices/{device_id}/consent", responses=example(
+        {"device_id": "d-123", "location_offers": False}))
+    def consent(device_id: DeviceId, body: ConsentIn, kind: str = auth.either,
                 x_device_token: Annotated[str | None, Header()] = None) -> dict:
         """Opting out needs only a key and the device id; opting back in, with the publishable
         key, needs the device's token when tokens are required."""
@@ -40,8 +44,9 @@ def router(engine: Engine, auth: Auth) -> APIRouter:
         engine.set_consent(device_id, body.location_offers)
         return {"device_id": device_id, "location_offers": body.location_offers}
 
-    @r.delete("/v1/devices/{device_id}", dependencies=[auth.admin])
-    def forget(device_id: str) -> dict:
+    @r.delete("/v1/devices/{device_id}", dependencies=[auth.admin],
+              responses={**errors(403, 404), **example({"deleted": "d-123"})})
+    def forget(device_id: DeviceId) -> dict:
         engine.forget_device(device_id)
         return {"deleted": device_id}
 

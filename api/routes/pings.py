@@ -14,18 +14,27 @@ from geo_engine import Engine
 
 from ..auth import Auth
 from ..metrics import Metrics
-from ..schemas import PingIn
+from ..schemas import ALWAYS, PingIn, errors, example
 
 __all__ = ["router"]
 
 
 def router(engine: Engine, auth: Auth, metrics: Metrics) -> APIRouter:
-    r = APIRouter(tags=["pings"])
+    r = APIRouter(tags=["pings"], responses=errors(*ALWAYS, 401, 409, 422))
+    answer = {"events": [{"type": "enter", "geofence_id": "fc-ferry-hall", "store_id": "fc-ferry",
+                          "confidence": "high"}],
+              "offer": {"campaign_id": "coffee-am", "title": "20% off your latte",
+                        "body": "Show this at the till", "url": "app://offers/coffee-am",
+                        "coupon_code": "LATTE20", "store_id": "fc-ferry",
+                        "geofence_id": "fc-ferry-hall", "distance_m": 4.164},
+              "decision": {"considered": 2, "rejected": [{"campaign_id": "coffee-welcome",
+                                                          "reason": "lower_priority"}]},
+              "nearest_store": {"store_id": "fc-ferry", "distance_m": 4.164}, "flags": []}
 
     # async: the ping runs on the event loop, with no hop to a thread and back; its records
     # go in the loop's group commit with the pings that arrived with it, and the answer waits
     # for that commit
-    @r.post("/v1/pings")
+    @r.post("/v1/pings", responses=example(answer))
     async def post_ping(p: PingIn, kind: str = auth.either,
                         x_device_token: Annotated[str | None, Header(
                             description="the device's token (POST /v1/devices), when the "

@@ -117,6 +117,26 @@ class Places:
                 polygons.append((json.loads(r[6]), fields))
         return circles, polygons
 
+    def store_page(self, limit: int, after: str | None) -> list[Store]:
+        """Up to ``limit`` stores ordered by id, those after the id ``after`` (paging)."""
+        rows = self._db.query("SELECT id FROM stores WHERE id > ? ORDER BY id LIMIT ?",
+                              (after or "", limit))
+        return self.stores([r[0] for r in rows]) if rows else []
+
+    @staticmethod
+    def fence_ids_of(tx: sqlite3.Connection, store_id: str) -> list[str]:
+        """The ids of a store's geofences (inside the caller's transaction)."""
+        return [r[0] for r in tx.execute("SELECT id FROM geofences WHERE store_id = ? ORDER BY id",
+                                         (store_id,)).fetchall()]
+
+    @staticmethod
+    def delete_store(tx: sqlite3.Connection, store_id: str) -> bool:
+        """Delete a store and its geofences (inside the caller's transaction); return whether
+        it existed."""
+        bump(tx, "places")
+        tx.execute("DELETE FROM geofences WHERE store_id = ?", (store_id,))
+        return tx.execute("DELETE FROM stores WHERE id = ?", (store_id,)).rowcount > 0
+
     @staticmethod
     def delete_geofence(tx: sqlite3.Connection, geofence_id: str) -> bool:
         """Delete a geofence (inside the caller's transaction); return whether it existed."""

@@ -39,10 +39,12 @@ __all__ = [
     "FileLimits",
     "check_references",
     "derive_timezones",
+    "export_collection",
     "geofence_feature",
     "load_files",
     "parse_csv",
     "parse_geojson",
+    "store_feature",
 ]
 
 MIN_RADIUS_M, MAX_RADIUS_M = 1.0, 50_000.0
@@ -513,6 +515,46 @@ def geofence_feature(fence: Geofence) -> dict:
         props["expires_at"] = fence.expires_at.isoformat()
     return {"type": "Feature", "id": fence.id, "properties": props,
             "geometry": fence.geojson_geometry()}
+
+
+def _flat(props: dict, metadata: dict, known: set[str]) -> dict:
+    """``props`` with the metadata at the top level, as a QGIS or geojson.io file carries its
+    style (``stroke``, ``fill``, ...); a metadata key that is also a property's name stays
+    under ``metadata``, so the file imports back to the same."""
+    out = dict(props)
+    kept = {k: v for k, v in metadata.items() if k in known or k in out}
+    out.update({k: v for k, v in metadata.items() if k not in kept})
+    if kept:
+        out["metadata"] = kept
+    return out
+
+
+def store_feature(store: Store, flat: bool = False) -> dict:
+    """A store as a GeoJSON Feature, its properties as :func:`parse_geojson` takes them (with
+    ``flat``, its metadata at the top level of ``properties``)."""
+    props: dict[str, Any] = {"kind": "store", "id": store.id, "name": store.name,
+                             "tags": list(store.tags)}
+    if store.timezone:
+        props["timezone"] = store.timezone
+    if store.opening_hours is not None:
+        props["opening_hours"] = store.opening_hours
+    if store.address:
+        props["address"] = store.address
+    props = _flat(props, store.metadata, _KNOWN_STORE) if flat else {**props, "metadata": store.metadata}
+    return {"type": "Feature", "id": store.id, "properties": props,
+            "geometry": {"type": "Point", "coordinates": [store.lon, store.lat]}}
+
+
+def export_collection(stores: Iterable[Store], fences: Iterable[Geofence]) -> dict:
+    """Every store and geofence as one FeatureCollection, style and other metadata back at the
+    top level of ``properties``: what ``import`` takes back into an empty database unchanged."""
+    features = [store_feature(s, flat=True) for s in stores]
+    for fence in fences:
+        feature = geofence_feature(fence)
+        props = {k: v for k, v in feature["properties"].items() if k != "metadata"}
+        feature["properties"] = _flat(props, fence.metadata, _KNOWN_FENCE)
+        features.append(feature)
+    return {"type": "FeatureCollection", "features": features}
 
 
 _tz_finder = None
