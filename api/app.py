@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi_offline import FastAPIOffline
 
 from geo_engine import Engine, Settings
@@ -23,6 +23,7 @@ from .limits import Guard, RateLimits
 from .metrics import Metrics, Observe
 from .ping_path import PingPath
 from .routes import campaigns, devices, geofences, operations, pings, stores
+from .schemas import known_query_only
 
 __all__ = ["ERROR_STATUS", "create_app", "create_app_from_env"]
 
@@ -36,6 +37,7 @@ def create_app(engine: Engine) -> FastAPI:
 
     # FastAPIOffline: /docs and /redoc with their scripts served from the package, no CDN
     app = FastAPIOffline(title="geo-engine", version="0.1.0", lifespan=lifespan,
+                         dependencies=[Depends(known_query_only)],
                   description="Location-triggered store offers: exact WGS84 geofences, nearest "
                               "stores and the offer decision. Keys: `Authorization: Bearer KEY`.")
     metrics = Metrics()

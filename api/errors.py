@@ -9,9 +9,12 @@ It knows exception classes and statuses, never why a library error was raised.
 
 from __future__ import annotations
 
+import re
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from geo_engine.errors import (
     Conflict,
@@ -53,6 +56,25 @@ def add_error_handlers(app: FastAPI) -> None:
     async def library_error(request: Request, exc: GeoEngineError):
         status, body = error_answer(exc)
         return JSONResponse(body, status_code=status)
+
+    allowed: list[tuple[re.Pattern, set[str]]] = []
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        """Starlette's HTTP errors in the one shape; a 405's ``Allow`` lists every method the
+        path has (Starlette names only the first route's)."""
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            if not allowed:
+                for path, ops in request.app.openapi()["paths"].items():
+                    pattern = re.compile("^" + re.sub(r"\{[^/]+\}", "[^/]+", path) + "$")
+                    allowed.append((pattern, {m.upper() for m in ops}))
+            found = [(p, m) for p, m in allowed if p.match(request.url.path)]
+            exact = [m for p, m in found if "[^/]+" not in p.pattern]  # a path with no {param}
+            methods = set().union(*(exact or [m for _, m in found]))
+            if methods:
+                headers["Allow"] = ", ".join(sorted(methods))
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError):

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import Query
+from fastapi import Query, Request
+from fastapi.exceptions import RequestValidationError
 from pydantic import (
     AwareDatetime,
     BaseModel,
@@ -20,16 +21,40 @@ from pydantic import (
     field_validator,
 )
 
-from geo_engine.model import Ping
+from geo_engine.model import DEVICE_ID, DEVICE_ID_PATTERN, Ping
 from geo_engine.text import NOT_TEXT, bad_text
 
 __all__ = ["ALWAYS", "CampaignIn", "ConsentIn", "DeviceIn", "DeviceOut", "ErrorOut",
-           "FeatureCollectionIn", "Lat", "Lon", "PingIn", "errors", "example"]
+           "FeatureCollectionIn", "Lat", "Lon", "PingIn", "errors", "example",
+           "known_query_only"]
 
 Lat = Annotated[float, Query(ge=-90, le=90, allow_inf_nan=False, description="latitude, degrees",
                              examples=[37.7955])]
 Lon = Annotated[float, Query(ge=-180, le=180, allow_inf_nan=False, description="longitude, degrees",
                              examples=[-122.3937])]
+
+
+def known_query_only(request: Request) -> None:
+    """A dependency of every route: a query parameter the route does not take is a 422 naming
+    it (``radius=500`` on a route that takes ``radius_m`` is a typo, not a default)."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    known = {p.alias for p in _query_params(dependant)}
+    unknown = sorted(k for k in request.query_params if k not in known)
+    if unknown:
+        raise RequestValidationError([{
+            "loc": ("query", k), "msg": "is not a parameter of this route"
+            + (f"; it takes {', '.join(sorted(known))}" if known else "; it takes none"),
+            "type": "unknown_query"} for k in unknown])
+
+
+def _query_params(dependant) -> list:
+    out = list(dependant.query_params)
+    for sub in dependant.dependencies:
+        out += _query_params(sub)
+    return out
 
 
 def _checked_text(value):
@@ -39,6 +64,13 @@ def _checked_text(value):
     return value
 
 
+def _checked_device_id(value: str) -> str:
+    if not DEVICE_ID.fullmatch(value):
+        raise ValueError("must be 1 to 128 printable characters (no control characters, no line "
+                         "breaks)")
+    return _checked_text(value)
+
+
 class PingIn(BaseModel):
     """A location update (SPEC section 6)."""
 
@@ -46,12 +78,15 @@ class PingIn(BaseModel):
         "device_id": "d-123", "lat": 37.7955, "lon": -122.3937, "accuracy_m": 15,
         "timestamp": "2026-11-22T17:15:00Z", "ping_id": "p-1", "segments": ["loyalty"]}]})
 
-    device_id: str = Field(min_length=1, max_length=128, description="1 to 128 printable characters")
+    device_id: str = Field(min_length=1, max_length=128, description="1 to 128 printable characters",
+                           json_schema_extra={"pattern": DEVICE_ID_PATTERN})
     lat: float = Field(ge=-90, le=90, allow_inf_nan=False)
     lon: float = Field(ge=-180, le=180, allow_inf_nan=False)
     accuracy_m: float | None = Field(default=None, ge=0, allow_inf_nan=False,
                                      description="GPS accuracy radius, metres (50 when absent)")
-    timestamp: AwareDatetime | None = Field(default=None, description="RFC 3339; server time when absent")
+    timestamp: AwareDatetime | None = Field(
+        default=None, description="RFC 3339, 0001-01-02 to 9999-12-29; server time when absent",
+        json_schema_extra={"pattern": "^(?!0001-01-01|9999-12-3[01])"})
     ping_id: str | None = Field(default=None, min_length=1, max_length=128,
                                 description="idempotency key: a replay gets the first answer")
     segments: list[str] = Field(default_factory=list, max_length=100)
@@ -64,10 +99,15 @@ class PingIn(BaseModel):
             raise ValueError("must be a JSON number")
         return value
 
-    @field_validator("device_id", "ping_id", "segments")
+    @field_validator("ping_id", "segments")
     @classmethod
     def _text(cls, value):
         return _checked_text(value)
+
+    @field_validator("device_id")
+    @classmethod
+    def _device_id(cls, value):
+        return _checked_device_id(value)
 
     def to_ping(self) -> Ping:
         """The library's Ping (which checks the same rules again, for callers outside HTTP)."""
@@ -80,12 +120,13 @@ class DeviceIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"device_id": "d-123"}]})
 
-    device_id: str = Field(min_length=1, max_length=128, description="1 to 128 printable characters")
+    device_id: str = Field(min_length=1, max_length=128, description="1 to 128 printable characters",
+                           json_schema_extra={"pattern": DEVICE_ID_PATTERN})
 
     @field_validator("device_id")
     @classmethod
-    def _text(cls, value):
-        return _checked_text(value)
+    def _device_id(cls, value):
+        return _checked_device_id(value)
 
 
 class DeviceOut(BaseModel):

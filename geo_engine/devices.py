@@ -22,7 +22,7 @@ the visits a device has open with the geofences a new fix is in (SPEC section 6)
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from .geodesy import distance_m
 from .model import Confidence, DeviceState, Event, EventType, Visit
@@ -151,7 +151,8 @@ def settled(visits: Mapping[str, Visit], hits: Mapping[str, tuple[str, Confidenc
 
 def add_push(history: Mapping[str, list], campaign_id: str, ts: float, day: str) -> dict[str, list]:
     """``history`` with one more push of a campaign; days older than any cap can ask dropped."""
-    oldest = (datetime.fromtimestamp(ts, UTC) - timedelta(days=2)).date().isoformat()
+    pushed = date.fromisoformat(day)
+    oldest = (max(pushed, date.min + timedelta(days=2)) - timedelta(days=2)).isoformat()
     total, _, days = history.get(campaign_id, (0, None, {}))
     days = {d: n for d, n in days.items() if d >= oldest}
     days[day] = days.get(day, 0) + 1

@@ -11,6 +11,7 @@ import enum
 import functools
 import hashlib
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from .campaigns import Campaign
 
 __all__ = [
+    "DEVICE_ID_PATTERN",
     "EARLIEST",
     "LATEST",
     "Candidate",
@@ -52,9 +54,14 @@ __all__ = [
 ]
 
 
-#: the times a ping may carry: from the Unix epoch to a day before the calendar's end (so that
-#: a store's local time, up to 14 hours ahead, still exists)
-EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+#: a device id: 1 to 128 printable characters, i.e. none of the control characters (C0, DEL,
+#: C1) and no line or paragraph separator (the same rule the OpenAPI document states)
+DEVICE_ID_PATTERN = "^[^\\x00-\\x1f\\x7f-\\x9f\\u2028\\u2029]{1,128}$"
+DEVICE_ID = re.compile(DEVICE_ID_PATTERN)
+
+#: the times a ping may carry: the calendar less a day at each end, so that a store's local
+#: time (up to 14 hours off UTC) still exists
+EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
 LATEST = datetime(9999, 12, 30, tzinfo=UTC)
 
 
@@ -234,7 +241,7 @@ class Ping:
 
     def __post_init__(self) -> None:
         d = self.device_id
-        if not isinstance(d, str) or not 1 <= len(d) <= 128 or not d.isprintable():
+        if not isinstance(d, str) or not DEVICE_ID.fullmatch(d) or not is_text(d):
             raise InvalidInput("device_id must be 1 to 128 printable characters")
         lat, lon = check_lat_lon(self.lat, self.lon)
         object.__setattr__(self, "lat", lat)
@@ -254,7 +261,7 @@ class Ping:
             except (OverflowError, ValueError):
                 utc = None
             if utc is None or not EARLIEST <= utc <= LATEST:
-                raise InvalidInput(f"timestamp must be between {EARLIEST:%Y-%m-%d} and "
+                raise InvalidInput(f"timestamp must be between {EARLIEST.date().isoformat()} and "
                                    f"{LATEST:%Y-%m-%d} (UTC), got {self.timestamp.isoformat()}")
 
 

@@ -99,9 +99,17 @@ def test_trusted_clocks_take_timestamps_as_given(trusted_engine):  # noqa: F811
 
 
 @pytest.mark.parametrize("sent", [datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1))),
-                                  datetime(1969, 12, 31, 23, 59, tzinfo=UTC),
+                                  datetime(1, 1, 1, 23, 59, tzinfo=UTC),
                                   datetime(9999, 12, 31, 23, tzinfo=UTC)])
 def test_a_timestamp_out_of_range_is_named(sent):
     """0001-01-01T00:00:00+01:00 was an OverflowError (a 500) in the store's local time."""
-    with pytest.raises(InvalidInput, match="timestamp must be between 1970-01-01 and 9999-12-30"):
+    with pytest.raises(InvalidInput, match="timestamp must be between 0001-01-02 and 9999-12-30"):
         Ping("d", 1.0, 2.0, None, sent)
+
+
+def test_the_oldest_and_newest_timestamps_taken_get_answers(trusted_engine):  # noqa: F811
+    """Trusted as given (a replay), the calendar's ends still have a local time in every zone."""
+    trusted_engine.put_campaign("c1", campaign())
+    for t in (datetime(1, 1, 2, tzinfo=UTC), datetime(9999, 12, 29, 23, tzinfo=UTC)):
+        a = ping(trusted_engine, f"d{t.year}", SF, t)
+        assert types(a) == ["enter"]

@@ -10,13 +10,14 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Path, Request
 
 from geo_engine import Engine
+from geo_engine.model import DEVICE_ID_PATTERN
 
 from ..auth import Auth
 from ..schemas import ALWAYS, ConsentIn, DeviceIn, DeviceOut, errors, example
 
 __all__ = ["router"]
 
-DeviceId = Annotated[str, Path(examples=["d-123"])]
+DeviceId = Annotated[str, Path(pattern=DEVICE_ID_PATTERN, examples=["d-123"])]
 
 
 def router(engine: Engine, auth: Auth) -> APIRouter:

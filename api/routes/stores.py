@@ -48,8 +48,9 @@ def router(engine: Engine, auth: Auth) -> APIRouter:
     @r.get("/v1/stores", dependencies=[auth.admin],
            responses={**errors(403), **example({"stores": [store], "next": "fc-ferry"})})
     def list_stores(limit: Annotated[int, Query(ge=1, le=10_000, examples=[100])] = 100,
-                    after: Annotated[str | None, Query(max_length=512, examples=["fc-embarcadero"],
-                                                       description="the last id of the page before")] = None
+                    after: Annotated[str | None, Query(
+                        min_length=1, max_length=512, examples=["fc-embarcadero"],
+                        description="the last id of the page before")] = None
                     ) -> dict:
         """Stores by id, a page at a time: pass the answer's ``next`` as ``after`` (null at the
         end)."""
