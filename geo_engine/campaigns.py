@@ -190,7 +190,7 @@ def parse_campaign(obj: Any, campaign_id: str | None = None) -> Campaign:
         raise exc
     for key in obj:
         if key not in _TOP:
-            problems.append((key, f"is not a campaign field; use {', '.join(sorted(_TOP))}"))
+            problems.append((key or '""', f"is not a campaign field; use {', '.join(sorted(_TOP))}"))
     cid = obj.get("id", campaign_id)
     if campaign_id is not None and cid != campaign_id:
         problems.append(("id", f"{json.dumps(cid)} differs from the id in the URL {campaign_id!r}"))
@@ -299,7 +299,11 @@ def _schedule(schedule: Any, problems: list[tuple[str, str]]) -> tuple[Any, Any,
         else:
             days = frozenset(days)
     hours = []
-    for k, span in enumerate(schedule.get("hours") or []):
+    spans = schedule.get("hours") or []
+    if not isinstance(spans, list):
+        problems.append(("schedule.hours", 'must be a list of ["HH:MM", "HH:MM"] pairs'))
+        spans = []
+    for k, span in enumerate(spans):
         if not (isinstance(span, list) and len(span) == 2):
             problems.append((f"schedule.hours[{k}]", 'must be a ["HH:MM", "HH:MM"] pair'))
             continue
