@@ -22,7 +22,11 @@ import orjson
 from fastapi import HTTPException
 from limits import RateLimitItem, RateLimitItemPerMinute, RateLimitItemPerSecond
 from limits.storage import MemoryStorage
-from limits.strategies import MovingWindowRateLimiter, SlidingWindowCounterRateLimiter
+from limits.strategies import (
+    FixedWindowRateLimiter,
+    MovingWindowRateLimiter,
+    SlidingWindowCounterRateLimiter,
+)
 
 from geo_engine import Settings
 from geo_engine.text import bad_text
@@ -49,7 +53,9 @@ class RateLimits:
     def __init__(self, settings: Settings):
         storage = MemoryStorage()
         self._exact = MovingWindowRateLimiter(storage)  # small windows, counted hit by hit
-        self._counted = SlidingWindowCounterRateLimiter(storage)  # large ones, by counters
+        self._counted = SlidingWindowCounterRateLimiter(storage)  # per address, by counters
+        self._per_second = FixedWindowRateLimiter(storage)  # the key's: one counter a second
+        self._failing: set[str] = set()  # addresses with a failed key check (blocked() looks)
         rate, burst = settings.device_pings_per_s, max(1, settings.device_ping_burst)
         # a burst of `burst`, then `rate` a second: at most `burst` in any burst / rate seconds
         self._device = RateLimitItemPerSecond(burst, max(1, round(burst / rate))) if rate > 0 else None
@@ -66,14 +72,15 @@ class RateLimits:
             raise TooMany(f"too many pings from device {device_id!r}: at most "
                           f"{self._device.amount} in {self._device.multiples} s",
                           self._retry(self._exact, self._device, "device", device_id))
-        if self._key is not None and not self._counted.hit(self._key, "key", key):
+        if self._key is not None and not self._per_second.hit(self._key, "key", key):
             raise TooMany(f"too many pings with this publishable key: at most {self._key.amount} "
-                          "a second", self._retry(self._counted, self._key, "key", key))
+                          "a second", self._retry(self._per_second, self._key, "key", key))
 
     def blocked(self, address: str) -> TooMany | None:
         """Whether an address has failed too many key checks of late (it gets 429s, whatever
         key it sends, until the window passes)."""
-        if self._failed is None or self._counted.test(self._failed, "failed", address):
+        if self._failed is None or address not in self._failing or \
+                self._counted.test(self._failed, "failed", address):
             return None
         return TooMany(f"too many requests with a wrong or missing key from {address}: at most "
                        f"{self._failed.amount} a minute",
@@ -81,7 +88,12 @@ class RateLimits:
 
     def failed(self, address: str) -> bool:
         """Count a failed key check; return whether the address is over its limit now."""
-        return self._failed is not None and not self._counted.hit(self._failed, "failed", address)
+        if self._failed is None:
+            return False
+        if len(self._failing) > 100_000:  # bounded: the counters expire, the set is only a hint
+            self._failing.clear()
+        self._failing.add(address)
+        return not self._counted.hit(self._failed, "failed", address)
 
     def register(self, address: str) -> None:
         """Count a device registration from an address: raise :class:`TooMany` past its limit."""
