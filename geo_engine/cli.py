@@ -75,7 +75,11 @@ def validate(files: tuple[str, ...], db: str | None) -> None:
     from .io.places import FileLimits, load_files
 
     known: set[str] = set()
-    if db is not None or Path(settings.db).exists():
+    if db is not None:
+        from .preflight import check_database
+
+        check_database(settings.db)  # validating never creates a database
+    if Path(settings.db).is_file():
         known = Database(settings.db).places.store_ids()
     data = load_files(files, known_store_ids=known,
                       limits=FileLimits(settings.max_features, settings.max_ring_vertices))
@@ -205,8 +209,10 @@ def serve(host: str, port: int, db: str | None, demo: bool, workers: int) -> Non
               help="count the stores within this many metres")
 @click.option("--at", "at", type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S"]),
               default=None, help="score the offer as of this time (RFC 3339; default now, UTC)")
-@click.option("--lat-col", default="lat", show_default=True)
-@click.option("--lon-col", default="lon", show_default=True)
+@click.option("--lat-col", default=None, help="the latitude column  [default: lat, latitude or y, "
+              "in any case]")
+@click.option("--lon-col", default=None, help="the longitude column  [default: lon, lng, longitude "
+              "or x, in any case]")
 @click.option("--address-col", default="address", show_default=True)
 @click.option("--postal-col", default="postal_code", show_default=True)
 @click.option("--country-col", default="country", show_default=True)
@@ -221,7 +227,7 @@ def serve(host: str, port: int, db: str | None, demo: bool, workers: int) -> Non
 @click.option("--chunk-rows", type=int, default=200_000, show_default=True,
               help="rows per chunk: memory is bounded by this, not by the file")
 @click.option("--id-col", default=None, help="the customer id column: checked to be there, written "
-              "first, shown on the report's map  [default: id, when there is one]")
+              "first, shown on the report's map  [default: id, customer_id, ... when there is one]")
 @click.option("--tile-url", default=None, metavar="URL",
               help="a base map for --report from this tile server, e.g. "
                    "http://127.0.0.1:8080/tile/{z}/{x}/{y}.png (the page fetches tiles when opened)")
@@ -243,6 +249,7 @@ def score(input_path: Path, out: Path, db: str | None, radius_m: float, at, lat_
 
     from .io.customers import count_rows
     from .io.geocoding import parse_options
+    from .preflight import check_database, plan_run
     from .report import MapSample, write_report
     from .scoring import score_file
 
@@ -252,22 +259,40 @@ def score(input_path: Path, out: Path, db: str | None, radius_m: float, at, lat_
         raise InvalidInput(f"--tile-url {tile_url!r} needs {{z}}, {{x}} and {{y}} where the tile's "
                            "zoom and numbers go, like http://host/tile/{z}/{x}/{y}.png")
     geocoder_opts = parse_options(geocoder_options)
-    engine = _engine(db)
+    settings = Settings.from_env(db=db)
+    check_database(settings.db)  # a scoring run never creates an empty database
+    engine = Engine(settings)
+    plan = plan_run(input_path, out, report_path, stores=engine.counts()["stores"],
+                    radius_m=radius_m, chunk_rows=chunk_rows, lat_col=lat_col, lon_col=lon_col,
+                    id_col=id_col, address_col=address_col, postal_col=postal_col)
+    for note in plan.notes:
+        click.echo(f"note: {note}")
     sample = MapSample() if report_path is not None else None  # the map's points
     with tqdm(total=count_rows(input_path), unit="rows", disable=not sys.stderr.isatty(),
               desc="scoring") as bar:
         run = score_file(
             engine, input_path, out, radius_m=radius_m,
             at=(at.replace(tzinfo=UTC) if at.tzinfo is None else at) if at is not None else None,
-            lat_col=lat_col, lon_col=lon_col, chunk_rows=chunk_rows, id_col=id_col,
+            lat_col=plan.lat_col or "lat", lon_col=plan.lon_col or "lon", chunk_rows=chunk_rows,
+            id_col=plan.id_col, delimiter=plan.delimiter, decimal=plan.decimal, commit=False,
             scheduler=scheduler, postal_codes_file=postal_codes,
             geocoder=(geocoder, geocoder_url, geocode_delay_s, geocoder_opts) if geocoder else None,
             sample=sample, progress=bar.update, address_col=address_col, postal_col=postal_col,
             country_col=country_col)
-    if sample is not None:
-        write_report(report_path, engine.snapshot.places.stores, rows=run.rows,
-                     statuses=run.statuses, near=run.near, sample=sample.frame,
-                     radius_m=radius_m, seconds=run.seconds, tile_url=tile_url, id_col=run.id_col)
+    try:  # the report first, beside its path; then both in place: a failure changes neither
+        if sample is not None:
+            partial = report_path.with_name(f".{report_path.name}.partial")
+            write_report(partial, engine.snapshot.places.stores, rows=run.rows,
+                         statuses=run.statuses, near=run.near, sample=sample.frame,
+                         radius_m=radius_m, seconds=run.seconds, tile_url=tile_url,
+                         id_col=run.id_col)
+            partial.replace(report_path)
+    except BaseException:
+        run.abort()
+        if sample is not None:
+            partial.unlink(missing_ok=True)
+        raise
+    run.commit()
     rows, took, statuses = run.rows, run.seconds, run.statuses
     click.echo(f"scored {rows:,} rows in {took:.1f} s ({rows / max(took, 1e-9):,.0f} rows/s) into {out}")
     for k in sorted(statuses):

@@ -41,7 +41,7 @@ OUTPUT_COLUMNS = ["nearest_store_id", "nearest_distance_m", "stores_within_radiu
 def locate_rows(df: pd.DataFrame, lat_col: str = "lat", lon_col: str = "lon", *,
                 address_col: str = "address", postal_col: str = "postal_code",
                 country_col: str = "country", geocoder: AddressGeocoder | None = None,
-                postal_codes: PostalCodes | None = None
+                postal_codes: PostalCodes | None = None, decimal: str = "."
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Return (lats, lons, status, source) for every row, in SPEC 3.3's order of sources.
 
@@ -68,8 +68,8 @@ def locate_rows(df: pd.DataFrame, lat_col: str = "lat", lon_col: str = "lon", *,
     if lat_col in df.columns and lon_col in df.columns:
         todo = source == ""
         raw_lat, raw_lon = df[lat_col].to_numpy()[todo], df[lon_col].to_numpy()[todo]
-        la = pd.to_numeric(pd.Series(raw_lat), errors="coerce").to_numpy(dtype=float)
-        lo = pd.to_numeric(pd.Series(raw_lon), errors="coerce").to_numpy(dtype=float)
+        la = _numbers(raw_lat, decimal)
+        lo = _numbers(raw_lon, decimal)
         blank = _blank(raw_lat) | _blank(raw_lon)
         idx = np.flatnonzero(todo)
         lats[idx], lons[idx] = la, lo
@@ -96,6 +96,15 @@ def locate_rows(df: pd.DataFrame, lat_col: str = "lat", lon_col: str = "lon", *,
     status[located] = "ok"
     lats[~located], lons[~located] = np.nan, np.nan
     return lats, lons, status, source
+
+
+def _numbers(values: np.ndarray, decimal: str) -> np.ndarray:
+    """Numbers from a column as read (text, or numbers already), NaN where not one; with
+    ``decimal`` "," a decimal comma is read as a point."""
+    series = pd.Series(values)
+    if decimal != "." and not pd.api.types.is_numeric_dtype(series):
+        series = series.astype(str).str.replace(decimal, ".", regex=False)
+    return pd.to_numeric(series, errors="coerce").to_numpy(dtype=float)
 
 
 def _blank(values: np.ndarray) -> np.ndarray:
@@ -229,6 +238,20 @@ class ScoreRun:
     seconds: float
     id_col: str | None
     geocoder_requests: int | None = None
+    #: the finished output, not yet in place (``score_file(..., commit=False)``)
+    pending: ChunkWriter | None = None
+
+    def commit(self) -> None:
+        """Put the output in place (after everything else the run writes has succeeded)."""
+        if self.pending is not None:
+            self.pending.commit()
+            self.pending = None
+
+    def abort(self) -> None:
+        """Drop the finished output: whatever was at ``--out`` stays as it was."""
+        if self.pending is not None:
+            self.pending.abort()
+            self.pending = None
 
 
 def score_file(engine: Engine, input_path: Path, out: Path, *, radius_m: float = 5000.0,
@@ -236,7 +259,8 @@ def score_file(engine: Engine, input_path: Path, out: Path, *, radius_m: float =
                chunk_rows: int = 200_000, id_col: str | None = None, scheduler: str | None = None,
                geocoder: tuple[str, str | None, float, dict] | None = None,
                postal_codes_file: Path | None = None, sample=None,
-               progress: Callable[[int], None] | None = None, **locate_kw) -> ScoreRun:
+               progress: Callable[[int], None] | None = None, delimiter: str = ",",
+               commit: bool = True, **locate_kw) -> ScoreRun:
     """Score a customer file into ``out`` (format by extension), chunk by chunk; return totals.
 
     Reading, scoring and writing overlap (a thread each side). ``out`` appears only when the
@@ -245,7 +269,8 @@ def score_file(engine: Engine, input_path: Path, out: Path, *, radius_m: float =
     ``geocoder`` is ``(name, url, delay_s, options)``; ``sample`` (a report's
     :class:`~geo_engine.report.MapSample`) sees every scored chunk; ``progress`` is told how
     many rows each chunk had. ``id_col`` must be a column when given; by default ``id`` when
-    there is one, and it is written first.
+    there is one, and it is written first. With ``commit`` false the finished output waits
+    for :meth:`ScoreRun.commit` (the CLI's report is written first).
     """
     if not input_path.is_file():
         raise InvalidInput(f"{input_path}: no such file")
@@ -254,7 +279,7 @@ def score_file(engine: Engine, input_path: Path, out: Path, *, radius_m: float =
     coder = AddressGeocoder(geocoder[0], engine.db.geocodes, geocoder[1], geocoder[2],
                             options=geocoder[3]) if geocoder else None
     locate_kw.update(postal_codes=PostalCodes(postal_codes_file), geocoder=coder)
-    chunks = prefetch(read_chunks(input_path, chunk_rows))  # reading overlaps scoring
+    chunks = prefetch(read_chunks(input_path, chunk_rows, delimiter))  # reading overlaps scoring
     first = next(chunks, None)
     id_col = _id_column(first, id_col, input_path)
     if sample is not None:
@@ -290,7 +315,9 @@ def score_file(engine: Engine, input_path: Path, out: Path, *, radius_m: float =
     except BaseException:
         writer.abort()  # no half-written output; an earlier one at --out stays as it was
         raise
-    writer.close()
+    writer.close(commit)
+    if not commit:
+        run.pending = writer.writer
     run.seconds = time.monotonic() - started
     run.near = {sid: int(c) for sid, c in zip(stores.ids, per_store, strict=True) if c}
     run.geocoder_requests = coder.requests if coder is not None else None

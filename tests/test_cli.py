@@ -46,6 +46,7 @@ def test_validate_prints_every_problem_and_exits_1(tmp_path):
          "properties": {"id": "g1", "store_id": "nowhere"}},
         {"type": "Feature", "geometry": {"type": "Point", "coordinates": [37.7, -122.4]},
          "properties": {"id": "g2", "store_id": "nowhere", "radius_m": 50}}]}))
+    assert run("keys", "--db", tmp_path / "empty.db").returncode == 0  # a database, no stores
     r = run("validate", bad, "--db", tmp_path / "empty.db")
     assert r.returncode == 1
     lines = r.stderr.strip().splitlines()

@@ -144,7 +144,7 @@ def test_a_named_id_column_must_exist_and_a_failed_run_keeps_the_old_output(tmp_
                         str(tmp_path / "o.csv"), "--db", engine.db.path, "--id-col", "customer_id"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode != 0 and "Traceback" not in r.stderr
-    assert "no column 'customer_id' for --id-col (columns: id, lat, lon)" in r.stderr
+    assert "no column 'customer_id' for --id-col (its columns are id, lat, lon)" in r.stderr
     assert (tmp_path / "o.csv").read_text() == "an earlier run's output\n"
     assert sorted(p.name for p in tmp_path.iterdir() if "partial" in p.name) == []
     r = subprocess.run([sys.executable, "-m", "geo_engine", "score", str(path), "--out",

@@ -155,7 +155,7 @@ def test_the_cli_summarises_and_refuses_an_unknown_output(engine, tmp_path):
     scored = pd.read_csv(tmp_path / "o.csv")
     assert scored["status"].tolist() == ["ok", "missing_coordinates", "invalid_coordinates"]
     r = run_score(path, "--out", tmp_path / "o.xlsx", "--db", engine.db.path)
-    assert r.returncode == 1 and "the output format is chosen by extension" in r.stderr
+    assert r.returncode == 1 and "the format is chosen by the extension" in r.stderr
     r = run_score(tmp_path / "missing.csv", "--out", tmp_path / "o.csv", "--db", engine.db.path)
     assert r.returncode == 1 and "no such file" in r.stderr and "Traceback" not in r.stderr
 

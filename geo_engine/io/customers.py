@@ -41,8 +41,9 @@ def count_rows(path: Path) -> int | None:
         return None
 
 
-def read_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
-    """Yield the input as DataFrames (GeoDataFrames when it has geometry) of chunk_rows rows."""
+def read_chunks(path: Path, chunk_rows: int, delimiter: str = ",") -> Iterator[pd.DataFrame]:
+    """Yield the input as DataFrames (GeoDataFrames when it has geometry) of chunk_rows rows
+    (a CSV's columns split on ``delimiter``)."""
     if not path.exists():
         raise InvalidInput(f"{path}: no such file")
     suffix = path.suffix.lower()
@@ -50,7 +51,7 @@ def read_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
         if suffix == ".csv":
             # text columns: every chunk has the same types, and the input comes out as it went in
             yield from pd.read_csv(path, chunksize=chunk_rows, dtype=str, keep_default_na=False,
-                                   na_values=[""])
+                                   na_values=[""], sep=delimiter, encoding="utf-8-sig")
         elif suffix == ".parquet":
             # pre_buffer off: with it on, pyarrow keeps every column chunk read so far, so memory
             # grows with the file (benchmarks/RESULTS.md, bench_score); off, it stays flat
@@ -119,13 +120,22 @@ class ChunkWriter:
         else:
             gdf = df if isinstance(df, gpd.GeoDataFrame) else gpd.GeoDataFrame(
                 df, geometry=gpd.points_from_xy(df["located_lon"], df["located_lat"]), crs="EPSG:4326")
-            pyogrio.write_dataframe(gdf, self.path, append=not self._first)
+            # the layer (GeoPackage) or collection (GeoJSON) is named after the output, not after
+            # the hidden file it is written to first
+            pyogrio.write_dataframe(gdf, self.path, layer=self.final.stem, append=not self._first)
         self._first = False
 
-    def close(self) -> None:
-        """Finish the file and put it in place of the output."""
+    def close(self, commit: bool = True) -> None:
+        """Finish the file and (with ``commit``) put it in place of the output; without, the
+        finished file waits beside it for :meth:`commit` or :meth:`abort`."""
         if self._parquet is not None:
             self._parquet.close()
+            self._parquet = None
+        if commit:
+            self.commit()
+
+    def commit(self) -> None:
+        """Put the finished file in place of the output."""
         if not self._first:  # (no chunk at all: no file)
             os.replace(self.path, self.final)
 
@@ -170,12 +180,13 @@ class BackgroundWriter:
             self._queue.put(None)
             self._thread.join()
 
-    def close(self) -> None:
-        """Finish the file and put it in place; if any write failed, drop it and raise."""
+    def close(self, commit: bool = True) -> None:
+        """Finish the file and (with ``commit``) put it in place; if any write failed, drop it
+        and raise."""
         self._finish()
         try:
             self._raise()
-            self.writer.close()
+            self.writer.close(commit)
         except BaseException:
             self.writer.abort()
             raise
