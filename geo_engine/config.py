@@ -59,6 +59,8 @@ SETTINGS: tuple[Setting, ...] = (
             "address may make a minute; past it, everything it sends is a 429 (0: no limit)"),
     Setting("registrations_per_min", 60, "device registrations (POST /v1/devices) a minute from "
             "one client address (0: no limit)"),
+    Setting("far_from_store_m", 500_000.0, "a scored customer farther than this (metres) from "
+            "every store is flagged far_from_any_store"),
     Setting("admin_key", "", "the admin API key (instead of one created on first start)"),
     Setting("publishable_key", "", "the publishable API key (instead of one created on first start)"),
 )
@@ -100,6 +102,7 @@ class Settings:
     key_pings_per_s: float = 20_000.0
     failed_key_checks_per_min: int = 30
     registrations_per_min: int = 60
+    far_from_store_m: float = 500_000.0
     admin_key: str = field(default="", repr=False)
     publishable_key: str = field(default="", repr=False)
 

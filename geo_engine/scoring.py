@@ -131,6 +131,9 @@ def score_frame(df: pd.DataFrame, engine: Engine, *, radius_m: float = 5000.0,
     snap = engine.refresh()
     places = snap.places
     lats, lons, status, source = locate_rows(df, lat_col, lon_col, **locate_kw)
+    far_m = engine.settings.far_from_store_m
+    _flag_suspicious(df, places, lats, lons, status, source, lat_col, lon_col,
+                     locate_kw.get("decimal", "."), far_m)
     ok = np.flatnonzero(status == "ok")
     n = len(df)
     nearest_id = np.full(n, None, dtype=object)
@@ -155,11 +158,35 @@ def score_frame(df: pd.DataFrame, engine: Engine, *, radius_m: float = 5000.0,
     if len(ok):
         offer[ok] = _offers(snap.targeting, engine.campaign_spend, lats[ok], lons[ok],
                             fence_ids[ok], at)
+        far = ok[~(nearest_d[ok] <= far_m)]
+        status[far] = "far_from_any_store"  # scored, but look at it: a typo, a test row...
     out = df.copy()
     for name, values in zip(OUTPUT_COLUMNS, [nearest_id, nearest_d, within, fence_ids, offer, status,
                                              source, lats, lons], strict=True):
         out[name] = values
     return out
+
+
+def _flag_suspicious(df: pd.DataFrame, places, lats: np.ndarray, lons: np.ndarray,
+                     status: np.ndarray, source: np.ndarray, lat_col: str, lon_col: str,
+                     decimal: str, far_m: float) -> None:
+    """Rows kept but not scored as if right (SPEC 7): ``null_island`` (exactly 0, 0: an empty
+    value written as zeros) and ``swapped_lat_lon`` (invalid as given, valid swapped, and then
+    within ``far_m`` of a store). In place."""
+    zero = (status == "ok") & (lats == 0) & (lons == 0)
+    status[zero] = "null_island"
+    lats[zero], lons[zero] = np.nan, np.nan
+    bad = np.flatnonzero((status == "invalid_coordinates") & (source == "latlon"))
+    if not len(bad) or not len(places.store_index) or lat_col not in df.columns:
+        return
+    la = _numbers(df[lat_col].to_numpy()[bad], decimal)
+    lo = _numbers(df[lon_col].to_numpy()[bad], decimal)
+    swappable = np.isfinite(la) & np.isfinite(lo) & (np.abs(lo) <= 90) & (np.abs(la) <= 180)
+    if not swappable.any():
+        return
+    rows = bad[swappable]
+    _, dist = places.store_index.nearest_bulk(lo[swappable], la[swappable], 1)
+    status[rows[dist[:, 0] <= far_m]] = "swapped_lat_lon"
 
 
 def _offers(targeting: Targeting, read_spend: Callable[[], dict[str, int]], lats: np.ndarray,

@@ -137,3 +137,30 @@ def test_a_failed_report_leaves_the_earlier_output_and_report_as_they_were(tmp_p
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert out.read_text() == "the earlier output\n" and report.is_dir()
     assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_suspicious_rows_are_kept_in_order_and_flagged(tmp_path, loaded_db):  # noqa: F811
+    """A customer at (0, 0) was scored "ok" at 12,800 km; swapped lat/lon got
+    invalid_coordinates with no hint."""
+    path = tmp_path / "c.csv"
+    path.write_text("id,lat,lon\n"
+                    "a,37.7955,-122.3937\n"        # fine
+                    "b,0,0\n"                      # an empty value written as zeros
+                    "c,-122.4193,37.7793\n"        # swapped: valid only the other way, near a store
+                    "d,-95.0,10.0\n"               # invalid, and swapped far from every store
+                    "e,48.8566,2.3522\n"           # Paris: 9,000 km from this chain
+                    "f,37.80,-122.41\n")
+    out = tmp_path / "o.csv"
+    r = run("score", path, "--out", out, "--db", loaded_db)
+    assert r.returncode == 0, r.stderr
+    back = pd.read_csv(out)
+    assert list(back["id"]) == list("abcdef")  # every row, in order
+    assert list(back["status"]) == ["ok", "null_island", "swapped_lat_lon", "invalid_coordinates",
+                                    "far_from_any_store", "ok"]
+    assert back.loc[1, "nearest_store_id"] != back.loc[1, "nearest_store_id"]  # not scored (NaN)
+    assert back.loc[4, "nearest_distance_m"] > 500_000  # scored, and flagged
+    for status in ("null_island", "swapped_lat_lon", "far_from_any_store"):
+        assert status in r.stdout  # the summary counts them
+    near = run("score", path, "--out", out, "--db", loaded_db,
+               env={"GEO_ENGINE_FAR_FROM_STORE_M": "20000000"})
+    assert near.returncode == 0 and list(pd.read_csv(out)["status"])[4] == "ok"
