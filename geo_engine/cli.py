@@ -328,6 +328,12 @@ def keys(db: str | None, rotate: str | None) -> None:
         click.echo(f"{kind:<12} {prefix}...  created {created}")
 
 
+from .cli_catalog import campaigns, stores  # noqa: E402 - they use the helpers above
+
+cli.add_command(campaigns)
+cli.add_command(stores)
+
+
 def main() -> None:
     """Entry point: run the CLI; an unexpected error is reported in one line, as a bug."""
     try:

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from . import devices
-from .campaigns import Campaign, local_day, parse_campaign
+from .campaigns import Campaign, local_day, parse_campaign, parse_campaigns
 from .commits import GroupCommit
 from .config import Settings
 from .db import Database
@@ -308,6 +308,14 @@ class Engine:
         self.db.campaigns.put(campaign.id, campaign.body)
         self.reload_campaigns()
         return campaign
+
+    def put_campaigns(self, text: str, source: str = "") -> list[Campaign]:
+        """Validate every campaign of a JSON file (one object or a list), then store them all
+        in one transaction: all or nothing."""
+        campaigns = parse_campaigns(text, source)
+        self.db.campaigns.put_many([(c.id, c.body) for c in campaigns])
+        self.reload_campaigns()
+        return campaigns
 
     def delete_campaign(self, campaign_id: str) -> None:
         if not self.db.campaigns.delete(campaign_id):

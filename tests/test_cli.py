@@ -122,3 +122,36 @@ def test_an_unreadable_database_is_one_sentence(tmp_path):
     assert r.returncode == 1
     assert r.stderr.startswith(f"error: cannot open the database {not_a_db}")
     assert Path(not_a_db).read_text().startswith("this is not")
+
+
+def test_campaigns_go_in_come_out_and_go_away_without_curl(tmp_path, loaded_db):
+    from .conftest import DEMO
+
+    campaigns_file = DEMO.parent / "demo_campaigns.json"
+    r = run("campaigns", "put", campaigns_file, "--db", loaded_db)
+    assert r.returncode == 0, r.stderr
+    given = json.loads(campaigns_file.read_text())
+    assert r.stdout.startswith(f"put {len(given)} campaigns: ")
+    listed = run("campaigns", "list", "--db", loaded_db).stdout.splitlines()
+    assert [line.split()[0] for line in listed[1:]] == sorted(c["id"] for c in given)
+    one = given[0]
+    got = run("campaigns", "get", one["id"], "--db", loaded_db)
+    assert json.loads(got.stdout) == one
+    # a file with one bad campaign changes nothing, and says which and where
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([{**one, "id": "fine-one"}, {"id": "broken", "offer": {}}]))
+    r = run("campaigns", "put", bad, "--db", loaded_db)
+    assert r.returncode == 1 and "campaign 1" in r.stderr and "offer.title" in r.stderr
+    assert "fine-one" not in run("campaigns", "list", "--db", loaded_db).stdout
+    assert run("campaigns", "delete", one["id"], "--db", loaded_db).returncode == 0
+    gone = run("campaigns", "get", one["id"], "--db", loaded_db)
+    assert gone.returncode == 1 and gone.stderr == f"error: no campaign {one['id']!r}\n"
+
+
+def test_stores_are_listed_a_page_at_a_time(loaded_db):
+    first = run("stores", "list", "--limit", "20", "--db", loaded_db).stdout.splitlines()
+    assert len(first) == 21 and first[-1].startswith("(more: --after ")
+    after = first[-1].split("--after ")[1].rstrip(")")
+    rest = run("stores", "list", "--limit", "20", "--after", after, "--db", loaded_db).stdout.splitlines()
+    ids = [line.split()[0] for line in first[:-1] + rest]
+    assert len(ids) == 32 and ids == sorted(ids) and not rest[-1].startswith("(more")

@@ -48,3 +48,36 @@ def test_a_yes_or_no_setting_reads_the_usual_words_and_refuses_others():
         assert Settings.from_env({"GEO_ENGINE_TRUST_CLIENT_CLOCK": word}).trust_client_clock is want
     with pytest.raises(InvalidInput, match="GEO_ENGINE_TRUST_CLIENT_CLOCK='maybe' is not a valid bool"):
         Settings.from_env({"GEO_ENGINE_TRUST_CLIENT_CLOCK": "maybe"})
+
+
+def _commands():
+    import click
+
+    from geo_engine.cli import cli
+
+    def walk(cmd, path):
+        if isinstance(cmd, click.Group):
+            for name in sorted(cmd.commands):
+                yield from walk(cmd.commands[name], [*path, name])
+        else:
+            yield " ".join(path), cmd
+    return list(walk(cli, []))
+
+
+@pytest.mark.parametrize(("name", "command"), _commands(), ids=lambda v: v if isinstance(v, str) else "")
+def test_the_cli_reference_has_every_command_and_option(name, command):
+    reference = (ROOT / "docs" / "cli.md").read_text()
+    assert f"`geo-engine {name}" in reference
+    for param in command.params:
+        for opt in getattr(param, "opts", []):
+            if opt.startswith("--"):
+                assert f"`{opt}" in reference or f"{opt} " in reference or f"[{opt}" in reference, \
+                    (name, opt)
+
+
+def test_the_readme_sends_users_to_the_docs_not_elsewhere():
+    assert "docs/formats.md" in README and "docs/cli.md" in README
+    assert "shared/" not in README and "SPEC" not in README
+    for page in (ROOT / "docs").glob("*.md"):
+        text = page.read_text()
+        assert "shared/" not in text and "SPEC" not in text, page.name

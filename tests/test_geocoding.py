@@ -112,7 +112,9 @@ def test_postal_codes_offline(engine, tmp_path):
     df = pd.DataFrame({"postal_code": ["94103", "2138", "75001", "00000", None],
                        "country": ["US", None, "FR", "US", "US"]})
     out = score_frame(df, engine, postal_codes=codes)
-    assert out["status"].tolist() == ["ok", "ok", "ok", "unknown_postal_code", "missing_coordinates"]
+    # located, and Cambridge (MA) and Paris are flagged: the demo chain's stores are in San Francisco
+    assert out["status"].tolist() == ["ok", "far_from_any_store", "far_from_any_store",
+                                      "unknown_postal_code", "missing_coordinates"]
     assert out["location_source"].tolist()[:4] == ["postal_code"] * 4
     assert out.loc[0, "located_lat"] == pytest.approx(37.7725)
     assert out.loc[1, "located_lat"] == pytest.approx(42.377)  # a ZIP that lost its leading zero

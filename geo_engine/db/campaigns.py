@@ -24,11 +24,15 @@ class Campaigns:
         return [json.loads(r[0]) for r in self._db.query("SELECT body FROM campaigns ORDER BY id")]
 
     def put(self, campaign_id: str, body: dict) -> None:
+        self.put_many([(campaign_id, body)])
+
+    def put_many(self, items: list[tuple[str, dict]]) -> None:
+        """Create or replace campaigns, all in one transaction."""
         with self._db.atomic() as tx:
             bump(tx, "campaigns")
-            tx.execute("INSERT INTO campaigns (id, body) VALUES (?, ?) ON CONFLICT(id) DO UPDATE "
-                       "SET body=excluded.body, updated_at=excluded.updated_at",
-                       (campaign_id, json.dumps(body)))
+            tx.executemany("INSERT INTO campaigns (id, body) VALUES (?, ?) ON CONFLICT(id) DO "
+                           "UPDATE SET body=excluded.body, updated_at=excluded.updated_at",
+                           [(cid, json.dumps(body)) for cid, body in items])
 
     def delete(self, campaign_id: str) -> bool:
         """Delete a campaign; return whether it existed."""
