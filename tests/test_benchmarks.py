@@ -62,3 +62,17 @@ def test_the_growth_benchmark_prints_a_row_for_every_size():
         ("campaigns", "1,000", "10", "1,000"), ("campaigns", "1,000", "200", "1,000"),
         ("devices", "1,000", "10", "1,000"), ("devices", "1,000", "10", "4,000")]
     assert all(float(row[5]) > 0 and float(row[9]) > 0 for row in rows)  # timed; offers made
+
+
+def test_the_scoring_benchmark_runs_each_workload_beside_sjoin_nearest():
+    """A short run of bench_score: every workload scored by both, geo-engine's answers compared."""
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_score.py"), "--sizes", "3000",
+                        "--workloads", "world-cities,dense"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in r.stdout.splitlines()
+            if line.startswith("| ") and not line.startswith("| workload")]
+    assert [(row[0], row[2].split(" (")[0]) for row in rows] == [
+        ("world-cities", "geo-engine score"), ("world-cities", "geopandas sjoin_nearest, EPSG:5070"),
+        ("dense", "geo-engine score"), ("dense", "geopandas sjoin_nearest, EPSG:32618")]
+    assert all(float(row[3]) > 0 for row in rows)
+    assert float(rows[1][6]) < 5 and rows[0][7].endswith("x")  # answers compared, ratio given
