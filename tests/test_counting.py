@@ -81,3 +81,24 @@ def test_the_count_grid_alone_counts_both_ways_as_a_geodesic_scan(dense, radius,
     assert counts[handled].tolist() == within[handled].sum(axis=1).tolist()
     assert (counts[~handled] == 0).all()
     assert per_point.tolist() == within[handled].sum(axis=0).tolist()
+
+
+def test_a_dense_city_gets_finer_cells_and_the_same_exact_counts():
+    """Where the points are dense, the grid's cells shrink (fewer points tested one by one at the
+    edge of each disk); the counts, both ways, still equal a geodesic scan."""
+    from geo_engine.spatial.counting import PER_RADIUS, CapGrid
+
+    rng = np.random.default_rng(9)
+    n = 20_000
+    az, dist = rng.uniform(0, 360, n), 3000 * np.sqrt(rng.uniform(0, 1, n))
+    lons, lats, _ = WGS84.fwd(np.full(n, 2.35), np.full(n, 48.85), az, dist)
+    grid = CapGrid(lats, lons, 800.0)
+    assert grid.per_radius > PER_RADIUS  # finer than the default
+    q_lat, q_lon = lats[:300] + 1e-4, lons[:300]
+    counts, handled, per_point = grid.count(q_lat, q_lon, per_point=True)
+    assert handled.all()
+    d = np.array([WGS84.inv(np.full(n, lo), np.full(n, la), lons, lats)[2]
+                  for la, lo in zip(q_lat, q_lon, strict=True)])
+    within = d <= 800.0
+    assert (counts == within.sum(axis=1)).all()
+    assert (per_point == within.sum(axis=0)).all()

@@ -39,6 +39,8 @@ __all__ = ["CapGrid"]
 # Many queries over few points (customers over stores): 3. Few queries over many points
 # (stores over a chunk's customers): 8. (Measured in benchmarks/RESULTS.md.)
 PER_RADIUS = 3
+EDGE_POINTS_PER_CELL = 4.0  # where the points are dense, about this many a cell
+MAX_PER_RADIUS = 48  # beyond, the rows a query walks cost more than the points they spare
 _MAX_LAT = 85.0
 _EPS = 1e-9  # radians of slack: full intervals shrink by it, partial ones grow by it
 
@@ -69,13 +71,28 @@ class CapGrid:
         self.lons = np.asarray(lons, dtype=float)
         self.theta_in = self.radius_m / R_HI * (1 - 1e-9)
         self.theta_out = self.radius_m / R_LO * (1 + 1e-9) + 1e-12
-        self.per_radius = int(per_radius)
+        # finer where the points are dense: the edge's points, each tested, fall with the cell
+        self.per_radius = max(int(per_radius), self._dense_per_radius())
         self.cell = max(math.degrees(self.theta_out) / self.per_radius, 1e-6)  # degrees
         self.ncol = math.ceil(360.0 / self.cell) + 2
         keys = self._keys(self.lats, self.lons)
         self.order = np.argsort(keys, kind="stable")
         self.keys = keys[self.order]
         self.xyz = unit_vectors(self.lats[self.order], self.lons[self.order])
+
+    def _dense_per_radius(self) -> int:
+        """Cells across the radius that put about :data:`EDGE_POINTS_PER_CELL` points in a cell
+        where the points are densest (the 90th percentile of radius-sized cells that hold any):
+        a dense city's points are then tested a few per edge cell, not hundreds."""
+        finite = np.isfinite(self.lats) & np.isfinite(self.lons)
+        if finite.sum() < 1000:
+            return 1
+        reach = max(math.degrees(self.theta_out), 1e-6)
+        keys = np.floor((self.lats[finite] + 90.0) / reach).astype(np.int64) * \
+            (math.ceil(360.0 / reach) + 2) + np.floor((self.lons[finite] + 180.0) / reach).astype(np.int64)
+        _, per_cell = np.unique(keys, return_counts=True)
+        dense = float(np.percentile(per_cell, 90))
+        return int(min(MAX_PER_RADIUS, max(1, round(math.sqrt(dense / EDGE_POINTS_PER_CELL)))))
 
     def _keys(self, lats, lons) -> np.ndarray:
         # no wrap at ±180: caps that cross it are left to the caller
