@@ -285,7 +285,9 @@ def score(input_path: Path, out: Path, db: str | None, radius_m: float, at, lat_
             write_report(partial, engine.snapshot.places.stores, rows=run.rows,
                          statuses=run.statuses, near=run.near, sample=sample.frame,
                          radius_m=radius_m, seconds=run.seconds, tile_url=tile_url,
-                         id_col=run.id_col)
+                         id_col=run.id_col, fences=engine.snapshot.places.geofences,
+                         offers=sample.offers, store_offers=sample.store_offers,
+                         at=at.isoformat() if at is not None else "", source=str(input_path))
             partial.replace(report_path)
     except BaseException:
         run.abort()

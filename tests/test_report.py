@@ -26,20 +26,38 @@ def test_the_report_draws_a_map_with_no_network(tmp_path):
     rng = np.random.default_rng(5)
     n = 3000
     path = tmp_path / "customers.csv"
-    pd.DataFrame({"id": range(n + 2), "lat": [*(37.70 + rng.random(n) * 0.12), "", "north"],
-                  "lon": [*(-122.52 + rng.random(n) * 0.14), "", "1"]}).to_csv(path, index=False)
+    far = [("far-reno", 39.5296, -119.8138), ("far-sacramento", 38.5816, -121.4944),
+           ("far-la", 34.0522, -118.2437)]  # a few rows far from the bulk: listed, not zoomed to
+    pd.DataFrame({"id": [*range(n + 2), *(f[0] for f in far)],
+                  "lat": [*(37.70 + rng.random(n) * 0.12), "", "north", *(f[1] for f in far)],
+                  "lon": [*(-122.52 + rng.random(n) * 0.14), "", "1", *(f[2] for f in far)]}
+                 ).to_csv(path, index=False)
+    engine.put_campaign("coffee", {"id": "coffee", "offer": {"title": "A cookie"},
+                                   "targets": {"tags": ["coffee"]}, "trigger": {"type": "enter"}})
     report = tmp_path / "report.html"
     r = subprocess.run([sys.executable, "-m", "geo_engine", "score", str(path), "--out",
                         str(tmp_path / "out.parquet"), "--db", engine.db.path, "--report", str(report),
-                        "--chunk-rows", "1000"], capture_output=True, text=True, timeout=300)
+                        "--chunk-rows", "1000", "--at", "2026-11-24T17:10:00Z"],
+                       capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     page = report.read_text()
+    # what a marketer reads: the input, the time, the settings; the offers; the far rows listed
+    assert f"{path}: " in page and "offers as of 2026-11-24T17:10:00+00:00" in page
+    assert "within 5,000 m" in page
+    assert re.search(r"<td>coffee</td><td>[\d,]+</td>", page)  # the offer, counted in total
+    outside = page[page.index("Outside the map"):]
+    assert all(name in outside for name, _, _ in far)
+    # the map: geofences drawn, stores labelled, a scale bar
+    assert page.count('class="fence"') >= 20
+    labels = page[page.index('class="labels"'):]
+    assert "Fog City Coffee Ferry Building" in labels
+    assert re.search(r'class="scale".*?<text[^>]*>\d+(\.\d+)? k?m</text>', page)
     # self-contained: nothing fetched from anywhere (the SVG namespace is a name, not a fetch)
     assert "<script" not in page and "<link" not in page
     assert re.findall(r"https?://", page) == ["http://"]
-    assert f"{n + 2:,} rows scored" in page
+    assert f"{n + 2 + len(far):,} rows scored" in page
     assert "missing_coordinates" in page and "invalid_coordinates" in page
-    assert page.count("<rect x=") == 32  # every store on the map
+    assert page.count('width="8" height="8"') == 32  # every store on the map
 
     shot = tmp_path / "shot.png"
     subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1400,900",
