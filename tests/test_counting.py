@@ -102,3 +102,22 @@ def test_a_dense_city_gets_finer_cells_and_the_same_exact_counts():
     within = d <= 800.0
     assert (counts == within.sum(axis=1)).all()
     assert (per_point == within.sum(axis=0)).all()
+
+
+def test_stores_by_the_poles_and_the_antimeridian_count_both_ways_as_a_geodesic_scan():
+    """The stores the grid leaves (a pole or ±180 within reach) ask an index of the points;
+    the counts, per point and per store, equal a scan."""
+    from geo_engine.spatial.stores import StoreIndex
+
+    rng = np.random.default_rng(3)
+    s_lat = np.r_[rng.uniform(-60, 60, 200), rng.uniform(86, 89.9, 20), rng.uniform(-10, 10, 20)]
+    s_lon = np.r_[rng.uniform(-180, 180, 200), rng.uniform(-180, 180, 20), rng.choice([-179.99, 179.99], 20)]
+    k = rng.integers(0, len(s_lat), 3000)
+    p_lon, p_lat, _ = WGS84.fwd(s_lon[k], s_lat[k], rng.uniform(0, 360, 3000), rng.uniform(0, 8000, 3000))
+    per_store = np.zeros(len(s_lat), dtype=np.int64)
+    counts = StoreIndex(s_lat, s_lon).count_within_bulk(p_lat, p_lon, 5000.0, per_store)
+    d = np.array([WGS84.inv(np.full(len(s_lat), lo), np.full(len(s_lat), la), s_lon, s_lat)[2]
+                  for la, lo in zip(p_lat, p_lon, strict=True)])
+    within = d <= 5000.0
+    assert (counts == within.sum(axis=1)).all() and (per_store == within.sum(axis=0)).all()
+    assert per_store[200:].sum() > 0  # the hard places had points to count

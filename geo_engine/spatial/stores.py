@@ -286,15 +286,18 @@ class StoreIndex:
                               per_store: np.ndarray | None) -> np.ndarray:
         """More points than stores: the stores query a grid of the points, and one pass gives
         both counts (each point's from a difference array over whole cells plus edge hits).
-        Stores the grid leaves (a pole, ±180 in reach) are counted by a k-d tree of just them."""
+        Stores the grid leaves (a pole, ±180 in reach: a few) each ask an index of the points
+        for those within the radius (asking it of every point, against a tree of those few
+        stores, took half of a worldwide run: benchmarks/RESULTS.md)."""
         grid = CapGrid(lats, lons, radius_m, per_radius=8)
         mine, done, counts = grid.count(self._plats, self._plons, per_point=True)
         rest = np.flatnonzero(~done)
         if len(rest):
-            some = np.zeros(len(rest), dtype=np.int64)
-            counts += StoreIndex(self._plats[rest], self._plons[rest])._count_within_tree(
-                lats, lons, radius_m, some)
-            mine[rest] = some
+            points = StoreIndex(lats, lons)
+            for k in rest.tolist():
+                idx, _ = points.within(float(self._plats[k]), float(self._plons[k]), radius_m)
+                counts[idx] += 1  # a point once per store: positions are distinct
+                mine[k] = len(idx)
         if per_store is not None:
             per_store += mine
         return counts
