@@ -31,6 +31,8 @@ from limits.strategies import (
 from geo_engine import Settings
 from geo_engine.text import bad_text
 
+from .asgi import TooLarge, read_body, replaying, send_json
+
 __all__ = ["Guard", "RateLimits", "TooMany"]
 
 IMPORT_PATH = "/v1/geofences/import"
@@ -148,35 +150,20 @@ class Guard:
         if scope["method"] not in ("POST", "PUT", "PATCH"):
             await self.app(scope, receive, send)
             return
-        chunks, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client went away
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                await _too_large(send, scope["path"], limit)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
+        try:
+            body = await read_body(receive, limit)
+        except TooLarge:
+            await _too_large(send, scope["path"], limit)
+            return
+        if body is None:  # the client went away
+            return
         where = _not_utf8(body) if b"json" in headers.get(b"content-type", b"") else None
         if where is not None:
             message = f"{where} is not valid UTF-8: send text as UTF-8"
             await _answer(send, 422, {"detail": message,
                                       "problems": [{"field": where, "message": message}]})
             return
-        given = False
-
-        async def replay():
-            nonlocal given
-            if given:
-                return await receive()
-            given = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(body, receive), send)
 
 
 def _not_utf8(body: bytes) -> str | None:
@@ -200,9 +187,6 @@ async def _too_large(send, path: str, limit: int) -> None:
                                         "GEO_ENGINE_MAX_IMPORT_BYTES for imports)"})
 
 
+
 async def _answer(send, status: int, body: dict, headers: list | None = None) -> None:
-    data = orjson.dumps(body)
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(data)).encode()), *(headers or [])]})
-    await send({"type": "http.response.body", "body": data})
+    await send_json(send, status, orjson.dumps(body), headers)

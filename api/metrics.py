@@ -20,6 +20,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from geo_engine.model import PingAnswer
 
+from .asgi import send_json
+
 __all__ = ["Metrics", "Observe"]
 
 log = logging.getLogger("geo_engine.access")
@@ -83,10 +85,7 @@ class Observe:
                 raise
             body = orjson.dumps({"detail": "internal error: this is a bug in geo-engine (the "
                                            "server's log has the details); please report it"})
-            await send({"type": "http.response.start", "status": 500,
-                        "headers": [(b"content-type", b"application/json"),
-                                    (b"content-length", str(len(body)).encode())]})
-            await send({"type": "http.response.body", "body": body})
+            await send_json(send, 500, body)
         finally:
             took = time.perf_counter() - start
             route = getattr(scope.get("route"), "path", "unmatched")  # set by the router

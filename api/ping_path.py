@@ -24,6 +24,7 @@ from geo_engine.apikeys import KeyCache
 from geo_engine.errors import GeoEngineError
 from geo_engine.model import Ping
 
+from .asgi import read_body, replaying, send_json
 from .errors import error_answer
 from .limits import RateLimits, TooMany
 from .metrics import Metrics
@@ -47,17 +48,12 @@ class PingPath:
         if scope["type"] != "http" or scope["path"] != "/v1/pings" or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        body = b""
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":  # the client went away
-                return
-            body += message.get("body", b"")
-            if not message.get("more_body", False):
-                break
+        body = await read_body(receive)
+        if body is None:  # the client went away
+            return
         admitted = self._admit(scope["headers"], body)
         if admitted is None:  # the route answers it, with its own checks and error bodies
-            await self.app(scope, _replaying(body, receive), send)
+            await self.app(scope, replaying(body, receive), send)
             return
         kind, ping = admitted
         scope["route"] = self.route
@@ -65,17 +61,17 @@ class PingPath:
             try:
                 self.rates.ping(kind, kind, ping.device_id)
             except TooMany as exc:
-                await _send(send, 429, orjson.dumps({"detail": exc.detail}),
+                await send_json(send, 429, orjson.dumps({"detail": exc.detail}),
                             [(b"retry-after", str(exc.retry_after).encode())])
                 return
         try:
             answer = await self.engine.handle_ping_async(ping)
         except GeoEngineError as exc:
             status, error = error_answer(exc)
-            await _send(send, status, orjson.dumps(error))
+            await send_json(send, status, orjson.dumps(error))
             return
         self.metrics.count_ping(answer)
-        await _send(send, 200, answer.body)
+        await send_json(send, 200, answer.body)
 
     def _admit(self, headers: list[tuple[bytes, bytes]], body: bytes) -> tuple[str, Ping] | None:
         """The key's kind and the ping, when the request is plainly right; else None."""
@@ -103,22 +99,3 @@ class PingPath:
             return None
         return kind, ping
 
-
-def _replaying(body: bytes, receive):
-    """A ``receive`` that gives the body already read, then whatever the client sends next."""
-    given = False
-
-    async def replay():
-        nonlocal given
-        if given:
-            return await receive()
-        given = True
-        return {"type": "http.request", "body": body, "more_body": False}
-    return replay
-
-
-async def _send(send, status: int, body: bytes, headers: list | None = None) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-length", str(len(body)).encode()),
-                            (b"content-type", _JSON), *(headers or [])]})
-    await send({"type": "http.response.body", "body": body})
