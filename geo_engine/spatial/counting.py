@@ -2,20 +2,21 @@
 
 Batch scoring asks, for every customer, how many stores lie within ``R`` (5 km by default), and
 for every store how many customers do. In a dense city that is hundreds of pairs a customer; a
-k-d tree lists them all. :class:`CapGrid` counts whole grid cells instead:
+k-d tree lists them all. :class:`CapGrid` counts whole runs of points instead:
 
-* The points go in square lon/lat cells of ``R / per_radius`` (in angle), sorted by cell, so
-  the points of a run of cells along a row are one ``searchsorted`` range.
+* The points go in rows of latitude ``R / per_radius`` (in angle) high, sorted by row and then
+  by longitude, so the points of a row between two longitudes are one ``searchsorted`` range.
 * Batch scoring has far more customers than stores, so the stores are the queries over a grid
   of the customers: one pass then gives both counts, the stores' directly and each customer's
-  from a difference array over the sorted customers (+1 where a run of whole cells starts, -1
-  after it ends) plus the edge hits (``count(..., per_point=True)``).
+  from a difference array over the sorted customers (+1 where a counted run starts, -1 after it
+  ends) plus the edge hits (``count(..., per_point=True)``).
 * Around a query, the disk of radius ``R`` lies between two spherical caps: every point within
   ``theta_in = R / R_HI`` is within ``R``, and none beyond ``theta_out = R / R_LO`` is (the bounds
-  of :mod:`geo_engine.geodesy`). For each row of cells the longitudes a cap covers are an
-  interval, from spherical trigonometry: cells inside the inner cap are counted whole (two
-  binary searches); only the cells along the edge that meet the outer cap have their points
-  tested, by chord, and by geodesic in the thin shell between the caps.
+  of :mod:`geo_engine.geodesy`). For each row the longitudes a cap covers are an interval, from
+  spherical trigonometry: the points of a row inside the inner cap's interval are counted whole
+  (two binary searches); only those between it and the outer cap's interval are tested, by
+  their ECEF chord, whose bounds (:func:`~geo_engine.geodesy.chord_inside`) leave a shell a
+  fraction of a millimetre thick for the exact geodesic.
 
 Everything is numpy over all queries, row offset by row offset. Queries whose outer cap comes
 near a pole (beyond 85 degrees) or crosses the antimeridian are left to the caller (``handled``
@@ -30,19 +31,24 @@ import math
 
 import numpy as np
 
-from ..geodesy import R_HI, R_LO, distances_m, unit_vectors
+from ..geodesy import R_HI, R_LO, chord_inside, chord_reach, distances_m, ecef
 from .grids import expand_runs
 
 __all__ = ["CapGrid"]
 
-# cells across the radius: finer means fewer points tested at the edge, more rows per query.
+# rows across the radius: finer means fewer points tested at the edge, more rows per query.
 # Many queries over few points (customers over stores): 3. Few queries over many points
 # (stores over a chunk's customers): 8. (Measured in benchmarks/RESULTS.md.)
 PER_RADIUS = 3
-EDGE_POINTS_PER_CELL = 4.0  # where the points are dense, about this many a cell
-MAX_PER_RADIUS = 48  # beyond, the rows a query walks cost more than the points they spare
+# where the points are dense, rows such that the points a row's quantisation leaves at the edge
+# (about 4 R^2 density / per_radius) and the work of the rows (a few binary searches each, worth
+# about ROW_COST point tests) balance
+ROW_COST = 4.0
+MAX_PER_RADIUS = 64
 _MAX_LAT = 85.0
 _EPS = 1e-9  # radians of slack: full intervals shrink by it, partial ones grow by it
+_ROW = 512.0  # sort key: row * _ROW + (lon + 180), longitudes exact within a row
+_MARGIN = 1e-6  # degrees: a sort key is rounded to ~1e-8 degrees; cuts keep this far off
 
 
 def _half_width(phi: np.ndarray, phi0: np.ndarray, theta: float) -> np.ndarray:
@@ -56,13 +62,13 @@ def _half_width(phi: np.ndarray, phi0: np.ndarray, theta: float) -> np.ndarray:
 
 
 class CapGrid:
-    """Points bucketed for counting within ``radius_m`` (see the module docstring).
+    """Points sorted for counting within ``radius_m`` (see the module docstring).
 
     Parameters
     ----------
     lats, lons : the points, degrees
     radius_m : the geodesic radius the counts are for
-    per_radius : cells across the radius
+    per_radius : rows across the radius (at least; more where the points are dense)
     """
 
     def __init__(self, lats, lons, radius_m: float, per_radius: int = PER_RADIUS):
@@ -71,19 +77,21 @@ class CapGrid:
         self.lons = np.asarray(lons, dtype=float)
         self.theta_in = self.radius_m / R_HI * (1 - 1e-9)
         self.theta_out = self.radius_m / R_LO * (1 + 1e-9) + 1e-12
-        # finer where the points are dense: the edge's points, each tested, fall with the cell
+        self.chord_in2 = chord_inside(self.radius_m) ** 2
+        self.chord_out2 = chord_reach(self.radius_m) ** 2
+        # finer where the points are dense: the edge's points, each tested, fall with the row
         self.per_radius = max(int(per_radius), self._dense_per_radius())
-        self.cell = max(math.degrees(self.theta_out) / self.per_radius, 1e-6)  # degrees
-        self.ncol = math.ceil(360.0 / self.cell) + 2
+        self.row_h = max(math.degrees(self.theta_out) / self.per_radius, 1e-6)  # degrees
         keys = self._keys(self.lats, self.lons)
         self.order = np.argsort(keys, kind="stable")
-        self.keys = keys[self.order]
-        self.xyz = unit_vectors(self.lats[self.order], self.lons[self.order])
+        self.keys = keys[self.order]  # NaN (a point without coordinates) sorts last: never counted
+        # ECEF metres of the sorted points, a contiguous array per axis (gathers are the edge's cost)
+        xyz = ecef(self.lats[self.order], self.lons[self.order])
+        self.xyz = tuple(np.ascontiguousarray(c) for c in xyz.T)
 
     def _dense_per_radius(self) -> int:
-        """Cells across the radius that put about :data:`EDGE_POINTS_PER_CELL` points in a cell
-        where the points are densest (the 90th percentile of radius-sized cells that hold any):
-        a dense city's points are then tested a few per edge cell, not hundreds."""
+        """Rows across the radius where the points are densest (the 90th percentile of
+        radius-sized cells that hold any): the edge's points then cost about what the rows do."""
         finite = np.isfinite(self.lats) & np.isfinite(self.lons)
         if finite.sum() < 1000:
             return 1
@@ -92,19 +100,21 @@ class CapGrid:
             (math.ceil(360.0 / reach) + 2) + np.floor((self.lons[finite] + 180.0) / reach).astype(np.int64)
         _, per_cell = np.unique(keys, return_counts=True)
         dense = float(np.percentile(per_cell, 90))
-        return int(min(MAX_PER_RADIUS, max(1, round(math.sqrt(dense / EDGE_POINTS_PER_CELL)))))
+        return int(min(MAX_PER_RADIUS, max(1, round(math.sqrt(dense / ROW_COST)))))
+
+    def _rows(self, lats) -> np.ndarray:
+        return np.floor((np.asarray(lats, dtype=float) + 90.0) / self.row_h)
 
     def _keys(self, lats, lons) -> np.ndarray:
         # no wrap at ±180: caps that cross it are left to the caller
-        return np.floor((lats + 90.0) / self.cell).astype(np.int64) * self.ncol + \
-            np.floor((lons + 180.0) / self.cell).astype(np.int64)
+        return self._rows(lats) * _ROW + (np.asarray(lons, dtype=float) + 180.0)
 
     def count(self, lats, lons, per_point: bool = False):
         """Return (counts, handled): for each query, the points within the radius (inclusive).
 
         Rows with ``handled`` False have count 0 and are for the caller to answer. With
         ``per_point``, return (counts, handled, per point): for each point, how many of the
-        handled queries have it within the radius, from the same pass (whole cells through a
+        handled queries have it within the radius, from the same pass (whole runs through a
         difference array over the sorted points, edge points as they are tested). With few
         queries over many points (stores over customers) that gives both counts at once.
         """
@@ -112,7 +122,7 @@ class CapGrid:
         q_lon = np.asarray(lons, dtype=float)
         n = len(q_lat)
         counts = np.zeros(n, dtype=np.int64)
-        # per sorted point: a difference array for whole cells, plus edge hits
+        # per sorted point: a difference array for whole runs, plus edge hits
         diff = np.zeros(len(self.keys) + 1, dtype=np.int64) if per_point else None
         hits = np.zeros(len(self.keys), dtype=np.int64) if per_point else None
 
@@ -124,7 +134,7 @@ class CapGrid:
             return counts, handled, by_point
         if n == 0 or self.radius_m < 0:
             return done(np.ones(n, dtype=bool))
-        th_in, th_out, cell = self.theta_in, self.theta_out, self.cell
+        th_in, th_out, h = self.theta_in, self.theta_out, self.row_h
         phi0 = np.radians(q_lat)
         reach_deg = math.degrees(th_out)
         with np.errstate(invalid="ignore"):
@@ -134,86 +144,78 @@ class CapGrid:
         qi = np.flatnonzero(handled)
         if len(qi) == 0 or len(self.keys) == 0:
             return done(handled)
-        # queries in cell order: the binary searches below then walk the keys in order
+        # queries in sort order: the binary searches below then walk the keys in order
         qi = qi[np.argsort(self._keys(q_lat[qi], q_lon[qi]), kind="stable")]
-        phi0, lam_deg = phi0[qi], q_lon[qi]
-        qxyz = unit_vectors(q_lat[qi], lam_deg)
+        phi0, lam = phi0[qi], q_lon[qi] + 180.0
+        qxyz = tuple(np.ascontiguousarray(c) for c in ecef(q_lat[qi], q_lon[qi]).T)
         sub = np.zeros(len(qi), dtype=np.int64)
-        qrow = np.floor((q_lat[qi] + 90.0) / cell).astype(np.int64)
+        qrow = self._rows(q_lat[qi])
         phi_star = np.arcsin(np.clip(np.sin(phi0) / math.cos(th_out), -1, 1))  # widest latitude
-        chord_in2 = (2 * math.sin(th_in / 2)) ** 2
-        chord_out2 = (2 * math.sin(th_out / 2)) ** 2
-        keys, ncol = self.keys, self.ncol
+        keys = self.keys
         span = self.per_radius + 1
         # half-widths at row edge k (the south edge of row qrow + k), each found once
         edges: dict[tuple[int, float], np.ndarray] = {}
 
         def width(k: int, theta: float) -> np.ndarray:
             if (k, theta) not in edges:
-                edges[k, theta] = _half_width(np.radians((qrow + k) * cell - 90.0), phi0, theta)
+                edges[k, theta] = _half_width(np.radians((qrow + k) * h - 90.0), phi0, theta)
             return edges[k, theta]
         for dy in range(-span, span + 1):
             row = qrow + dy
-            a = np.radians(row * cell - 90.0)  # the row's south and north edges
-            b = np.radians((row + 1) * cell - 90.0)
+            a = np.radians(row * h - 90.0)  # the row's south and north edges
+            b = np.radians((row + 1) * h - 90.0)
             # outer cap: the widest longitude half-span over the band (cut to the cap's reach)
             lo, hi = np.maximum(a, phi0 - th_out), np.minimum(b, phi0 + th_out)
-            meets = lo <= hi
-            if not meets.any():
+            meets = np.flatnonzero(lo <= hi)
+            if not len(meets):
                 continue
+            lo, hi, a_m, b_m = lo[meets], hi[meets], a[meets], b[meets]
             # an edge cut to the cap's reach is its tip, where the half-width is 0
-            w_out = np.fmax(np.where(lo == a, width(dy, th_out), 0.0),
-                            np.where(hi == b, width(dy + 1, th_out), 0.0))
-            at_star = (phi_star >= lo) & (phi_star <= hi)
-            w_out[at_star] = np.fmax(w_out[at_star],
-                                     _half_width(phi_star[at_star], phi0[at_star], th_out))
-            w_out = np.degrees(np.nan_to_num(w_out, nan=0.0) + _EPS)
+            w_out = np.fmax(np.where(lo == a_m, width(dy, th_out)[meets], 0.0),
+                            np.where(hi == b_m, width(dy + 1, th_out)[meets], 0.0))
+            ps = phi_star[meets]
+            at_star = (ps >= lo) & (ps <= hi)
+            w_out[at_star] = np.fmax(w_out[at_star], _half_width(ps[at_star], phi0[meets][at_star], th_out))
+            w_out = np.degrees(np.nan_to_num(w_out, nan=0.0) + _EPS) + _MARGIN
             # inner cap: the narrowest half-span over the band (the ends: it has one maximum)
-            w_in = np.degrees(np.fmin(width(dy, th_in), width(dy + 1, th_in)) - _EPS)
-            whole_band = (phi0 - th_in + _EPS <= a) & (b <= phi0 + th_in - _EPS)
-            w_in = np.where(whole_band & np.isfinite(w_in), w_in, -1.0)
-            p_lo = np.floor((lam_deg - w_out + 180.0) / cell).astype(np.int64)
-            p_hi = np.floor((lam_deg + w_out + 180.0) / cell).astype(np.int64)
-            f_lo = np.ceil((lam_deg - w_in + 180.0) / cell).astype(np.int64)
-            f_hi = np.floor((lam_deg + w_in + 180.0) / cell).astype(np.int64) - 1
-            full = (w_in >= 0) & (f_lo <= f_hi) & meets
-            base = row * ncol
-            if full.any():  # cells inside the inner cap: every point counts
-                fi = np.flatnonzero(full)
-                s_hi = np.searchsorted(keys, base[fi] + f_hi[fi], "right")
-                s_lo = np.searchsorted(keys, base[fi] + f_lo[fi], "left")
-                sub[fi] += s_hi - s_lo
-                if per_point:
-                    diff += np.bincount(s_lo, minlength=len(diff)) - \
-                        np.bincount(s_hi, minlength=len(diff))
-            # the edge: [p_lo, f_lo - 1] and [f_hi + 1, p_hi], or all of [p_lo, p_hi]
-            left_hi = np.where(full, f_lo - 1, p_hi)
-            right_lo = np.where(full, f_hi + 1, p_hi + 1)
-            for e_lo, e_hi in ((p_lo, left_hi), (right_lo, p_hi)):
-                use = meets & (e_lo <= e_hi)
-                if use.any():
-                    ui = np.flatnonzero(use)
-                    sub += self._edge(ui, base[ui] + e_lo[ui], base[ui] + e_hi[ui], qxyz,
-                                      q_lat[qi], q_lon[qi], len(qi), chord_in2, chord_out2, hits)
+            w_in = np.degrees(np.fmin(width(dy, th_in)[meets], width(dy + 1, th_in)[meets]) - _EPS)
+            p0 = phi0[meets]
+            whole_band = (p0 - th_in + _EPS <= a_m) & (b_m <= p0 + th_in - _EPS)
+            w_in = np.where(whole_band & np.isfinite(w_in), w_in - _MARGIN, -1.0)
+            base = row[meets] * _ROW + lam[meets]
+            o_lo = np.searchsorted(keys, base - w_out, "left")
+            o_hi = np.searchsorted(keys, base + w_out, "right")
+            full = w_in > 0
+            i_lo = np.where(full, np.searchsorted(keys, base - np.maximum(w_in, 0), "left"), o_hi)
+            i_hi = np.where(full, np.searchsorted(keys, base + np.maximum(w_in, 0), "right"), o_hi)
+            sub[meets] += i_hi - i_lo
+            if per_point and full.any():  # whole runs inside the inner cap: every point counts
+                diff += np.bincount(i_lo[full], minlength=len(diff)) - \
+                    np.bincount(i_hi[full], minlength=len(diff))
+            # the edge: [o_lo, i_lo) and [i_hi, o_hi) (without an inner run, all of [o_lo, o_hi))
+            starts = np.concatenate([o_lo, i_hi])
+            lengths = np.concatenate([i_lo - o_lo, o_hi - i_hi])
+            owners = np.concatenate([meets, meets])
+            sub += self._edge(owners, starts, lengths, qxyz, q_lat[qi], q_lon[qi], len(qi), hits)
         counts[qi] = sub
         return done(handled)
 
-    def _ranges(self, k_lo: np.ndarray, k_hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """For key ranges, which range each point slot belongs to and the slots themselves."""
-        start = np.searchsorted(self.keys, k_lo, "left")
-        end = np.searchsorted(self.keys, k_hi, "right")
-        return expand_runs(start, end - start)
-
-    def _edge(self, qsel, k_lo, k_hi, qxyz, q_lat, q_lon, nq, chord_in2, chord_out2,
+    def _edge(self, qsel, starts, lengths, qxyz, q_lat, q_lon, nq,
               hits: np.ndarray | None = None) -> np.ndarray:
-        """Counts (over all nq queries) from the points of edge cells, tested one by one."""
-        owner, slot = self._ranges(k_lo, k_hi)
+        """Counts (over all nq queries) from the points of runs of sorted slots, each tested:
+        by ECEF chord, and by geodesic in the hair-thin shell the chord leaves undecided."""
+        owner, slot = expand_runs(starts, lengths)
         if len(slot) == 0:
             return np.zeros(nq, dtype=np.int64)
         q = qsel[owner]
-        c2 = ((self.xyz[slot] - qxyz[q]) ** 2).sum(axis=1)
-        keep = c2 <= chord_in2
-        shell = np.flatnonzero((c2 > chord_in2) & (c2 <= chord_out2))
+        c2 = np.zeros(len(slot))
+        for axis, q_axis in zip(self.xyz, qxyz, strict=True):
+            d = axis[slot]
+            d -= q_axis[q]
+            d *= d
+            c2 += d
+        keep = c2 <= self.chord_in2
+        shell = np.flatnonzero((c2 > self.chord_in2) & (c2 <= self.chord_out2))
         if len(shell):
             p = self.order[slot[shell]]
             d = distances_m(q_lat[q[shell]], q_lon[q[shell]], self.lats[p], self.lons[p])

@@ -1,31 +1,30 @@
 """The store index: nearest and within-radius queries over store points, exact in geodesic metres.
 
-:class:`StoreIndex` is a k-d tree (pykdtree) over store positions on the unit sphere, which has
-no seam, so the antimeridian and the poles need no special case. It only *proposes* candidates
-by chord; exact WGS84 geodesics decide (see :mod:`geo_engine.geodesy` for the bounds that make
-the proposals complete). Queries return store positions in the index (stores are sorted by id,
-so position order is id order) and geodesic metres, nearest first, ties broken by id: the same
-as a brute-force scan. One-point queries (a ping) go through a :class:`~.grids.PointGrid`;
-counts within a radius for many points through a :class:`~.counting.CapGrid`.
+:class:`StoreIndex` is a k-d tree (pykdtree) over store positions in Earth-centred metres
+(ECEF), which have no seam, so the antimeridian and the poles need no special case. It only
+*proposes* candidates by straight-line chord; exact WGS84 geodesics decide (see
+:mod:`geo_engine.geodesy` for the bounds that make the proposals complete: no geodesic is
+shorter than its chord, nor longer by more than a fraction of a millimetre at 5 km). Queries
+return store positions in the index (stores are sorted by id, so position order is id order) and
+geodesic metres, nearest first, ties broken by id: the same as a brute-force scan. One-point
+queries (a ping) go through a :class:`~.grids.PointGrid`; counts within a radius for many points
+through a :class:`~.counting.CapGrid`.
 
 It knows positions only: not what a store is, nor the database.
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from pykdtree.kdtree import KDTree
 
 from ..geodesy import (
     GEOD,
-    R_HI,
-    R_LO,
-    chord_for_distance,
+    chord_inside,
+    chord_reach,
     distances_m,
-    min_distance_for_chord,
-    unit_vector,
+    ecef,
+    ecef_one,
     unit_vectors,
 )
 from .counting import CapGrid
@@ -60,14 +59,10 @@ def _morton_order(xyz: np.ndarray) -> np.ndarray:
     return np.argsort(code, kind="stable")
 
 
-def _min_distance(chord: float) -> float:
-    """Scalar :func:`min_distance_for_chord` (math, not numpy: this is the hot path)."""
-    return R_LO * 2.0 * math.asin(min(chord, 2.0) / 2.0) * (1 - 1e-9) - 1e-6
-
-
-def _chord(distance_m: float) -> float:
-    """Scalar :func:`chord_for_distance` (numpy on one number costs more than the math)."""
-    return 2.0 * math.sin(min(distance_m * (1 + 1e-9) / R_LO + 1e-12, math.pi) / 2.0)
+def _min_distance(chord):
+    """A lower bound, in geodesic metres, for points at this ECEF chord (metres) or farther:
+    the chord itself, less a hair for rounding (scalar or array)."""
+    return chord * (1 - 1e-12) - 1e-6
 
 
 class StoreIndex:
@@ -93,11 +88,10 @@ class StoreIndex:
         if self.size == 0:
             self._id_pos, self._lats, self._lons = _EMPTY_I, _EMPTY_F, _EMPTY_F
             return
-        xyz = unit_vectors(lats, lons)
-        order = _morton_order(xyz)
+        order = _morton_order(unit_vectors(lats, lons))
         self._id_pos = order.astype(np.intp)
         self._lats, self._lons = lats[order], lons[order]
-        self._tree = KDTree(np.ascontiguousarray(xyz[order]))
+        self._tree = KDTree(np.ascontiguousarray(ecef(self._lats, self._lons)))
         # element access for the scalar path: a memoryview item is a Python number in ~40 ns,
         # where numpy indexing costs microseconds at this size of query
         self._pos_mv = memoryview(self._id_pos)
@@ -136,7 +130,7 @@ class StoreIndex:
         k = min(int(k), self.size)
         if k <= 0:
             return _EMPTY_I, _EMPTY_F
-        q = np.array([unit_vector(lat, lon)])
+        q = np.array([ecef_one(lat, lon)])
         m = min(self.size, k + 1)
         chord, slot = self._tree.query(q, k=m)
         slot = slot.ravel()
@@ -186,8 +180,8 @@ class StoreIndex:
         """
         if self.size == 0 or radius_m < 0:
             return _EMPTY_I, _EMPTY_F
-        q = np.array([unit_vector(lat, lon)])
-        chord_max = _chord(radius_m)
+        q = np.array([ecef_one(lat, lon)])
+        chord_max = chord_reach(radius_m)
         m = min(self.size, 16)
         while True:
             _, slot = self._tree.query(q, k=m, distance_upper_bound=chord_max)
@@ -217,8 +211,8 @@ class StoreIndex:
         kk = min(k, self.size)
         if n == 0 or kk <= 0:
             return out_i, out_d
-        q = unit_vectors(lats, lons)
-        rows = _morton_order(q)
+        rows = _morton_order(unit_vectors(lats, lons))
+        q = ecef(lats, lons)
         q, qlats, qlons = np.ascontiguousarray(q[rows]), lats[rows], lons[rows]
         res_i = np.empty((n, kk), dtype=np.intp)
         res_d = np.empty((n, kk))
@@ -240,10 +234,7 @@ class StoreIndex:
             res_d[:, 0] = distances_m(qlats, qlons, self._lats[slot[:, 0]], self._lons[slot[:, 0]])
         else:
             rank(np.arange(n), slot[:, :kk])
-        if m > kk:
-            pending = np.flatnonzero(min_distance_for_chord(chord[:, kk]) <= res_d[:, -1])
-        else:
-            pending = np.arange(0)
+        pending = np.flatnonzero(_min_distance(chord[:, kk]) <= res_d[:, -1]) if m > kk else np.arange(0)
         # Unsure rows: propose more, rank them all, until the last chord proves the answer.
         while len(pending):
             m = min(self.size, 4 * m + 4)
@@ -251,7 +242,7 @@ class StoreIndex:
             rank(pending, slot)
             if m == self.size:
                 break
-            pending = pending[min_distance_for_chord(chord[:, -1]) <= res_d[pending, -1]]
+            pending = pending[_min_distance(chord[:, -1]) <= res_d[pending, -1]]
         out_i[rows, :kk], out_d[rows, :kk] = res_i, res_d
         return out_i, out_d
 
@@ -306,21 +297,20 @@ class StoreIndex:
                            per_store: np.ndarray | None = None) -> np.ndarray:
         """:meth:`count_within_bulk` by the k-d tree: every pair listed.
 
-        A store whose chord is short enough that even ``R_HI * theta`` is within the radius
-        is counted without a geodesic; only those in the thin shell between ``R / R_HI`` and
-        ``R / R_LO`` (about 1 % of the radius) are measured. With ``per_store`` (an int array,
-        one slot per store position), each pair found also adds one to its store: how many of
-        the points lie within the radius of each store, from the same pass.
+        A store whose ECEF chord is short enough that its geodesic is surely within the radius is
+        counted without one; only those in the hair-thin shell between
+        :func:`~geo_engine.geodesy.chord_inside` and the radius are measured. With ``per_store`` (an
+        int array, one slot per store position), each pair found also adds one to its store: how
+        many of the points lie within the radius of each store, from the same pass.
         """
         lats = np.asarray(lats, dtype=float).ravel()
         lons = np.asarray(lons, dtype=float).ravel()
         counts = np.zeros(len(lats), dtype=np.int64)
         if self.size == 0 or len(lats) == 0:
             return counts
-        q = unit_vectors(lats, lons)
-        chord_max = chord_for_distance(radius_m)
-        theta_in = radius_m / R_HI * (1 - 1e-9)
-        chord_in = 2.0 * math.sin(min(theta_in, math.pi) / 2.0)
+        q = ecef(lats, lons)
+        chord_max = chord_reach(radius_m)
+        chord_in = chord_inside(radius_m)
         pending = np.arange(len(lats))
         m = min(self.size, 64)  # re-querying the full rows costs more than a wider first pass
         while len(pending):
