@@ -48,6 +48,7 @@ __all__ = [
     "chord_reach",
     "ecef",
     "ecef_one",
+    "radii_of_curvature",
     "lonlat_boxes",
     "min_distance_for_chord",
     "unit_vector",
@@ -127,6 +128,14 @@ def distances_m(lats1, lons1, lats2, lons2) -> np.ndarray:
     return np.concatenate(list(parts)).reshape(shape)
 
 
+def radii_of_curvature(phi) -> tuple[np.ndarray, np.ndarray]:
+    """The meridional and prime-vertical radii of curvature ``(M, N)`` in metres at geodetic
+    latitude ``phi`` (radians); both grow from the equator to the poles, and ``M <= N``."""
+    s = np.sin(np.asarray(phi, dtype=float))
+    w2 = 1.0 - _E2 * s * s
+    return _A * (1.0 - _E2) / (w2 * np.sqrt(w2)), _A / np.sqrt(w2)
+
+
 def ecef(lats, lons) -> np.ndarray:
     """Return an ``(n, 3)`` array of Earth-centred, Earth-fixed metres for WGS84 points on the
     ellipsoid (height 0); lats and lons in degrees."""
@@ -153,14 +162,15 @@ def chord_reach(distance_m: float) -> float:
     return float(distance_m) * (1 + 1e-12) + 1e-6
 
 
-def chord_inside(distance_m: float) -> float:
+def chord_inside(distance_m):
     """Every point within this ECEF chord (metres) lies within ``distance_m`` geodesic metres
     (the arc bound of the module docstring, narrowed by a hair for rounding); 0 beyond
-    :data:`ECEF_CHORD_MAX`, where the bound is not claimed."""
-    d = float(distance_m)
-    if not 0.0 <= d <= ECEF_CHORD_MAX:
-        return 0.0
-    return max(0.0, 2.0 / _KAPPA * math.sin(d * _KAPPA / 2.0) * (1 - 1e-12) - 1e-6)
+    :data:`ECEF_CHORD_MAX`, where the bound is not claimed. A number or an array."""
+    d = np.asarray(distance_m, dtype=float)
+    with np.errstate(invalid="ignore"):
+        c = 2.0 / _KAPPA * np.sin(d * _KAPPA / 2.0) * (1 - 1e-12) - 1e-6
+    c = np.where((d >= 0.0) & (d <= ECEF_CHORD_MAX), np.maximum(c, 0.0), 0.0)
+    return float(c) if c.ndim == 0 else c
 
 
 def unit_vector(lat: float, lon: float) -> tuple[float, float, float]:

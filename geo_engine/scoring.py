@@ -153,8 +153,13 @@ def score_frame(df: pd.DataFrame, engine: Engine, *, radius_m: float = 5000.0,
             order = np.lexsort((names[fences], pts))
             pts, fences = pts[order], fences[order]
             starts = np.flatnonzero(np.r_[True, pts[1:] != pts[:-1]])
-            groups = np.split(names[fences], starts[1:])
-            fence_ids[ok[pts[starts]]] = ["|".join(g) for g in groups]
+            sizes = np.diff(np.r_[starts, len(pts)])
+            one = starts[sizes == 1]  # most points: one geofence, its id as it is
+            fence_ids[ok[pts[one]]] = names[fences[one]]
+            many = starts[sizes > 1]
+            fence_ids[ok[pts[many]]] = ["|".join(names[fences[a:b]])
+                                        for a, b in zip(many.tolist(), (many + sizes[sizes > 1]).tolist(),
+                                                        strict=True)]
     if len(ok):
         offer[ok] = _offers(snap.targeting, engine.campaign_spend, lats[ok], lons[ok],
                             fence_ids[ok], at)

@@ -31,7 +31,7 @@ import math
 
 import numpy as np
 
-from ..geodesy import R_HI, R_LO, chord_inside, chord_reach, distances_m, ecef
+from ..geodesy import R_HI, R_LO, chord_inside, chord_reach, distances_m, ecef, radii_of_curvature
 from .grids import expand_runs
 
 __all__ = ["CapGrid"]
@@ -51,11 +51,11 @@ _ROW = 512.0  # sort key: row * _ROW + (lon + 180), longitudes exact within a ro
 _MARGIN = 1e-6  # degrees: a sort key is rounded to ~1e-8 degrees; cuts keep this far off
 
 
-def _half_width(phi: np.ndarray, phi0: np.ndarray, theta: float) -> np.ndarray:
+def _half_width(phi: np.ndarray, phi0: np.ndarray, theta: np.ndarray) -> np.ndarray:
     """Half the longitude span (radians) of a cap of angle ``theta`` around latitude ``phi0``
     at latitude ``phi``; NaN where the parallel misses the cap."""
     with np.errstate(invalid="ignore", divide="ignore"):
-        c = (math.cos(theta) - np.sin(phi) * np.sin(phi0)) / (np.cos(phi) * np.cos(phi0))
+        c = (np.cos(theta) - np.sin(phi) * np.sin(phi0)) / (np.cos(phi) * np.cos(phi0))
     out = np.arccos(np.clip(c, -1.0, 1.0))
     out[~(c <= 1.0 + 1e-12)] = np.nan
     return out
@@ -134,11 +134,11 @@ class CapGrid:
             return counts, handled, by_point
         if n == 0 or self.radius_m < 0:
             return done(np.ones(n, dtype=bool))
-        th_in, th_out, h = self.theta_in, self.theta_out, self.row_h
+        h = self.row_h
         phi0 = np.radians(q_lat)
-        reach_deg = math.degrees(th_out)
+        reach_deg = math.degrees(self.theta_out)
         with np.errstate(invalid="ignore"):
-            wide = np.degrees(np.arcsin(np.minimum(1.0, math.sin(th_out) / np.cos(phi0))))
+            wide = np.degrees(np.arcsin(np.minimum(1.0, math.sin(self.theta_out) / np.cos(phi0))))
         handled = (np.abs(q_lat) + reach_deg < _MAX_LAT) & (q_lon - wide > -180.0) & \
             (q_lon + wide < 180.0) & np.isfinite(q_lat) & np.isfinite(q_lon)
         qi = np.flatnonzero(handled)
@@ -147,19 +147,21 @@ class CapGrid:
         # queries in sort order: the binary searches below then walk the keys in order
         qi = qi[np.argsort(self._keys(q_lat[qi], q_lon[qi]), kind="stable")]
         phi0, lam = phi0[qi], q_lon[qi] + 180.0
+        th_in, th_out = self._local_caps(phi0)
         qxyz = tuple(np.ascontiguousarray(c) for c in ecef(q_lat[qi], q_lon[qi]).T)
         sub = np.zeros(len(qi), dtype=np.int64)
         qrow = self._rows(q_lat[qi])
-        phi_star = np.arcsin(np.clip(np.sin(phi0) / math.cos(th_out), -1, 1))  # widest latitude
+        phi_star = np.arcsin(np.clip(np.sin(phi0) / np.cos(th_out), -1, 1))  # widest latitude
         keys = self.keys
         span = self.per_radius + 1
         # half-widths at row edge k (the south edge of row qrow + k), each found once
-        edges: dict[tuple[int, float], np.ndarray] = {}
+        edges: dict[tuple[int, bool], np.ndarray] = {}
 
-        def width(k: int, theta: float) -> np.ndarray:
-            if (k, theta) not in edges:
-                edges[k, theta] = _half_width(np.radians((qrow + k) * h - 90.0), phi0, theta)
-            return edges[k, theta]
+        def width(k: int, inner: bool) -> np.ndarray:
+            if (k, inner) not in edges:
+                edges[k, inner] = _half_width(np.radians((qrow + k) * h - 90.0), phi0,
+                                              th_in if inner else th_out)
+            return edges[k, inner]
         for dy in range(-span, span + 1):
             row = qrow + dy
             a = np.radians(row * h - 90.0)  # the row's south and north edges
@@ -171,16 +173,18 @@ class CapGrid:
                 continue
             lo, hi, a_m, b_m = lo[meets], hi[meets], a[meets], b[meets]
             # an edge cut to the cap's reach is its tip, where the half-width is 0
-            w_out = np.fmax(np.where(lo == a_m, width(dy, th_out)[meets], 0.0),
-                            np.where(hi == b_m, width(dy + 1, th_out)[meets], 0.0))
+            w_out = np.fmax(np.where(lo == a_m, width(dy, False)[meets], 0.0),
+                            np.where(hi == b_m, width(dy + 1, False)[meets], 0.0))
             ps = phi_star[meets]
             at_star = (ps >= lo) & (ps <= hi)
-            w_out[at_star] = np.fmax(w_out[at_star], _half_width(ps[at_star], phi0[meets][at_star], th_out))
+            star = meets[at_star]
+            w_out[at_star] = np.fmax(w_out[at_star], _half_width(ps[at_star], phi0[star], th_out[star]))
             w_out = np.degrees(np.nan_to_num(w_out, nan=0.0) + _EPS) + _MARGIN
             # inner cap: the narrowest half-span over the band (the ends: it has one maximum)
-            w_in = np.degrees(np.fmin(width(dy, th_in)[meets], width(dy + 1, th_in)[meets]) - _EPS)
+            w_in = np.degrees(np.fmin(width(dy, True)[meets], width(dy + 1, True)[meets]) - _EPS)
             p0 = phi0[meets]
-            whole_band = (p0 - th_in + _EPS <= a_m) & (b_m <= p0 + th_in - _EPS)
+            t_in = th_in[meets]
+            whole_band = (p0 - t_in + _EPS <= a_m) & (b_m <= p0 + t_in - _EPS)
             w_in = np.where(whole_band & np.isfinite(w_in), w_in - _MARGIN, -1.0)
             base = row[meets] * _ROW + lam[meets]
             o_lo = np.searchsorted(keys, base - w_out, "left")
@@ -199,6 +203,21 @@ class CapGrid:
             sub += self._edge(owners, starts, lengths, qxyz, q_lat[qi], q_lon[qi], len(qi), hits)
         counts[qi] = sub
         return done(handled)
+
+    def _local_caps(self, phi0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per query (latitude ``phi0``, radians), the inner and outer caps' angles from the radii
+        of curvature over the latitudes its disk can reach, rather than over the whole ellipsoid:
+        a geodesic of length at most ``R`` stays within ``R / R_LO`` of the query's latitude, and
+        along it the line element lies between the least ``M`` and the greatest ``N`` there. At
+        40 degrees that makes the shell between the caps 0.4 % of the radius, not 1 %."""
+        reach = self.theta_out
+        lo, hi = np.abs(phi0 - reach), np.abs(phi0 + reach)
+        nearest_eq = np.where((phi0 - reach) * (phi0 + reach) <= 0, 0.0, np.minimum(lo, hi))
+        m_min, _ = radii_of_curvature(nearest_eq)
+        _, n_max = radii_of_curvature(np.minimum(np.maximum(lo, hi), math.pi / 2))
+        th_in = self.radius_m / n_max * (1 - 1e-9)
+        th_out = np.minimum(self.radius_m / m_min * (1 + 1e-9) + 1e-12, reach)
+        return th_in, th_out
 
     def _edge(self, qsel, starts, lengths, qxyz, q_lat, q_lon, nq,
               hits: np.ndarray | None = None) -> np.ndarray:
