@@ -121,3 +121,32 @@ def test_stores_by_the_poles_and_the_antimeridian_count_both_ways_as_a_geodesic_
     within = d <= 5000.0
     assert (counts == within.sum(axis=1)).all() and (per_store == within.sum(axis=0)).all()
     assert per_store[200:].sum() > 0  # the hard places had points to count
+
+
+def test_a_count_split_over_the_cores_equals_one_pass_and_a_geodesic_scan(monkeypatch):
+    """Many queries over many points are split by queries across threads; the counts both
+    ways equal one pass in this thread, and a geodesic scan for a sample of queries."""
+    from geo_engine.spatial import counting
+
+    rng = np.random.default_rng(4)
+    n, nq = 30_000, 3_000
+    lons, lats, _ = WGS84.fwd(np.full(n, -73.98), np.full(n, 40.75), rng.uniform(0, 360, n),
+                              9000 * np.sqrt(rng.uniform(0, 1, n)))
+    q_lons, q_lats, _ = WGS84.fwd(np.full(nq, -73.98), np.full(nq, 40.75), rng.uniform(0, 360, nq),
+                                  9000 * np.sqrt(rng.uniform(0, 1, nq)))
+    grid = counting.CapGrid(lats, lons, 1500.0)
+    monkeypatch.setattr(counting.os, "cpu_count", lambda: 3)  # three parts, whatever this machine has
+    calls = []
+    one_part = grid._count
+    monkeypatch.setattr(grid, "_count", lambda *a: calls.append(len(a[0])) or one_part(*a))
+    counts, handled, per_point = grid.count(q_lats, q_lons, per_point=True)
+    assert calls == [1000, 1000, 1000]
+    serial = one_part(q_lats, q_lons, True)
+    assert counts.tolist() == serial[0].tolist() and per_point.tolist() == serial[2].tolist()
+    assert handled.all()
+    for k in rng.choice(nq, 25, replace=False):
+        d = WGS84.inv(np.full(n, q_lons[k]), np.full(n, q_lats[k]), lons, lats)[2]
+        assert counts[k] == (d <= 1500.0).sum()
+    for k in rng.choice(n, 10, replace=False):
+        d = WGS84.inv(np.full(nq, lons[k]), np.full(nq, lats[k]), q_lons, q_lats)[2]
+        assert per_point[k] == (d <= 1500.0).sum()

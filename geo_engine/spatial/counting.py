@@ -28,6 +28,8 @@ It knows points and a radius only: not stores, customers nor the database.
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -46,6 +48,11 @@ PER_RADIUS = 3
 ROW_COST = 4.0
 MAX_PER_RADIUS = 64
 _MAX_LAT = 85.0
+# a count is split over the cores from this many queries per core and this many points (each
+# part sorts its queries and walks the rows: below, the split costs more than it saves)
+PARALLEL_QUERIES = 1000
+PARALLEL_POINTS = 20_000
+_pool: ThreadPoolExecutor | None = None  # its own: the parts call distances_m, which has one
 _EPS = 1e-9  # radians of slack: full intervals shrink by it, partial ones grow by it
 _ROW = 512.0  # sort key: row * _ROW + (lon + 180), longitudes exact within a row
 _MARGIN = 1e-6  # degrees: a sort key is rounded to ~1e-8 degrees; cuts keep this far off
@@ -117,9 +124,31 @@ class CapGrid:
         handled queries have it within the radius, from the same pass (whole runs through a
         difference array over the sorted points, edge points as they are tested). With few
         queries over many points (stores over customers) that gives both counts at once.
+
+        A large count is split by queries over the machine's cores (numpy's binary searches and
+        gathers run without the GIL): 1.45 times faster on two cores (benchmarks/RESULTS.md).
         """
-        q_lat = np.asarray(lats, dtype=float)
-        q_lon = np.asarray(lons, dtype=float)
+        q_lat = np.asarray(lats, dtype=float).ravel()
+        q_lon = np.asarray(lons, dtype=float).ravel()
+        workers = min(os.cpu_count() or 1, len(q_lat) // PARALLEL_QUERIES)
+        if workers < 2 or len(self.keys) < PARALLEL_POINTS:
+            return self._count(q_lat, q_lon, per_point)
+        global _pool
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=os.cpu_count(), thread_name_prefix="count")
+        # in key order, so each part's queries are neighbours and walk the same keys
+        parts = np.array_split(np.argsort(self._keys(q_lat, q_lon), kind="stable"), workers)
+        done = list(_pool.map(lambda p: self._count(q_lat[p], q_lon[p], per_point), parts))
+        counts = np.zeros(len(q_lat), dtype=np.int64)
+        handled = np.zeros(len(q_lat), dtype=bool)
+        for p, got in zip(parts, done, strict=True):
+            counts[p], handled[p] = got[0], got[1]
+        if not per_point:
+            return counts, handled
+        return counts, handled, sum(got[2] for got in done)
+
+    def _count(self, q_lat: np.ndarray, q_lon: np.ndarray, per_point: bool):
+        """:meth:`count` in this thread."""
         n = len(q_lat)
         counts = np.zeros(n, dtype=np.int64)
         # per sorted point: a difference array for whole runs, plus edge hits
@@ -189,13 +218,15 @@ class CapGrid:
             base = row[meets] * _ROW + lam[meets]
             o_lo = np.searchsorted(keys, base - w_out, "left")
             o_hi = np.searchsorted(keys, base + w_out, "right")
-            full = w_in > 0
-            i_lo = np.where(full, np.searchsorted(keys, base - np.maximum(w_in, 0), "left"), o_hi)
-            i_hi = np.where(full, np.searchsorted(keys, base + np.maximum(w_in, 0), "right"), o_hi)
-            sub[meets] += i_hi - i_lo
-            if per_point and full.any():  # whole runs inside the inner cap: every point counts
-                diff += np.bincount(i_lo[full], minlength=len(diff)) - \
-                    np.bincount(i_hi[full], minlength=len(diff))
+            full = np.flatnonzero(w_in > 0)
+            i_lo, i_hi = o_hi.copy(), o_hi.copy()  # without an inner run: an empty one
+            if len(full):  # whole runs inside the inner cap: every point counts
+                i_lo[full] = np.searchsorted(keys, base[full] - w_in[full], "left")
+                i_hi[full] = np.searchsorted(keys, base[full] + w_in[full], "right")
+                sub[meets[full]] += i_hi[full] - i_lo[full]
+                if per_point:
+                    diff += np.bincount(i_lo[full], minlength=len(diff)) - \
+                        np.bincount(i_hi[full], minlength=len(diff))
             # the edge: [o_lo, i_lo) and [i_hi, o_hi) (without an inner run, all of [o_lo, o_hi))
             starts = np.concatenate([o_lo, i_hi])
             lengths = np.concatenate([i_lo - o_lo, o_hi - i_hi])
@@ -227,15 +258,16 @@ class CapGrid:
         if len(slot) == 0:
             return np.zeros(nq, dtype=np.int64)
         q = qsel[owner]
-        c2 = np.zeros(len(slot))
+        c2 = None
         for axis, q_axis in zip(self.xyz, qxyz, strict=True):
             d = axis[slot]
             d -= q_axis[q]
             d *= d
-            c2 += d
+            c2 = d if c2 is None else np.add(c2, d, out=c2)
         keep = c2 <= self.chord_in2
-        shell = np.flatnonzero((c2 > self.chord_in2) & (c2 <= self.chord_out2))
-        if len(shell):
+        maybe = c2 <= self.chord_out2
+        if np.count_nonzero(maybe) > np.count_nonzero(keep):  # rare: a point in the shell
+            shell = np.flatnonzero(maybe & ~keep)
             p = self.order[slot[shell]]
             d = distances_m(q_lat[q[shell]], q_lon[q[shell]], self.lats[p], self.lons[p])
             keep[shell] = d <= self.radius_m

@@ -25,7 +25,6 @@ from ..geodesy import (
     distances_m,
     ecef,
     ecef_one,
-    unit_vectors,
 )
 from .counting import CapGrid
 from .grids import PointGrid
@@ -34,6 +33,7 @@ __all__ = ["StoreIndex"]
 
 #: up to this many stores, a grid answers one-point nearest queries (about 130 bytes a store)
 GRID_MAX_POINTS = 250_000
+_EARTH = GEOD.a  # no ECEF coordinate is larger
 _EMPTY_I = np.array([], dtype=np.intp)
 _EMPTY_F = np.array([], dtype=float)
 
@@ -48,12 +48,12 @@ def _spread_bits(v: np.ndarray) -> np.ndarray:
 
 
 def _morton_order(xyz: np.ndarray) -> np.ndarray:
-    """Return an ordering of unit-sphere points along a 3-D Morton (Z-order) curve.
+    """Return an ordering of ECEF points (metres) along a 3-D Morton (Z-order) curve.
 
     Points close on the sphere end up close in memory, so a k-d tree walk touches few cache
     lines (the gain at 1M stores is in ``benchmarks/RESULTS.md``, bench_index).
     """
-    g = ((xyz + 1.0) * (0.5 * (2**21 - 1))).astype(np.uint64)
+    g = ((xyz / _EARTH + 1.0) * (0.5 * (2**21 - 1))).astype(np.uint64)
     code = _spread_bits(g[:, 0]) | (_spread_bits(g[:, 1]) << np.uint64(1)) | \
         (_spread_bits(g[:, 2]) << np.uint64(2))
     return np.argsort(code, kind="stable")
@@ -88,10 +88,11 @@ class StoreIndex:
         if self.size == 0:
             self._id_pos, self._lats, self._lons = _EMPTY_I, _EMPTY_F, _EMPTY_F
             return
-        order = _morton_order(unit_vectors(lats, lons))
+        xyz = ecef(lats, lons)
+        order = _morton_order(xyz)
         self._id_pos = order.astype(np.intp)
         self._lats, self._lons = lats[order], lons[order]
-        self._tree = KDTree(np.ascontiguousarray(ecef(self._lats, self._lons)))
+        self._tree = KDTree(np.ascontiguousarray(xyz[order]))
         # element access for the scalar path: a memoryview item is a Python number in ~40 ns,
         # where numpy indexing costs microseconds at this size of query
         self._pos_mv = memoryview(self._id_pos)
@@ -211,8 +212,8 @@ class StoreIndex:
         kk = min(k, self.size)
         if n == 0 or kk <= 0:
             return out_i, out_d
-        rows = _morton_order(unit_vectors(lats, lons))
         q = ecef(lats, lons)
+        rows = _morton_order(q)
         q, qlats, qlons = np.ascontiguousarray(q[rows]), lats[rows], lons[rows]
         res_i = np.empty((n, kk), dtype=np.intp)
         res_d = np.empty((n, kk))
