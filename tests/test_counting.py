@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -104,14 +105,17 @@ def test_a_dense_city_gets_finer_cells_and_the_same_exact_counts():
     assert (per_point == within.sum(axis=0)).all()
 
 
-def test_stores_by_the_poles_and_the_antimeridian_count_both_ways_as_a_geodesic_scan():
-    """The stores the grid leaves (a pole or ±180 within reach) ask an index of the points;
-    the counts, per point and per store, equal a scan."""
+@pytest.mark.parametrize("hard", [20, 60])
+def test_stores_by_the_poles_and_the_antimeridian_count_both_ways_as_a_geodesic_scan(hard):
+    """The stores the grid leaves (a pole or ±180 within reach) ask an index of the points in
+    their reach (a few stores) or of all points (more than 64); the counts, per point and per
+    store, equal a scan."""
     from geo_engine.spatial.stores import StoreIndex
 
     rng = np.random.default_rng(3)
-    s_lat = np.r_[rng.uniform(-60, 60, 200), rng.uniform(86, 89.9, 20), rng.uniform(-10, 10, 20)]
-    s_lon = np.r_[rng.uniform(-180, 180, 200), rng.uniform(-180, 180, 20), rng.choice([-179.99, 179.99], 20)]
+    s_lat = np.r_[rng.uniform(-60, 60, 200), rng.uniform(86, 89.9, hard), rng.uniform(-10, 10, hard)]
+    s_lon = np.r_[rng.uniform(-180, 180, 200), rng.uniform(-180, 180, hard),
+                  rng.choice([-179.99, 179.99], hard)]
     k = rng.integers(0, len(s_lat), 3000)
     p_lon, p_lat, _ = WGS84.fwd(s_lon[k], s_lat[k], rng.uniform(0, 360, 3000), rng.uniform(0, 8000, 3000))
     per_store = np.zeros(len(s_lat), dtype=np.int64)

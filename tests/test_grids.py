@@ -102,10 +102,12 @@ def test_a_box_over_a_pole_is_proposed_to_every_query():
     # a box spanning every longitude is in no cell: every query gets it to test exactly
     assert grid.query([(10.05, 10.05, 10.05, 10.05)]) == {0, 1}
     assert grid.query([(-100.0, 89.5, -100.0, 89.5)]) == {0}
-    # arrays of points go to the caller's R-tree instead
-    assert grid.query_points(np.array([10.05]), np.array([10.05])) is None
+    # arrays of points: the wide box is tested against each of them, the others by cell
+    pts, owners = grid.query_points(np.array([10.05, 89.5, 89.5, 0.0]), np.array([10.05, -100.0, 10.05, 0.0]))
+    assert list(zip(pts.tolist(), owners.tolist(), strict=True)) == [(0, 1), (1, 0), (2, 0)]
     many = BoxGrid(np.tile(wide[:1], (BoxGrid.MAX_WIDE + 1, 1)), np.arange(BoxGrid.MAX_WIDE + 1))
     assert many.query([(0.0, 89.5, 0.0, 89.5)]) is None  # too many wide boxes: the tree
+    assert many.query_points(np.array([89.5]), np.array([0.0])) is None
 
 
 @settings(max_examples=300, deadline=None)

@@ -238,6 +238,7 @@ class BoxGrid:
         nx, ny = ix1 - ix0 + 1, iy1 - iy0 + 1
         wide = nx * ny > self.MAX_CELLS_PER_BOX
         self._wide = sorted(set(owners[wide].tolist()))
+        self._wide_boxes = np.flatnonzero(wide)  # each tested against every point, in bulk
         self.usable = len(self._wide) <= self.MAX_WIDE
         keep = np.flatnonzero(~wide)
         n = (nx * ny)[keep]
@@ -257,8 +258,9 @@ class BoxGrid:
 
     def query_points(self, lats: np.ndarray, lons: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """``(point, owner)`` pairs, unique, for every box holding a point (edges inclusive);
-        None when wide boxes make the grid unfit (use a tree)."""
-        if self._wide:
+        None when too many wide boxes make the grid unfit (use a tree). The few wide ones (a
+        geofence by a pole spans every longitude) are each tested against every point."""
+        if not self.usable:
             return None
         keys = self._row(lats) * self.ncol + self._col(lons)
         at = np.searchsorted(self._ukeys, keys)
@@ -272,7 +274,12 @@ class BoxGrid:
         b = self._boxes[box]
         x, y = lons[pts], lats[pts]
         inside = (b[:, 0] <= x) & (x <= b[:, 2]) & (b[:, 1] <= y) & (y <= b[:, 3])
-        pairs = np.unique(np.column_stack([pts[inside], self._owners[box[inside]]]), axis=0)
+        found = [np.column_stack([pts[inside], self._owners[box[inside]]])]
+        for w in self._wide_boxes.tolist():
+            x0, y0, x1, y1 = self._boxes[w]
+            p = np.flatnonzero((y0 <= lats) & (lats <= y1) & (x0 <= lons) & (lons <= x1))
+            found.append(np.column_stack([p, np.full(len(p), self._owners[w])]))
+        pairs = np.unique(np.concatenate(found), axis=0)
         return pairs[:, 0], pairs[:, 1]
 
     def _col(self, lon):

@@ -25,6 +25,7 @@ from ..geodesy import (
     distances_m,
     ecef,
     ecef_one,
+    lonlat_boxes,
 )
 from .counting import CapGrid
 from .grids import PointGrid
@@ -285,10 +286,17 @@ class StoreIndex:
         mine, done, counts = grid.count(self._plats, self._plons, per_point=True)
         rest = np.flatnonzero(~done)
         if len(rest):
-            points = StoreIndex(lats, lons)
+            # only the points in reach of those stores go in the index (a box test each, when
+            # they are few; a chain along the antimeridian indexes every point)
+            near = np.zeros(len(lats), dtype=bool) if len(rest) <= 64 else np.ones(len(lats), dtype=bool)
+            for k in rest.tolist() if len(rest) <= 64 else ():
+                for x0, y0, x1, y1 in lonlat_boxes(float(self._plats[k]), float(self._plons[k]), radius_m):
+                    near |= (y0 <= lats) & (lats <= y1) & (x0 <= lons) & (lons <= x1)
+            sub = np.flatnonzero(near)
+            points = StoreIndex(lats[sub], lons[sub])
             for k in rest.tolist():
                 idx, _ = points.within(float(self._plats[k]), float(self._plons[k]), radius_m)
-                counts[idx] += 1  # a point once per store: positions are distinct
+                counts[sub[idx]] += 1  # a point once per store: positions are distinct
                 mine[k] = len(idx)
         if per_store is not None:
             per_store += mine
