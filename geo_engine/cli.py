@@ -231,6 +231,9 @@ def serve(host: str, port: int, db: str | None, demo: bool, workers: int) -> Non
 @click.option("--tile-url", default=None, metavar="URL",
               help="a base map for --report from this tile server, e.g. "
                    "http://127.0.0.1:8080/tile/{z}/{x}/{y}.png (the page fetches tiles when opened)")
+@click.option("--pmtiles", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE",
+              help="a base map for --report from a local PMTiles archive of raster tiles (the tiles "
+                   "in view are embedded: the page needs no network)")
 @click.option("--scheduler", default=None, metavar="ADDRESS",
               help="score on a Dask cluster at this scheduler address; 'local' starts one here")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -241,12 +244,13 @@ def score(input_path: Path, out: Path, db: str | None, radius_m: float, at, lat_
           geocoder_url: str | None, geocoder_options: tuple[str, ...], geocode_delay_s: float,
           postal_codes: Path | None,
           chunk_rows: int, report_path: Path | None, id_col: str | None, tile_url: str | None,
-          scheduler: str | None) -> None:
+          pmtiles: Path | None, scheduler: str | None) -> None:
     """Score a customer file: nearest store, stores in reach, geofences, the offer (SPEC 7)."""
     from datetime import UTC
 
     from tqdm import tqdm
 
+    from .basemap import BaseMap
     from .io.customers import count_rows
     from .io.geocoding import parse_options
     from .preflight import check_database, plan_run
@@ -255,9 +259,9 @@ def score(input_path: Path, out: Path, db: str | None, radius_m: float, at, lat_
 
     if not input_path.is_file():
         raise InvalidInput(f"{input_path}: no such file")
-    if tile_url is not None and not all(k in tile_url for k in ("{z}", "{x}", "{y}")):
-        raise InvalidInput(f"--tile-url {tile_url!r} needs {{z}}, {{x}} and {{y}} where the tile's "
-                           "zoom and numbers go, like http://host/tile/{z}/{x}/{y}.png")
+    base_map = BaseMap.open(tile_url, pmtiles)  # checked before anything is written
+    if base_map is not None and report_path is None:
+        raise InvalidInput("--tile-url and --pmtiles draw the --report's base map; add --report FILE.html")
     geocoder_opts = parse_options(geocoder_options)
     settings = Settings.from_env(db=db)
     check_database(settings.db)  # a scoring run never creates an empty database
@@ -284,7 +288,7 @@ def score(input_path: Path, out: Path, db: str | None, radius_m: float, at, lat_
             partial = report_path.with_name(f".{report_path.name}.partial")
             write_report(partial, engine.snapshot.places.stores, rows=run.rows,
                          statuses=run.statuses, near=run.near, sample=sample.frame,
-                         radius_m=radius_m, seconds=run.seconds, tile_url=tile_url,
+                         radius_m=radius_m, seconds=run.seconds, base_map=base_map,
                          id_col=run.id_col, fences=engine.snapshot.places.geofences,
                          offers=sample.offers, store_offers=sample.store_offers,
                          at=at.isoformat() if at is not None else "", source=str(input_path))

@@ -2,9 +2,9 @@
 
 The map is inline SVG in Web Mercator: stores as red squares (their names on hover), scored
 customers (a sample when there are many) as dots coloured by distance to their nearest store.
-It needs no network: no CDN, no script, no tile server. Only when the user gives a tile URL
-(``{z}/{x}/{y}``, as OpenStreetMap-style servers take) does the page draw a base map from it,
-as ``<image>`` elements the browser fetches when the page is opened.
+It needs no network: no CDN, no script, no tile server. A base map is optional
+(:class:`~geo_engine.basemap.BaseMap`): tiles from a local PMTiles archive are embedded in the
+page; only tiles from a tile server's URL are fetched by the browser when the page is opened.
 
 It draws what it is given (the stores, a sample, the totals); it never queries anything.
 """
@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .basemap import BaseMap
 from .model import StoreArrays
 
 __all__ = ["SAMPLE_POINTS", "MapSample", "tiles", "write_report"]
@@ -72,23 +73,24 @@ def _mercator_y(lat: np.ndarray) -> np.ndarray:
 MAX_TILES = 64
 
 
-def tiles(x0: float, x1: float, y0: float, y1: float, scale: float) -> tuple[int, list[tuple[int, int]]]:
+def tiles(x0: float, x1: float, y0: float, y1: float, scale: float, min_zoom: int = 0,
+          max_zoom: int = 19) -> tuple[int, list[tuple[int, int]]]:
     """The zoom and the ``(x, y)`` tiles covering a Web Mercator box (radians) drawn at
-    ``scale`` pixels a radian: the zoom whose 256-pixel tiles show closest to their own size,
-    lowered until at most MAX_TILES cover the box."""
-    z = int(np.clip(round(math.log2(max(scale * 2 * math.pi / 256, 1e-9))), 0, 19))
+    ``scale`` pixels a radian: the zoom whose 256-pixel tiles show closest to their own size
+    (within the zooms the tiles exist at), lowered until at most MAX_TILES cover the box."""
+    z = int(np.clip(round(math.log2(max(scale * 2 * math.pi / 256, 1e-9))), min_zoom, max_zoom))
     def tile(v: float, n: int) -> int:  # v: radians from the tile grid's west or north edge
         return int(np.clip(math.floor(v / (2 * math.pi) * n), 0, n - 1))
     while True:
         n = 2 ** z
         xs = range(tile(x0 + math.pi, n), tile(x1 + math.pi, n) + 1)
         ys = range(tile(math.pi - y1, n), tile(math.pi - y0, n) + 1)
-        if len(xs) * len(ys) <= MAX_TILES or z == 0:
+        if len(xs) * len(ys) <= MAX_TILES or z <= min_zoom:
             return z, [(x, y) for y in ys for x in xs]
         z -= 1
 
 
-def _svg(stores: StoreArrays, sample: pd.DataFrame, tile_url: str | None = None,
+def _svg(stores: StoreArrays, sample: pd.DataFrame, base_map: BaseMap | None = None,
          id_col: str | None = None, fences=None) -> tuple[str, list]:
     """The map as SVG, and the customers left outside its view (farthest first)."""
     s_lat, s_lon = stores.lats, stores.lons
@@ -113,17 +115,19 @@ def _svg(stores: StoreArrays, sample: pd.DataFrame, tile_url: str | None = None,
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" '
              f'width="{WIDTH}" height="{HEIGHT}" role="img" aria-label="stores and customers">',
              f'<rect width="{WIDTH}" height="{HEIGHT}" fill="#f4f1ea"/>']
-    if tile_url:
+    if base_map is not None:
         # the whole view, not only the points' box: tiles fill the frame
         vx0, vx1 = cx - WIDTH / 2 / scale, cx + WIDTH / 2 / scale
         vy0, vy1 = cy - HEIGHT / 2 / scale, cy + HEIGHT / 2 / scale
-        z, cover = tiles(vx0, vx1, vy0, vy1, scale)
+        z, cover = tiles(vx0, vx1, vy0, vy1, scale, base_map.min_zoom, base_map.max_zoom)
         size = 2 * math.pi / 2 ** z * scale
         images = []
         for tx, ty in cover:
             left = WIDTH / 2 + (tx / 2 ** z * 2 * math.pi - math.pi - cx) * scale
             top = HEIGHT / 2 - (math.pi - ty / 2 ** z * 2 * math.pi - cy) * scale
-            href = tile_url.replace("{z}", str(z)).replace("{x}", str(tx)).replace("{y}", str(ty))
+            href = base_map.href(z, tx, ty)
+            if href is None:  # not in the archive
+                continue
             images.append(f'<image href="{html.escape(href)}" x="{left:.2f}" y="{top:.2f}" '
                           f'width="{size + 1:.2f}" height="{size + 1:.2f}"/>')
         parts.append(f'<g class="tiles">{"".join(images)}</g>')
@@ -208,7 +212,7 @@ def _fence_svg(fence, px) -> str:
 
 def write_report(path: Path, stores: StoreArrays, *, rows: int, statuses: dict[str, int],
                  near: dict[str, int], sample: pd.DataFrame, radius_m: float, seconds: float,
-                 tile_url: str | None = None, id_col: str | None = None, fences=None,
+                 base_map: BaseMap | None = None, id_col: str | None = None, fences=None,
                  offers: dict[str, int] | None = None,
                  store_offers: dict[str, dict[str, int]] | None = None,
                  at: str = "", source: str = "") -> None:
@@ -216,11 +220,12 @@ def write_report(path: Path, stores: StoreArrays, *, rows: int, statuses: dict[s
     customers, those outside it listed), the input and the settings, rows by status, the
     offers in total and at the top stores.
 
-    With ``tile_url`` the map has a base layer from that tile server; without, it fetches
-    nothing. With ``id_col``, hovering a customer shows its id.
+    With ``base_map`` the map has a base layer (embedded from an archive, or from a tile
+    server when the page is opened); without, the page fetches nothing. With ``id_col``,
+    hovering a customer shows its id.
     """
     esc = html.escape
-    svg, outliers = _svg(stores, sample, tile_url, id_col, fences)
+    svg, outliers = _svg(stores, sample, base_map, id_col, fences)
     legend = "".join(f'<li><span class="dot" style="background:{c}"></span>'
                      f'{"under " + format(b, ",.0f") + " m" if b != math.inf else "farther"}</li>'
                      for b, c in BUCKETS)
@@ -247,7 +252,7 @@ def write_report(path: Path, stores: StoreArrays, *, rows: int, statuses: dict[s
         f"<h2>Outside the map</h2><p class=\"muted\">{len(outliers)} of the mapped customers lie "
         f"beyond the bulk the map shows; the farthest:</p><table><tr><th>customer</th><th>where"
         f"</th><th>to its nearest store</th></tr>{far_rows}</table>")
-    credit = "" if not tile_url else f'<p class="muted">base map: tiles from {esc(tile_url)}</p>'
+    credit = "" if base_map is None else f'<p class="muted">base map: {esc(base_map.credit)}</p>'
     sampled = " (a sample)" if len(sample) < statuses.get("ok", 0) else ""
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>geo-engine scoring report</title>

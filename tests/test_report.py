@@ -169,3 +169,94 @@ def test_a_named_id_column_must_exist_and_a_failed_run_keeps_the_old_output(tmp_
                         str(tmp_path / "o.csv"), "--db", engine.db.path, "--tile-url", "http://x/t.png"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode != 0 and "needs {z}, {x} and {y}" in r.stderr
+
+
+def _pmtiles(path, colour, zooms, kind="PNG", box=(-123.0, 37.0, -121.5, 38.5)):
+    """A PMTiles archive of flat-colour tiles over a lon/lat box at some zooms."""
+    import io
+    import math
+
+    from pmtiles.tile import Compression, TileType, zxy_to_tileid
+    from pmtiles.writer import write
+
+    buf = io.BytesIO()
+    Image.new("RGB", (256, 256), colour).save(buf, format="PNG")
+    png = buf.getvalue()
+
+    def xy(lon, lat, n):
+        y = (1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * n
+        return int((lon + 180) / 360 * n), int(y)
+    ids = []
+    for z in zooms:
+        n = 2 ** z
+        (x0, y0), (x1, y1) = xy(box[0], box[3], n), xy(box[2], box[1], n)
+        ids += [zxy_to_tileid(z, x, y) for x in range(x0, x1 + 1) for y in range(y0, y1 + 1)]
+    with write(path) as w:
+        for t in sorted(ids):
+            w.write_tile(t, png)
+        w.finalize({"tile_type": TileType[kind], "tile_compression": Compression.NONE,
+                    "min_lon_e7": int(box[0] * 1e7), "min_lat_e7": int(box[1] * 1e7),
+                    "max_lon_e7": int(box[2] * 1e7), "max_lat_e7": int(box[3] * 1e7),
+                    "center_zoom": zooms[0], "center_lon_e7": int(-122.4e7), "center_lat_e7": int(37.77e7)},
+                   {"name": "test tiles"})
+    return path
+
+
+def test_a_local_pmtiles_base_map_is_embedded_and_draws_with_no_network(tmp_path):
+    """Tiles from a PMTiles archive go into the page as data: images (the zoom held to the
+    archive's deepest), so the page still fetches nothing; in Chromium they fill the map."""
+    engine = Engine(Settings(db=str(tmp_path / "r.db")))
+    engine.import_files([DEMO])
+    rng = np.random.default_rng(7)
+    path = tmp_path / "customers.csv"
+    pd.DataFrame({"id": range(300), "lat": 37.72 + rng.random(300) * 0.08,
+                  "lon": -122.50 + rng.random(300) * 0.1}).to_csv(path, index=False)
+    green = (0x30, 0xA0, 0x50)
+    archive = _pmtiles(tmp_path / "base.pmtiles", green, zooms=[9, 10, 11])  # the view wants ~13
+    report = tmp_path / "report.html"
+    r = subprocess.run([sys.executable, "-m", "geo_engine", "score", str(path), "--out",
+                        str(tmp_path / "out.csv"), "--db", engine.db.path, "--report", str(report),
+                        "--pmtiles", str(archive)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    page = report.read_text()
+    hrefs = re.findall(r'<image href="([^"]+)"', page)
+    assert hrefs and all(h.startswith("data:image/png;base64,") for h in hrefs)
+    assert re.findall(r"https?://", page) == ["http://"]  # only the SVG namespace: nothing to fetch
+    assert "base map: tiles from base.pmtiles (embedded)" in page
+    shot = tmp_path / "shot.png"
+    subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}",
+                    "--host-resolver-rules=MAP * ~NOTFOUND", "--window-size=1400,900",
+                    f"--screenshot={shot}", report.as_uri()], capture_output=True, timeout=120, check=True)
+    pixels = np.asarray(Image.open(shot).convert("RGB"))[110:700, 30:960].reshape(-1, 3).astype(int)
+    tiles_drawn = int((np.abs(pixels - np.array(green)).sum(axis=1) < 40).sum())
+    background = int((np.abs(pixels - np.array((0xF4, 0xF1, 0xEA))).sum(axis=1) < 40).sum())
+    assert tiles_drawn > 0.8 * len(pixels) and background < 0.01 * len(pixels)
+
+
+def test_a_base_map_that_cannot_serve_is_refused_before_anything_is_written(tmp_path):
+    engine = Engine(Settings(db=str(tmp_path / "r.db")))
+    engine.import_files([DEMO])
+    path = tmp_path / "customers.csv"
+    pd.DataFrame({"id": [1], "lat": [37.78], "lon": [-122.41]}).to_csv(path, index=False)
+    (tmp_path / "notes.pmtiles").write_text("not an archive at all\n")
+    (tmp_path / "empty.pmtiles").write_bytes(b"")
+    vector = _pmtiles(tmp_path / "vector.pmtiles", (0, 0, 0), zooms=[9], kind="MVT")
+    good = _pmtiles(tmp_path / "good.pmtiles", (0, 0, 0), zooms=[9])
+    out, report = tmp_path / "out.csv", tmp_path / "r.html"
+    cases = [
+        (["--pmtiles", tmp_path / "nope.pmtiles"], "no such file"),
+        (["--pmtiles", tmp_path / "notes.pmtiles"], "is not a PMTiles archive"),
+        (["--pmtiles", tmp_path / "empty.pmtiles"], "is empty"),
+        (["--pmtiles", vector], "holds MVT tiles; the report embeds raster tiles only"),
+        (["--pmtiles", good, "--tile-url", "http://127.0.0.1:1/{z}/{x}/{y}.png"], "not both"),
+    ]
+    for extra, words in cases:
+        r = subprocess.run([sys.executable, "-m", "geo_engine", "score", str(path), "--out", str(out),
+                            "--db", engine.db.path, "--report", str(report), *map(str, extra)],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 1 and r.stderr.startswith("error: ") and words in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+        assert not out.exists() and not report.exists()
+    r = subprocess.run([sys.executable, "-m", "geo_engine", "score", str(path), "--out", str(out),
+                        "--db", engine.db.path, "--pmtiles", str(good)], capture_output=True, text=True)
+    assert r.returncode == 1 and "add --report" in r.stderr and not out.exists()
