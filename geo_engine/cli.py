@@ -50,6 +50,26 @@ def _fails_cleanly(fn: Callable) -> Callable:
     return wrapper
 
 
+class _Time(click.ParamType):
+    """An RFC 3339 time (``2026-11-24T17:00:00Z``; without a zone, UTC)."""
+
+    name = "TIME"
+
+    def convert(self, value, param, ctx):
+        from datetime import UTC, datetime
+
+        if isinstance(value, datetime):
+            return value
+        try:
+            t = datetime.fromisoformat(str(value).strip())
+        except ValueError:
+            self.fail(f"{value!r} is not a time: give one like 2026-11-24T17:00:00Z (RFC 3339)", param, ctx)
+        return t.replace(tzinfo=UTC) if t.tzinfo is None else t
+
+
+_TIME = _Time()
+
+
 def _engine(db: str | None) -> Engine:
     return Engine(Settings.from_env(db=db))
 
@@ -207,7 +227,7 @@ def serve(host: str, port: int, db: str | None, demo: bool, workers: int) -> Non
 @_db_option
 @click.option("--radius-m", type=float, default=5000.0, show_default=True,
               help="count the stores within this many metres")
-@click.option("--at", "at", type=click.DateTime(["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S"]),
+@click.option("--at", "at", type=_TIME,
               default=None, help="score the offer as of this time (RFC 3339; default now, UTC)")
 @click.option("--lat-col", default=None, help="the latitude column  [default: lat, latitude or y, "
               "in any case]")
@@ -246,7 +266,6 @@ def score(input_path: Path, out: Path, db: str | None, radius_m: float, at, lat_
           chunk_rows: int, report_path: Path | None, id_col: str | None, tile_url: str | None,
           pmtiles: Path | None, scheduler: str | None) -> None:
     """Score a customer file: nearest store, stores in reach, geofences, the offer (SPEC 7)."""
-    from datetime import UTC
 
     from tqdm import tqdm
 
@@ -276,7 +295,7 @@ def score(input_path: Path, out: Path, db: str | None, radius_m: float, at, lat_
               desc="scoring") as bar:
         run = score_file(
             engine, input_path, out, radius_m=radius_m,
-            at=(at.replace(tzinfo=UTC) if at.tzinfo is None else at) if at is not None else None,
+            at=at,
             lat_col=plan.lat_col or "lat", lon_col=plan.lon_col or "lon", chunk_rows=chunk_rows,
             id_col=plan.id_col, delimiter=plan.delimiter, decimal=plan.decimal, commit=False,
             scheduler=scheduler, postal_codes_file=postal_codes,
@@ -341,12 +360,27 @@ cli.add_command(stores)
 
 
 def main() -> None:
-    """Entry point: run the CLI; an unexpected error is reported in one line, as a bug."""
+    """Entry point: run the CLI. A mistyped option or value is one sentence and exit 2 (not
+    click's usage block); an unexpected error is reported in one line, as a bug."""
     try:
-        cli(standalone_mode=True)
+        code = cli.main(prog_name="geo-engine", standalone_mode=False)
+    except click.UsageError as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # a bare command: its help, as click shows it
+            click.echo(exc.format_message(), err=True)
+            sys.exit(exc.exit_code)
+        where = exc.ctx.command_path if exc.ctx is not None else "geo-engine"
+        click.echo(f"error: {exc.format_message()} (see {where} --help)", err=True)
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        click.echo(f"error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("error: stopped", err=True)
+        sys.exit(1)
     except SystemExit:
         raise
     except Exception as exc:  # a bug: still no traceback for the user
         click.echo(f"error: internal error ({type(exc).__name__}: {exc}); this is a bug, please "
                    "report it", err=True)
         sys.exit(70)
+    sys.exit(code if isinstance(code, int) else 0)

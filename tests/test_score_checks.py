@@ -99,6 +99,36 @@ def test_options_out_of_range_are_refused(tmp_path, loaded_db, args, words):  # 
     fails(r, *words)
 
 
+@pytest.mark.parametrize(("args", "words"), [
+    (["--at", "yesterday"], "'yesterday' is not a time: give one like 2026-11-24T17:00:00Z"),
+    (["--at", "2026-13-01T00:00:00"], "is not a time"),
+    (["--radius-m", "five"], "'five' is not a valid float"),
+    (["--chunk-rows", "many"], "'many' is not a valid integer"),
+    (["--colour", "red"], "No such option '--colour'"),
+])
+def test_a_mistyped_option_is_one_sentence_and_exit_2(tmp_path, loaded_db, args, words):  # noqa: F811
+    out = tmp_path / "o.csv"
+    r = run("score", customers(tmp_path / "c.csv"), "--out", out, "--db", loaded_db, *args)
+    assert r.returncode == 2 and r.stderr.startswith("error: ") and words in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "(see geo-engine score --help)" in r.stderr
+    assert not out.exists()
+
+
+def test_an_at_time_is_rfc_3339_with_or_without_a_zone(tmp_path, loaded_db):  # noqa: F811
+    """The same instant, written with Z, with an offset, or without a zone (taken as UTC),
+    scores the same offers; a report says the instant it used."""
+    outs = []
+    for k, at in enumerate(["2026-11-24T17:00:00Z", "2026-11-24T12:00:00-05:00", "2026-11-24T17:00:00"]):
+        out, report = tmp_path / f"o{k}.csv", tmp_path / f"r{k}.html"
+        r = run("score", customers(tmp_path / "c.csv"), "--out", out, "--db", loaded_db, "--at", at,
+                "--report", report)
+        assert r.returncode == 0, r.stderr
+        outs.append(pd.read_csv(out))
+        said = "2026-11-24T12:00:00-05:00" if k == 1 else "2026-11-24T17:00:00+00:00"
+        assert f"offers as of {said}" in report.read_text()
+    assert outs[0].equals(outs[1]) and outs[0].equals(outs[2])
+
+
 def test_an_output_in_a_missing_folder_or_format_is_refused_first(tmp_path, loaded_db):  # noqa: F811
     path = customers(tmp_path / "c.csv")
     fails(run("score", path, "--out", tmp_path / "nowhere" / "o.csv", "--db", loaded_db),
