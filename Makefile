@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DB ?= geo-engine.db
 
-.PHONY: install run test lint bench bench-load data clean
+.PHONY: install run test lint bench bench-load data clean postgresql
 
 install: $(STAMP)
 
@@ -27,7 +27,15 @@ CHROMIUM := /usr/bin/chromium
 $(CHROMIUM):
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
-test: lint $(CHROMIUM)
+# The PostgreSQL tests start a throwaway server of their own on 127.0.0.1, in a temporary folder
+# (tests/pgcluster.py): Debian's postgresql, installed when missing (the cluster the package
+# makes and starts is stopped again: the tests never use it).
+POSTGRES := $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb))
+postgresql:
+	@test -n "$(POSTGRES)" || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq postgresql && (service postgresql stop || true))
+
+test: lint $(CHROMIUM) postgresql
 	$(BIN)/pytest -q
 
 bench: install

@@ -98,7 +98,7 @@ def validate(files: tuple[str, ...], db: str | None) -> None:
     if db is not None:
         from .preflight import check_database
 
-        check_database(settings.db)  # validating never creates a database
+        check_database(settings.database)  # validating never creates a database
     if Path(settings.db).is_file():
         known = Database(settings.db).places.store_ids()
     data = load_files(files, known_store_ids=known,
@@ -283,7 +283,7 @@ def score(input_path: Path, out: Path, db: str | None, radius_m: float, at, lat_
         raise InvalidInput("--tile-url and --pmtiles draw the --report's base map; add --report FILE.html")
     geocoder_opts = parse_options(geocoder_options)
     settings = Settings.from_env(db=db)
-    check_database(settings.db)  # a scoring run never creates an empty database
+    check_database(settings.database)  # a scoring run never creates an empty database
     engine = Engine(settings)
     plan = plan_run(input_path, out, report_path, stores=engine.counts()["stores"],
                     radius_m=radius_m, chunk_rows=chunk_rows, lat_col=lat_col, lon_col=lon_col,

@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sqlite3
 from collections.abc import Callable
 from typing import Any
 
-from .db.sqlite import Busy, SQLite, storage_error
+from .db.sqlite import Busy
 from .errors import StorageError
 
 __all__ = ["GroupCommit"]
@@ -34,13 +33,14 @@ class GroupCommit:
 
     Parameters
     ----------
-    sql : SQLite
-        The database; its connection's lock is held from the group's BEGIN to its COMMIT.
+    sql : SQLite or PostgreSQL
+        The database; the group's transaction (SQLite: the write lock) is held from its BEGIN
+        to its COMMIT.
     """
 
-    def __init__(self, sql: SQLite):
+    def __init__(self, sql):
         self._sql = sql
-        self._tx: sqlite3.Connection | None = None
+        self._tx = None
         self._opening: asyncio.Task | None = None
         self._commit_scheduled = False
         self._waiting: list[asyncio.Future] = []
@@ -48,7 +48,7 @@ class GroupCommit:
         self.groups = 0
         self.writes = 0
 
-    async def write(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
+    async def write(self, work: Callable[[Any], Any]) -> Any:
         """Run ``work(tx)`` now, in the group's transaction; return its result once the group
         has committed (or raise what it raised; a failed commit raises StorageError)."""
         loop = asyncio.get_running_loop()
@@ -74,8 +74,8 @@ class GroupCommit:
             if tx.in_transaction:  # after some errors (a full disk) SQLite has rolled back all
                 tx.execute("ROLLBACK TO ping")
                 tx.execute("RELEASE ping")
-            if isinstance(exc, sqlite3.OperationalError):  # full, read-only: said as such
-                raise storage_error(self._sql.path, exc, "nothing of this write was kept") from None
+            if isinstance(exc, self._sql.Error):  # full, read-only, contention: said as such
+                raise self._sql.error(exc, "nothing of this write was kept") from None
             raise
         tx.execute("RELEASE ping")
         committed = loop.create_future()
@@ -104,9 +104,9 @@ class GroupCommit:
         self._commit_scheduled = False
         try:
             self._sql.commit()
-        except sqlite3.Error as exc:
-            error = storage_error(self._sql.path, exc, f"the database refused to commit, and "
-                                  f"nothing of this group of {len(waiting)} writes was kept")
+        except self._sql.Error as exc:
+            error = self._sql.error(exc, f"the database refused to commit, and nothing of this "
+                                    f"group of {len(waiting)} writes was kept")
             for done in waiting:
                 if not done.done():
                     done.set_exception(error)

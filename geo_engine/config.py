@@ -29,6 +29,8 @@ class Setting:
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("db", "geo-engine.db", "path of the SQLite database file (created if missing)"),
+    Setting("database_url", "", "a PostgreSQL database to use instead of the SQLite file, "
+            "postgresql://user:password@host:port/name (its schema is made and migrated on start)"),
     Setting("default_k", 1, "how many stores `nearest` returns when -k is not given"),
     Setting("default_accuracy_m", 50.0, "GPS accuracy, metres, taken for a ping that gives none"),
     Setting("min_offer_interval_s", 900.0, "engine-wide minimum seconds between two offers to one device"),
@@ -84,7 +86,13 @@ def _parse(kind: type, raw: str) -> Any:
 class Settings:
     """geo-engine's settings; see :data:`SETTINGS` for each one's meaning and default."""
 
+    @property
+    def database(self) -> str:
+        """Where the database is: ``database_url`` when set, else the SQLite file ``db``."""
+        return self.database_url or self.db
+
     db: str = "geo-engine.db"
+    database_url: str = ""
     default_k: int = 1
     default_accuracy_m: float = 50.0
     min_offer_interval_s: float = 900.0

@@ -32,7 +32,7 @@ from .config import Settings
 from .db import Database
 from .db.devices import new_version
 from .decide import decide
-from .errors import Conflict, InvalidInput, NotFound, StorageError, ValidationFailed
+from .errors import Conflict, InvalidInput, NotFound, StorageError, ValidationFailed, WriteContention
 from .geodesy import check_lat_lon
 from .io.places import (
     Dataset,
@@ -110,7 +110,7 @@ class Engine:
         #: when a list, handle_ping appends (index, state, rules, record, commit) seconds per ping
         self.stage_times: list[tuple[float, float, float, float, float]] | None = None
         self.settings = settings or Settings.from_env()
-        self.db = database or Database(self.settings.db, self.settings.synchronous)
+        self.db = database or Database(self.settings.database, self.settings.synchronous)
         self._serving = False  # start_serving: build what pings query in every new snapshot
         self._rebuilding = threading.Lock()  # held only to swap a built snapshot in
         self._group: GroupCommit | None = None  # handle_ping_async's group commit (a server's)
@@ -407,6 +407,7 @@ class Engine:
         conditional on the row's version, so a stale copy (another worker, a consent change)
         is caught inside the transaction, read again, and the ping decided again.
         """
+        contended = False
         for _ in range(_RETRIES):
             answer, write, stages = self._prepare_ping(ping)
             if write is None:
@@ -418,7 +419,12 @@ class Engine:
                 break
             except _Stale as stale:  # places or campaigns changed since the snapshot: follow
                 self._follow(stale.seen)
+            except WriteContention:  # another instance held a row it needed: nothing kept, again
+                contended = True
         else:
+            if contended:
+                raise WriteContention("the database could not take this ping's write now "
+                                      f"(other instances held its rows, {_RETRIES} tries); try again")
             raise StorageError("places or campaigns kept changing under a ping; try again")
         self.db.devices.committed(ping.device_id, written)
         if self.stage_times is not None and len(stages) == 5:  # bench_ping: where time goes
@@ -432,6 +438,7 @@ class Engine:
         loop's group commit (:mod:`geo_engine.commits`), answered once that has committed."""
         if self._group is None:
             self._group = GroupCommit(self.db.sql)
+        contended = False
         for _ in range(_RETRIES):
             answer, write, _ = self._prepare_ping(ping)
             if write is None:
@@ -441,8 +448,14 @@ class Engine:
             except _Stale as stale:  # places or campaigns changed since the snapshot: follow
                 self._follow(stale.seen)
                 continue
+            except WriteContention:  # another instance held a row it needed: nothing kept, again
+                contended = True
+                continue
             self.db.devices.committed(ping.device_id, written)
             return answer
+        if contended:
+            raise WriteContention("the database could not take this ping's write now (other "
+                                  f"instances held its rows, {_RETRIES} tries); try again")
         raise StorageError("places or campaigns kept changing under a ping; try again")
 
     def _prepare_ping(self, ping: Ping):

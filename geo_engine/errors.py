@@ -32,6 +32,7 @@ __all__ = [
     "Problem",
     "StorageError",
     "ValidationFailed",
+    "WriteContention",
 ]
 
 
@@ -103,3 +104,9 @@ class Conflict(GeoEngineError):
 
 class StorageError(GeoEngineError):
     """The database could not be opened, read or written."""
+
+
+class WriteContention(StorageError):
+    """The database could not take a write now (another instance held a row it needed, or the
+    two waited on each other); nothing of it was kept, and the same work run again can
+    succeed. The engine runs it again a few times before saying so (503)."""

@@ -44,8 +44,8 @@ class Plan:
 
 def check_database(path: str | Path) -> None:
     """A scoring run needs a database with stores: one that does not exist is not created."""
-    if str(path) == ":memory:":
-        return
+    if str(path) == ":memory:" or str(path).startswith(("postgresql://", "postgres://")):
+        return  # a server's database: opening it says whether it is there
     if not Path(path).is_file():
         raise InvalidInput(f"no database at {path}: import the stores first (geo-engine import "
                            "STORES.geojson --db PATH), or name the database with --db")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -74,6 +75,27 @@ def world():
 
     lats, lons = worldwide_stores()
     return lats, lons, StoreIndex(lats, lons)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """One throwaway PostgreSQL server for the whole run (tests/pgcluster.py)."""
+    from .pgcluster import Cluster
+
+    with Cluster() as cluster:
+        yield cluster
+
+
+_databases = itertools.count()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request, tmp_path) -> str:
+    """A new, empty database on each backend in turn: a SQLite file's path, or a PostgreSQL
+    database's URL on the run's server. ``Settings(db=database)`` opens either."""
+    if request.param == "sqlite":
+        return str(tmp_path / "geo.db")
+    return request.getfixturevalue("pg_cluster").new_database(f"t{next(_databases)}")
 
 
 @pytest.fixture

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 from datetime import UTC, datetime, timedelta, timezone
 
 import orjson
 import pytest
 
-from geo_engine import Engine, InvalidInput, Settings
+from geo_engine import Database, Engine, InvalidInput, Settings
 from geo_engine.model import Ping
 
 from .conftest import WGS84
@@ -25,7 +24,7 @@ def feature(props, lon, lat):
 
 
 @pytest.fixture
-def engine(tmp_path):
+def engine(tmp_path, database):
     path = tmp_path / "world.geojson"
     week = {d: [["09:00", "21:00"]] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
     path.write_text(json.dumps({"type": "FeatureCollection", "features": [
@@ -34,9 +33,10 @@ def engine(tmp_path):
         feature({"kind": "store", "id": "s-fiji", "tags": ["coffee"]}, FIJI[1], FIJI[0]),
         feature({"id": "g-fiji", "store_id": "s-fiji", "radius_m": 200}, FIJI[1], FIJI[0]),
     ]}))
-    e = Engine(Settings(trust_client_clock=True, db=str(tmp_path / "geo.db"), min_offer_interval_s=0))
+    e = Engine(Settings(trust_client_clock=True, db=database, min_offer_interval_s=0))
     e.import_files([path])
-    return e
+    yield e
+    e.db.close()
 
 
 def campaign(cid="c1", trigger=None, **extra):
@@ -446,8 +446,11 @@ def test_a_nearby_offer_names_the_nearest_targeted_store_in_reach(tmp_path):
 
 
 def _stored_last_ts(engine, device):
-    with sqlite3.connect(engine.path) as conn:
-        return conn.execute("SELECT last_ts FROM devices WHERE device_id = ?", (device,)).fetchone()[0]
+    other = Database(engine.settings.database)  # another connection: what is committed
+    try:
+        return other.sql.query("SELECT last_ts FROM devices WHERE device_id = ?", (device,))[0][0]
+    finally:
+        other.close()
 
 
 def test_a_servers_quiet_ping_writes_nothing_until_written_behind(engine):
@@ -488,6 +491,7 @@ def test_a_quiet_ping_on_a_copy_another_process_made_stale_takes_the_write_path(
     other.db.close()
 
 
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)  # SQLite's PRAGMA data_version
 def test_quiet_pings_read_no_table_while_no_other_connection_commits(engine):
     """A quiet ping asks SQLite one thing, whether another connection has committed
     (PRAGMA data_version); its device row and the change counters are read again only once

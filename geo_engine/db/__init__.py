@@ -3,7 +3,7 @@
 ::
 
     Database
-    ├── sql        SQLite: connection, atomic(), migrate(), checkpointer (knows no table)
+    ├── sql        SQLite or PostgreSQL: connections, atomic(), migrate() (knows no table)
     ├── places     stores and geofences
     ├── campaigns  campaign objects as sent
     ├── devices    device rows (versioned, cached), events, pushes, spend, replies
@@ -13,8 +13,8 @@
 
 Writes that span concepts (a geofence deleted and the visits open in it closed) run in one
 ``atomic()`` block, each concept's statement taking the transaction. The rules live above this
-package; a second backend (PostgreSQL) is a sibling of :mod:`.sqlite` that the same concept
-classes run on.
+package; the PostgreSQL backend (:mod:`.postgres`) is a sibling of :mod:`.sqlite` that the same
+concept classes run on.
 """
 
 from __future__ import annotations
@@ -30,11 +30,16 @@ from .changes import generations
 from .devices import Devices
 from .geocodes import Geocodes
 from .places import Places
-from .schema import MIGRATIONS
+from .schema import MIGRATIONS, PG_MIGRATIONS
 from .sqlite import SQLite
 from .tokens import DeviceTokens
 
-__all__ = ["MIGRATIONS", "Database"]
+
+def is_postgres_url(text: str) -> bool:
+    """Whether a database location is a PostgreSQL URL (else it is a SQLite file)."""
+    return text.startswith(("postgresql://", "postgres://"))
+
+__all__ = ["MIGRATIONS", "PG_MIGRATIONS", "Database", "is_postgres_url"]
 
 
 class Database:
@@ -43,14 +48,21 @@ class Database:
     Parameters
     ----------
     path : str or Path
-        The SQLite file; ``":memory:"`` for a private in-memory database (tests).
+        The SQLite file (``":memory:"`` for a private in-memory database, in tests), or a
+        ``postgresql://`` URL (:mod:`.postgres`).
     synchronous : {"full", "normal"}
         What a commit survives (see :class:`~.sqlite.SQLite`).
     """
 
     def __init__(self, path: str | Path, synchronous: str = "full"):
-        self.sql = SQLite(path, synchronous)
-        self.sql.migrate(MIGRATIONS)
+        if is_postgres_url(str(path)):
+            from .postgres import PostgreSQL
+
+            self.sql = PostgreSQL(str(path), synchronous)
+            self.sql.migrate(PG_MIGRATIONS)
+        else:
+            self.sql = SQLite(path, synchronous)
+            self.sql.migrate(MIGRATIONS)
         self.places = Places(self.sql)
         self.campaigns = Campaigns(self.sql)
         self.devices = Devices(self.sql)

@@ -5,6 +5,8 @@ SQL only; making and checking keys is :mod:`geo_engine.apikeys`.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from .changes import bump
 from .sqlite import SQLite
 
@@ -40,7 +42,8 @@ class ApiKeys:
         """Revoke the active keys of a kind and store a new one."""
         with self._db.atomic() as tx:
             bump(tx, "keys")
-            tx.execute("UPDATE api_keys SET revoked_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') "
-                       "WHERE kind = ? AND revoked_at IS NULL AND key_hash != ?", (kind, key_hash))
-            tx.execute("INSERT OR IGNORE INTO api_keys (kind, key_hash, prefix) VALUES (?, ?, ?)",
-                       (kind, key_hash, prefix))
+            now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+            tx.execute("UPDATE api_keys SET revoked_at = ? WHERE kind = ? AND revoked_at IS NULL "
+                       "AND key_hash != ?", (now, kind, key_hash))
+            tx.execute("INSERT INTO api_keys (kind, key_hash, prefix) VALUES (?, ?, ?) "
+                       "ON CONFLICT (key_hash) DO NOTHING", (kind, key_hash, prefix))

@@ -7,20 +7,16 @@ with the database's and rebuilds what changed. SQL only.
 
 from __future__ import annotations
 
-import sqlite3
-
-from .sqlite import SQLite
-
 __all__ = ["bump", "generations"]
 
 
-def generations(db: SQLite | sqlite3.Connection) -> dict[str, int]:
+def generations(db) -> dict[str, int]:
     """The change counters: ``places`` (stores, geofences), ``campaigns`` and ``keys`` (read
     in the caller's transaction when given its connection)."""
     sql = "SELECT key, value FROM meta"
-    return dict(db.execute(sql).fetchall() if isinstance(db, sqlite3.Connection) else db.query(sql))
+    return dict(db.query(sql) if hasattr(db, "query") else db.execute(sql).fetchall())
 
 
-def bump(tx: sqlite3.Connection, what: str) -> None:
+def bump(tx, what: str) -> None:
     """Count a change of ``what`` (inside the transaction that makes it)."""
     tx.execute("UPDATE meta SET value = value + 1 WHERE key = ?", (what,))

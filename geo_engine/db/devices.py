@@ -47,9 +47,9 @@ def device_from_row(row: tuple) -> DeviceState:
 def _values(state: DeviceState) -> tuple:
     """A state as the values of its row, ``device_id`` last (the UPDATE's order)."""
     visits = orjson.dumps({fid: [v.store_id, v.entered_ts, int(v.dwell_done)]
-                           for fid, v in state.visits.items()})
+                           for fid, v in state.visits.items()}).decode()
     return (state.version, state.last_ts, state.last_lat, state.last_lon, state.last_accuracy_m,
-            state.last_offer_ts, int(state.opted_out), visits, orjson.dumps(state.history),
+            state.last_offer_ts, int(state.opted_out), visits, orjson.dumps(state.history).decode(),
             state.device_id)
 
 
@@ -183,7 +183,7 @@ class Devices:
         def run() -> None:
             while not self._stop.wait(every_s):
                 # a failed pass is caught up by the next one, or by the next write of the row
-                with contextlib.suppress(sqlite3.Error, StorageError):
+                with contextlib.suppress(self._db.Error, StorageError):
                     self.flush()
         self._flusher = threading.Thread(target=run, name="quiet-flush", daemon=True)
         self._flusher.start()
@@ -212,13 +212,14 @@ class Devices:
     def drop_visits_in(self, tx: sqlite3.Connection, geofence_id: str) -> None:
         """Close the visits open in a geofence that is going away, without an exit (it is gone,
         not left)."""
-        rows = tx.execute("SELECT device_id, visits FROM devices WHERE instr(visits, ?)",
+        find = "instr(visits, ?) > 0" if self._db.dialect == "sqlite" else "strpos(visits, ?) > 0"
+        rows = tx.execute(f"SELECT device_id, visits FROM devices WHERE {find}",
                           (orjson.dumps(geofence_id).decode(),)).fetchall()
         for device_id, text in rows:
             visits = orjson.loads(text)
             if visits.pop(geofence_id, None) is not None:
                 tx.execute("UPDATE devices SET visits = ?, version = ? WHERE device_id = ?",
-                           (orjson.dumps(visits), new_version(), device_id))
+                           (orjson.dumps(visits).decode(), new_version(), device_id))
                 self._drop(device_id)
 
     def set_consent(self, device_id: str, location_offers: bool) -> None:
@@ -303,5 +304,5 @@ class Devices:
     @staticmethod
     def save_reply(tx: sqlite3.Connection, device_id: str, ping_id: str, body: bytes,
                    request: str) -> None:
-        tx.execute("INSERT OR IGNORE INTO replies (device_id, ping_id, body, request) "
-                   "VALUES (?, ?, ?, ?)", (device_id, ping_id, body, request))
+        tx.execute("INSERT INTO replies (device_id, ping_id, body, request) VALUES (?, ?, ?, ?) "
+                   "ON CONFLICT (device_id, ping_id) DO NOTHING", (device_id, ping_id, body, request))

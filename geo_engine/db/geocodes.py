@@ -29,5 +29,7 @@ class Geocodes:
 
     def save(self, geocoder: str, found: dict[str, tuple]) -> None:
         with self._db.atomic() as tx:
-            tx.executemany("INSERT OR REPLACE INTO geocodes (geocoder, address, lat, lon) "
-                           "VALUES (?, ?, ?, ?)", [(geocoder, a, la, lo) for a, (la, lo) in found.items()])
+            tx.executemany("INSERT INTO geocodes (geocoder, address, lat, lon) VALUES (?, ?, ?, ?) "
+                           "ON CONFLICT (geocoder, address) DO UPDATE SET lat = excluded.lat, "
+                           "lon = excluded.lon, at = excluded.at",
+                           [(geocoder, a, la, lo) for a, (la, lo) in found.items()])

@@ -74,7 +74,7 @@ class Places:
                          geometry=excluded.geometry, tags=excluded.tags, enabled=excluded.enabled,
                          expires_at=excluded.expires_at, metadata=excluded.metadata,
                          updated_at=excluded.updated_at""", fence_rows)
-        except sqlite3.Error as exc:
+        except self._db.Error as exc:
             raise StorageError(f"the import into {self._db.path} was refused and nothing was "
                                f"changed: {exc}") from None
         return {"stores": len(store_rows), "geofences": len(fence_rows)}

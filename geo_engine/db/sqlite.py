@@ -78,6 +78,9 @@ class SQLite:
         is what makes ``full`` affordable: one sync serves every ping of a batch.
     """
 
+    Error = sqlite3.Error
+    dialect = "sqlite"
+
     def __init__(self, path: str | Path, synchronous: str = "full"):
         self.path = str(path)
         if synchronous not in ("full", "normal"):
@@ -99,6 +102,16 @@ class SQLite:
         self._checkpointer: threading.Thread | None = None
         self._stop = threading.Event()
         self._lock = threading.RLock()
+
+    def error(self, exc: BaseException, doing: str = "") -> StorageError:
+        """A SQLite error as the one sentence an operator acts on (:func:`storage_error`)."""
+        return storage_error(self.path, exc, doing)
+
+    @staticmethod
+    def retryable(exc: BaseException) -> bool:
+        """Whether running the same work again can succeed: never needed here (one writer at a
+        time, and a write waits for the lock rather than failing)."""
+        return False
 
     @property
     def schema_version(self) -> int:

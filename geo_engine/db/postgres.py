@@ -1,0 +1,244 @@
+"""A PostgreSQL database: a connection pool, transactions, migrations, with SQLite's verbs.
+
+Chosen by ``GEO_ENGINE_DATABASE_URL=postgresql://...``. The concept modules beside it (places,
+campaigns, devices, API keys, tokens, geocodes) run on it unchanged: they write their SQL with
+``?`` placeholders and run it through ``query``, ``atomic`` or a transaction from ``begin``,
+and this module hands it to psycopg 3 with ``%s`` ones. Connections come from a
+``psycopg_pool`` pool; each runs with a short ``lock_timeout``, so a write that would wait long on
+another instance's row fails fast (:meth:`retryable`) and the caller runs the work again instead
+of holding its event loop.
+
+The schema version lives in the ``schema_version`` table; :meth:`migrate` applies the steps
+from there on, each in one transaction, under an advisory lock (instances that start together
+migrate once).
+
+This module knows no table and no domain, as :mod:`.sqlite`.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.pq import TransactionStatus
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from ..errors import StorageError, WriteContention
+
+__all__ = ["PostgreSQL", "Tx"]
+
+_MIGRATE_LOCK = 7_460_310_001  # pg_advisory_xact_lock key: one instance migrates at a time
+LOCK_TIMEOUT_MS = 200
+# errors after which running the same work again can succeed: a deadlock, a serialization
+# failure, a lock not granted within the timeout
+_RETRYABLE = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure,
+              pg_errors.LockNotAvailable)
+
+
+@functools.lru_cache(maxsize=1024)
+def _sql(text: str) -> str:
+    """SQLite's ``?`` placeholders as psycopg's ``%s`` (a literal ``%`` doubled)."""
+    return text.replace("%", "%%").replace("?", "%s")
+
+
+def _shown(url: str) -> str:
+    """The URL without its password, for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class Tx:
+    """A transaction's connection with the verbs the concept modules use on SQLite's:
+    ``execute`` and ``executemany`` (``?`` placeholders) returning a cursor, ``in_transaction``."""
+
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: psycopg.Connection):
+        self.conn = conn
+
+    def execute(self, sql: str, args=()) -> psycopg.Cursor:
+        return self.conn.execute(_sql(sql), tuple(args))
+
+    def executemany(self, sql: str, rows) -> psycopg.Cursor:
+        cur = self.conn.cursor()
+        cur.executemany(_sql(sql), list(rows))
+        return cur
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.conn.info.transaction_status != TransactionStatus.IDLE
+
+
+class PostgreSQL:
+    """A PostgreSQL database, shared by this process's threads through a pool of connections.
+
+    Parameters
+    ----------
+    url : str
+        ``postgresql://user:password@host:port/database`` (libpq's URL).
+    synchronous : {"full", "normal"}
+        ``full``: a commit is on the server's disk before it returns (``synchronous_commit``
+        on). ``normal``: it returns once written, before the flush (off): a crash of the
+        server can lose the last commits, never half of one.
+    pool_size : int
+        Connections at most (the event loop's group commit holds one while its group is open).
+    """
+
+    Error = psycopg.Error
+    dialect = "postgresql"
+
+    def __init__(self, url: str, synchronous: str = "full", pool_size: int = 8):
+        if synchronous not in ("full", "normal"):
+            raise StorageError(f"synchronous must be full or normal, got {synchronous!r}")
+        self.url = url
+        self.path = _shown(url)
+        commit = "on" if synchronous == "full" else "off"
+
+        def configure(conn: psycopg.Connection) -> None:
+            conn.execute(f"SET synchronous_commit = {commit}")
+            conn.execute(f"SET lock_timeout = {LOCK_TIMEOUT_MS}")
+            conn.execute("SET TIME ZONE 'UTC'")
+        try:
+            self._pool = ConnectionPool(url, min_size=1, max_size=pool_size, open=True, timeout=30,
+                                        kwargs={"autocommit": True}, configure=configure,
+                                        name="geo-engine")
+            self._pool.wait(timeout=15)
+        except (psycopg.Error, OSError) as exc:
+            raise StorageError(f"cannot open the database {self.path}: {exc}") from None
+        except PoolTimeout:
+            self._pool.close()
+            raise StorageError(f"cannot open the database {self.path}: no connection within 15 s "
+                               "(is the server running, and the URL right?)") from None
+        self._held = threading.local()  # begin() .. commit(): the connection a thread holds
+        self._versions = itertools.count(1)
+
+    # --- what SQLite's module offers ------------------------------------------------------------
+
+    def error(self, exc: BaseException, doing: str = "") -> StorageError:
+        """A database error as the one sentence an operator acts on (a
+        :class:`WriteContention` when running the work again can succeed)."""
+        said = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if self.retryable(exc):
+            return WriteContention(f"{doing}{': ' if doing else ''}the database {self.path} could not "
+                                   f"take the write now ({said}); try again")
+        if isinstance(exc, pg_errors.DiskFull):
+            why = f"the disk holding the database {self.path} is full: free some space, then try again"
+        elif isinstance(exc, pg_errors.ReadOnlySqlTransaction):
+            why = f"the database {self.path} is read-only (a standby, or default_transaction_read_only)"
+        elif isinstance(exc, psycopg.OperationalError):
+            why = f"the database {self.path} cannot be reached: {said}"
+        else:
+            why = f"the database {self.path} failed: {said}"
+        return StorageError(f"{doing}{': ' if doing else ''}{why}")
+
+    @staticmethod
+    def retryable(exc: BaseException) -> bool:
+        """Whether running the same work again, in a new transaction, can succeed."""
+        return isinstance(exc, _RETRYABLE)
+
+    @property
+    def schema_version(self) -> int:
+        rows = self.query("SELECT to_regclass('schema_version') IS NOT NULL")
+        if not rows[0][0]:
+            return 0
+        return self.query("SELECT coalesce(max(version), 0) FROM schema_version")[0][0]
+
+    def migrate(self, migrations: list[str]) -> None:
+        """Apply ``migrations[v:]`` to a database at schema version ``v``, each step in one
+        transaction, one instance at a time."""
+        try:
+            with self._pool.connection() as conn:
+                with conn.transaction():
+                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATE_LOCK,))
+                    conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+                version = conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
+                if version > len(migrations):
+                    raise StorageError(f"the database {self.path} has schema version {version}, newer "
+                                       f"than this geo-engine knows ({len(migrations)}); upgrade "
+                                       "geo-engine")
+                for target in range(version + 1, len(migrations) + 1):
+                    with conn.transaction():
+                        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATE_LOCK,))
+                        now = conn.execute("SELECT coalesce(max(version), 0) FROM schema_version"
+                                           ).fetchone()[0]
+                        if now >= target:  # another instance applied it meanwhile
+                            continue
+                        conn.execute(migrations[target - 1])
+                        conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (target,))
+        except psycopg.Error as exc:
+            raise self.error(exc, "cannot open the database") from None
+
+    def query(self, sql: str, args: tuple | list = ()) -> list[tuple]:
+        """Read, whole, on a connection of the pool (its own snapshot)."""
+        try:
+            with self._pool.connection() as conn:
+                return conn.execute(_sql(sql), tuple(args)).fetchall()
+        except psycopg.Error as exc:
+            raise self.error(exc) from None
+
+    def data_version(self) -> int:
+        """SQLite's ``data_version`` says whether another connection committed, from shared
+        memory; another instance's commit here leaves no such trace. So this changes at every
+        call: whoever relies on it reads the row again (a quiet ping checks its device's row)."""
+        return next(self._versions)
+
+    @contextmanager
+    def atomic(self) -> Iterator[Tx]:
+        """Run a block in one transaction: committed whole, or rolled back on any error."""
+        try:
+            with self._pool.connection() as conn, conn.transaction():
+                yield Tx(conn)
+        except psycopg.Error as exc:
+            raise self.error(exc, "nothing was changed") from None
+
+    def begin(self, wait: bool = True) -> Tx:
+        """Open a transaction that this thread holds until :meth:`commit` or :meth:`rollback`
+        (for the group commit). PostgreSQL has no database-wide write lock: it never waits."""
+        conn = self._pool.getconn()
+        try:
+            conn.execute("BEGIN")
+        except BaseException:
+            self._pool.putconn(conn)
+            raise
+        self._held.conn = conn
+        return Tx(conn)
+
+    def commit(self) -> None:
+        conn = self._held.conn
+        self._held.conn = None
+        try:
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.info.transaction_status != TransactionStatus.IDLE:
+                conn.execute("ROLLBACK")
+            raise
+        finally:
+            self._pool.putconn(conn)
+
+    def rollback(self) -> None:
+        conn = self._held.conn
+        self._held.conn = None
+        try:
+            if conn.info.transaction_status != TransactionStatus.IDLE:
+                conn.execute("ROLLBACK")
+        finally:
+            self._pool.putconn(conn)
+
+    def start_checkpointer(self) -> None:
+        """Nothing to do: the server checkpoints its own WAL."""
+
+    @property
+    def checkpointing(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self._pool.close()
