@@ -1,9 +1,10 @@
-"""Text that can be stored and sent: no lone surrogates (SPEC 5).
+"""Text that can be stored and sent: no lone surrogates, no NUL characters (SPEC 5).
 
 JSON may spell a lone UTF-16 surrogate (``"\\ud800"``), and Python's parser turns it into a
 string that no UTF-8 can carry: stored, it fails the database's encoder; sent back, the JSON
-encoder. So every string a request or a file brings in is checked where it comes in, and the
-error names where it was.
+encoder. JSON may also spell a NUL (``"\\u0000"``), which PostgreSQL's text cannot hold (and
+which ends a C string wherever one is passed on). So every string a request or a file brings in
+is checked where it comes in, and the error names where it was.
 """
 
 from __future__ import annotations
@@ -12,11 +13,14 @@ from typing import Any
 
 __all__ = ["bad_text", "is_text", "NOT_TEXT"]
 
-NOT_TEXT = "is not valid UTF-8 text (it holds a lone surrogate, such as \\ud800)"
+NOT_TEXT = ("is not text that can be stored (it holds a NUL character, \\u0000, or a lone "
+            "surrogate, such as \\ud800)")
 
 
 def is_text(value: str) -> bool:
-    """Whether a string can be written as UTF-8."""
+    """Whether a string can be written as UTF-8 and stored as text (no NUL)."""
+    if "\x00" in value:
+        return False
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:

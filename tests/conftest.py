@@ -89,6 +89,19 @@ def pg_cluster():
 _databases = itertools.count()
 
 
+@pytest.fixture(autouse=True)
+def _close_postgres_pools():
+    """Close the PostgreSQL pools a test left open (engines are seldom closed in tests): the
+    run's server has a limited number of connections."""
+    yield
+    import sys
+
+    postgres = sys.modules.get("geo_engine.db.postgres")
+    if postgres is not None:
+        for db in list(postgres.PostgreSQL.opened):
+            db.close()
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database(request, tmp_path) -> str:
     """A new, empty database on each backend in turn: a SQLite file's path, or a PostgreSQL

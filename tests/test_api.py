@@ -21,9 +21,9 @@ FERRY = {"lat": 37.7955, "lon": -122.3937}
 
 
 @pytest.fixture
-def client(tmp_path):
+def client(database):
     # device tokens are off here (the tests of them are below): these pings speak with the key
-    engine = Engine(Settings(trust_client_clock=True, db=str(tmp_path / "api.db"),
+    engine = Engine(Settings(trust_client_clock=True, db=database,
                              admin_key="admin-key-for-tests", publishable_key="publishable-key-for-tests",
                              min_offer_interval_s=0, require_device_token="false",
                              device_pings_per_s=0))
@@ -31,6 +31,7 @@ def client(tmp_path):
     ensure_keys(engine.db.apikeys, engine.settings)
     with TestClient(create_app(engine)) as c:
         yield c
+    engine.db.close()
 
 
 def coffee(cid="coffee", **extra):
@@ -312,9 +313,9 @@ def test_the_short_ping_path_answers_as_the_route_does(tmp_path):
 
 
 @pytest.fixture
-def guarded(tmp_path):
+def guarded(database):
     """A new database: device tokens are on (SPEC 6.1), as for every database made now."""
-    engine = Engine(Settings(trust_client_clock=True, db=str(tmp_path / "guarded.db"),
+    engine = Engine(Settings(trust_client_clock=True, db=database,
                              admin_key="admin-key-for-tests", publishable_key="publishable-key-for-tests",
                              min_offer_interval_s=0, device_pings_per_s=0))
     assert engine.tokens_required
@@ -323,6 +324,7 @@ def guarded(tmp_path):
     engine.put_campaign("coffee", coffee())
     with TestClient(create_app(engine)) as c:
         yield c
+    engine.db.close()
 
 
 def register(client, device_id, headers=PUB):

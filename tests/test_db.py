@@ -19,10 +19,14 @@ from geo_engine.snapshot import Places
 from .conftest import DEMO
 
 
-def snapshot(path):
-    with sqlite3.connect(path) as conn:
-        return (conn.execute("SELECT * FROM stores ORDER BY id").fetchall(),
-                conn.execute("SELECT * FROM geofences ORDER BY id").fetchall())
+def snapshot(location):
+    """Every store and geofence row, read through a connection of its own."""
+    db = Database(location)
+    try:
+        return (db.sql.query("SELECT * FROM stores ORDER BY id"),
+                db.sql.query("SELECT * FROM geofences ORDER BY id"))
+    finally:
+        db.close()
 
 
 def test_a_file_database_is_wal_and_versioned(db_path):
@@ -40,8 +44,8 @@ def test_a_newer_schema_is_refused(db_path):
         Database(db_path)
 
 
-def test_import_round_trips_and_reimport_updates(db_path):
-    engine = Engine(Settings(db=str(db_path)))
+def test_import_round_trips_and_reimport_updates(database):
+    engine = Engine(Settings(db=database))
     counts, data = engine.import_files([DEMO])
     assert counts == {"stores": len(data.stores), "geofences": len(data.geofences)}
     stores = {s.id: s for s in engine.db.places.stores()}
@@ -59,10 +63,10 @@ def test_import_round_trips_and_reimport_updates(db_path):
     assert engine.db.places.counts()["stores"] == len(data.stores)
 
 
-def test_a_failed_validation_changes_nothing(db_path, tmp_path):
-    engine = Engine(Settings(db=str(db_path)))
+def test_a_failed_validation_changes_nothing(database, tmp_path):
+    engine = Engine(Settings(db=database))
     engine.import_files([DEMO])
-    before = snapshot(db_path)
+    before = snapshot(database)
     bad = tmp_path / "bad.geojson"
     bad.write_text(json.dumps({"type": "FeatureCollection", "features": [
         {"type": "Feature", "geometry": {"type": "Point", "coordinates": [0, 0]},
@@ -71,34 +75,39 @@ def test_a_failed_validation_changes_nothing(db_path, tmp_path):
          "properties": {"id": "bad", "store_id": "fc-ferry"}}]}))
     with pytest.raises(ValidationFailed, match="needs radius_m"):
         engine.import_files([bad])
-    assert snapshot(db_path) == before
+    assert snapshot(database) == before
 
 
-def test_a_write_refused_midway_rolls_back_the_whole_import(db_path):
-    db = Database(db_path)
+def test_a_write_refused_midway_rolls_back_the_whole_import(database):
+    db = Database(database)
     db.places.import_dataset([Store(id="keep", lat=0, lon=0)], [])
-    before = snapshot(db_path)
+    before = snapshot(database)
     # the stores go in first; the geofence's store does not exist, so SQLite refuses it
     stores = [Store(id="new", lat=1, lon=1), Store(id="keep", lat=5, lon=5)]
     fences = [Geofence(id="g", store_id="missing", lat=0, lon=0, radius_m=10)]
     with pytest.raises(StorageError, match="refused and nothing was changed"):
         db.places.import_dataset(stores, fences)
-    assert snapshot(db_path) == before
+    assert snapshot(database) == before
 
 
-def test_store_arrays_are_sorted_by_id(fresh_db):
-    fresh_db.places.import_dataset([Store(id=i, lat=0, lon=0) for i in ("b", "a", "ä", "B")], [])
-    assert fresh_db.places.store_arrays().ids.tolist() == sorted(["b", "a", "ä", "B"])
+def test_store_arrays_are_sorted_by_id(database):
+    """By code point, as Python sorts (the store index relies on it), on either backend."""
+    db = Database(database)
+    ids = ["b", "a", "ä", "B", "a-1", "a_1", "A1", "10", "9"]
+    db.places.import_dataset([Store(id=i, lat=0, lon=0) for i in ids], [])
+    assert db.places.store_arrays().ids.tolist() == sorted(ids)
+    assert [s.id for s in db.places.store_page(4, "a")] == sorted(i for i in ids if i > "a")[:4]
 
 
-text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
+text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=12)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.tuples(text.filter(bool), st.floats(-90, 90), st.floats(-180, 180), text,
                           st.lists(text, max_size=3)), max_size=8, unique_by=lambda t: t[0]),
        st.floats(1, 50_000))
-def test_stores_and_fences_round_trip(fresh_db, stores, radius):
+def test_stores_and_fences_round_trip(database, stores, radius):
+    fresh_db = Database(database)
     data = Dataset(stores=[Store(id=i, lat=la, lon=lo, name=n, tags=tuple(t))
                            for i, la, lo, n, t in stores])
     data.geofences = [Geofence(id=f"g-{s.id}", store_id=s.id, lat=s.lat, lon=s.lon, radius_m=radius)
@@ -113,9 +122,10 @@ def test_stores_and_fences_round_trip(fresh_db, stores, radius):
     with fresh_db.atomic() as tx:
         tx.execute("DELETE FROM geofences")
         tx.execute("DELETE FROM stores")
+    fresh_db.close()
 
 
-def test_store_time_zones_are_derived_offline_when_absent(tmp_path):
+def test_store_time_zones_are_derived_offline_when_absent(tmp_path, database):
     path = tmp_path / "tz.geojson"
     path.write_text(json.dumps({"type": "FeatureCollection", "features": [
         {"type": "Feature", "properties": {"kind": "store", "id": "suva"},
@@ -124,7 +134,7 @@ def test_store_time_zones_are_derived_offline_when_absent(tmp_path):
          "geometry": {"type": "Point", "coordinates": [18.96, 69.65]}},
         {"type": "Feature", "properties": {"kind": "store", "id": "given", "timezone": "Asia/Tokyo"},
          "geometry": {"type": "Point", "coordinates": [18.96, 69.65]}}]}))
-    engine = Engine(Settings(db=str(tmp_path / "tz.db")))
+    engine = Engine(Settings(db=database))
     engine.import_files([path])
     assert {s.id: s.timezone for s in engine.db.places.stores()} == {
         "suva": "Pacific/Fiji", "tromso": "Europe/Oslo", "given": "Asia/Tokyo"}
@@ -155,11 +165,11 @@ def test_version_3_device_state_moves_into_the_device_row(db_path):
     assert a.last_ts == 50 and b.opted_out and b.visits == {} and b.history == {}
 
 
-def test_a_device_write_is_refused_when_the_row_moved_on(db_path):
+def test_a_device_write_is_refused_when_the_row_moved_on(database):
     from geo_engine.db.devices import new_version
     from geo_engine.model import DeviceState
 
-    db = Database(db_path)
+    db = Database(database)
     with db.atomic() as conn:
         assert db.devices.save(conn, DeviceState("d", last_ts=1.0, version=new_version()), None)
         assert not db.devices.save(conn, DeviceState("d", version=new_version()), None)  # exists
@@ -234,3 +244,48 @@ def test_the_wal_file_starts_over_under_steady_writes(db_path):
     conn = sqlite3.connect(db_path)
     assert conn.execute("SELECT count(*) FROM filler").fetchone()[0] == 500
     conn.close()
+
+
+def test_both_backends_hold_the_same_tables_and_columns(pg_cluster, tmp_path):
+    """The PostgreSQL schema is SQLite's, step for step: the same tables with the same columns,
+    at the same version."""
+    from geo_engine.db import PG_MIGRATIONS
+
+    lite, pg = Database(tmp_path / "s.db"), Database(pg_cluster.new_database("schema_same"))
+    tables = [t for (t,) in lite.sql.query("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    lite_cols = {t: {r[1] for r in lite.sql.query(f"PRAGMA table_info({t})")} for t in tables}
+    pg_cols: dict[str, set] = {}
+    for t, c in pg.sql.query("SELECT table_name, column_name FROM information_schema.columns "
+                             "WHERE table_schema = 'public' AND table_name <> 'schema_version'"):
+        pg_cols.setdefault(t, set()).add(c)
+    assert pg_cols == lite_cols
+    assert len(PG_MIGRATIONS) == len(MIGRATIONS) == pg.sql.schema_version == lite.sql.schema_version
+    pg.close()
+    lite.close()
+
+
+def test_a_newer_postgres_schema_is_refused_and_instances_starting_together_migrate_once(pg_cluster):
+    import threading
+
+    url = pg_cluster.new_database("migrate_once")
+    opened, failed = [], []
+
+    def start():
+        try:
+            opened.append(Database(url))
+        except Exception as exc:  # noqa: BLE001 - the test reports whatever it was
+            failed.append(exc)
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failed and len(opened) == 4
+    versions = opened[0].sql.query("SELECT version FROM schema_version ORDER BY version")
+    assert [v for (v,) in versions] == list(range(1, len(MIGRATIONS) + 1))  # each step once
+    with opened[0].atomic() as tx:
+        tx.execute("INSERT INTO schema_version (version) VALUES (99)")
+    for db in opened:
+        db.close()
+    with pytest.raises(StorageError, match="schema version 99, newer than this geo-engine knows"):
+        Database(url)

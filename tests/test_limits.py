@@ -149,24 +149,26 @@ def test_bytes_that_are_not_utf8_are_a_422_naming_the_field(tmp_path, path, body
         assert r.json()["problems"][0]["field"] == field and "UTF-8" in r.json()["detail"]
 
 
-def test_a_lone_surrogate_is_a_422_and_nothing_is_half_saved(tmp_path):
+@pytest.mark.parametrize("bad", [b"\\ud800", b"\\u0000"])
+def test_a_lone_surrogate_or_a_nul_is_a_422_and_nothing_is_half_saved(tmp_path, bad):
     """Attack: a \\ud800 in a campaign title answered 500 but saved the campaign, after which
-    the campaign list and every matching ping answered 500; the same in a store id or name."""
+    the campaign list and every matching ping answered 500; the same in a store id or name. A
+    \\u0000 is refused the same way (PostgreSQL's text cannot hold it)."""
     engine, client = served(tmp_path)
     with client:
-        campaign = (b'{"id": "c", "offer": {"title": "\\ud800"}, "targets": {"tags": ["coffee"]}, '
+        campaign = (b'{"id": "c", "offer": {"title": "' + bad + b'"}, "targets": {"tags": ["coffee"]}, '
                     b'"trigger": {"type": "enter"}}')
         r = client.put("/v1/campaigns/c", content=campaign,
                        headers={**ADMIN, "Content-Type": "application/json"})
         assert r.status_code == 422 and [p["field"] for p in r.json()["problems"]] == ["offer.title"]
         assert client.get("/v1/campaigns", headers=ADMIN).json() == {"campaigns": []}
         store = (b'{"type": "FeatureCollection", "features": [{"type": "Feature", "properties": '
-                 b'{"kind": "store", "id": "s\\udfff", "name": "x"}, "geometry": {"type": "Point", '
+                 b'{"kind": "store", "id": "s' + bad + b'", "name": "x"}, "geometry": {"type": "Point", '
                  b'"coordinates": [1, 2]}}]}')
         r = client.post("/v1/geofences/import", content=store,
                         headers={**ADMIN, "Content-Type": "application/json"})
-        assert r.status_code == 422 and "properties.id is not valid UTF-8" in r.json()["detail"]
-        ping = b'{"device_id": "d", "lat": 37.7955, "lon": -122.3937, "ping_id": "\\ud800"}'
+        assert r.status_code == 422 and "properties.id is not text that can be stored" in r.json()["detail"]
+        ping = b'{"device_id": "d", "lat": 37.7955, "lon": -122.3937, "ping_id": "' + bad + b'"}'
         r = client.post("/v1/pings", content=ping, headers={**PUB, "Content-Type": "application/json"})
         assert r.status_code == 422 and r.json()["problems"][0]["field"] == "ping_id"
         assert client.get("/v1/campaigns", headers=ADMIN).status_code == 200

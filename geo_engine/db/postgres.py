@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import itertools
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import urlsplit, urlunsplit
@@ -95,6 +96,8 @@ class PostgreSQL:
 
     Error = psycopg.Error
     dialect = "postgresql"
+    #: every instance not yet closed (a test run closes what each test left open)
+    opened: weakref.WeakSet[PostgreSQL] = weakref.WeakSet()
 
     def __init__(self, url: str, synchronous: str = "full", pool_size: int = 8):
         if synchronous not in ("full", "normal"):
@@ -120,6 +123,7 @@ class PostgreSQL:
                                "(is the server running, and the URL right?)") from None
         self._held = threading.local()  # begin() .. commit(): the connection a thread holds
         self._versions = itertools.count(1)
+        PostgreSQL.opened.add(self)
 
     # --- what SQLite's module offers ------------------------------------------------------------
 
@@ -193,11 +197,13 @@ class PostgreSQL:
 
     @contextmanager
     def atomic(self) -> Iterator[Tx]:
-        """Run a block in one transaction: committed whole, or rolled back on any error."""
+        """Run a block in one transaction: committed whole, or rolled back on any error. As
+        with SQLite, what the server could not do (reach, disk, contention) is a StorageError;
+        a statement it refuses (a constraint) is raised as psycopg raised it, for the caller."""
         try:
             with self._pool.connection() as conn, conn.transaction():
                 yield Tx(conn)
-        except psycopg.Error as exc:
+        except psycopg.OperationalError as exc:
             raise self.error(exc, "nothing was changed") from None
 
     def begin(self, wait: bool = True) -> Tx:
@@ -241,4 +247,5 @@ class PostgreSQL:
         return False
 
     def close(self) -> None:
+        PostgreSQL.opened.discard(self)
         self._pool.close()
