@@ -27,7 +27,8 @@ from .errors import GeoEngineError, InvalidInput, ValidationFailed
 
 __all__ = ["main"]
 
-_DB_HELP = next(s for s in SETTINGS if s.name == "db").help + " [env GEO_ENGINE_DB]"
+_DB_HELP = next(s for s in SETTINGS if s.name == "db").help + " [env GEO_ENGINE_DB]; or a " \
+    "postgresql:// URL [env GEO_ENGINE_DATABASE_URL]"
 
 
 def _fails_cleanly(fn: Callable) -> Callable:
@@ -99,8 +100,8 @@ def validate(files: tuple[str, ...], db: str | None) -> None:
         from .preflight import check_database
 
         check_database(settings.database)  # validating never creates a database
-    if Path(settings.db).is_file():
-        known = Database(settings.db).places.store_ids()
+    if settings.database_url or Path(settings.db).is_file():
+        known = Database(settings.database).places.store_ids()
     data = load_files(files, known_store_ids=known,
                       limits=FileLimits(settings.max_features, settings.max_ring_vertices))
     for notice in data.notices:
@@ -207,9 +208,13 @@ def serve(host: str, port: int, db: str | None, demo: bool, workers: int) -> Non
     if workers > 1:
         # each worker is a new process that builds its own engine from the settings: the
         # database this one opened is the one they open
-        path = str(Path(engine.path).resolve())
+        where = engine.settings.database
         engine.db.close()
-        os.environ["GEO_ENGINE_DB"] = path
+        if where.startswith(("postgresql://", "postgres://")):
+            os.environ["GEO_ENGINE_DATABASE_URL"] = where
+            path = engine.path
+        else:
+            path = os.environ["GEO_ENGINE_DB"] = str(Path(where).resolve())
         click.echo(f"geo-engine serving {path} on http://{host}:{port} with {workers} workers "
                    "(docs: /docs)", err=True)
         uvicorn.run("api.app:create_app_from_env", factory=True, workers=workers, **options)
@@ -344,13 +349,23 @@ def keys(db: str | None, rotate: str | None) -> None:
     """List the active API keys (by prefix), or rotate one."""
     from .apikeys import rotate_key
 
-    database = Database(Settings.from_env(db=db).db)
+    database = Database(Settings.from_env(db=db).database)
     if rotate:
         click.echo(f"new {rotate} key (shown once; the old one no longer works): "
                    f"{rotate_key(database.apikeys, rotate)}")
         return
     for kind, prefix, created in database.apikeys.active():
         click.echo(f"{kind:<12} {prefix}...  created {created}")
+
+
+@cli.command()
+@_db_option
+@_fails_cleanly
+def migrate(db: str | None) -> None:
+    """Make the database's schema, or bring it up to this version's, and say which it is."""
+    database = Database(Settings.from_env(db=db).database)
+    click.echo(f"{database.path}: schema version {database.sql.schema_version}")
+    database.close()
 
 
 from .cli_catalog import campaigns, stores  # noqa: E402 - they use the helpers above

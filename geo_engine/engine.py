@@ -130,6 +130,7 @@ class Engine:
         self._serving = True
         self.snapshot.prepare()
         self.db.start_checkpointer()
+        self.db.follow(self._changed_elsewhere)  # PostgreSQL: told at once, not polled
         self.db.devices.start_flusher()  # quiet pings' positions, written behind (handle_ping)
         n = self.db.devices.warm()
         gc.collect()
@@ -176,6 +177,12 @@ class Engine:
 
     def _read_campaigns(self) -> list[Campaign]:
         return [parse_campaign(body) for body in self.db.campaigns.bodies()]
+
+    def _changed_elsewhere(self, what: str | None) -> None:
+        """Another instance committed a change (``what``; None: maybe some were missed): the
+        next ping follows it at once instead of at the next poll. (From the listener's thread:
+        it only marks the time checked as long ago.)"""
+        self._checked = float("-inf")
 
     def refresh(self) -> Snapshot:
         """The current snapshot, after following changes another process made on the same
@@ -305,7 +312,7 @@ class Engine:
     def put_campaign(self, campaign_id: str, body: dict) -> Campaign:
         """Validate and store a campaign (create or replace); it applies from the next ping."""
         campaign = parse_campaign(body, campaign_id)
-        self.db.campaigns.put(campaign.id, campaign.body)
+        self.db.campaigns.put(campaign.id, campaign.body, campaign.budget_total is not None)
         self.reload_campaigns()
         return campaign
 
@@ -313,7 +320,8 @@ class Engine:
         """Validate every campaign of a JSON file (one object or a list), then store them all
         in one transaction: all or nothing."""
         campaigns = parse_campaigns(text, source)
-        self.db.campaigns.put_many([(c.id, c.body) for c in campaigns])
+        self.db.campaigns.put_many([(c.id, c.body) for c in campaigns],
+                                   {c.id for c in campaigns if c.budget_total is not None})
         self.reload_campaigns()
         return campaigns
 
@@ -509,7 +517,7 @@ class Engine:
                 state = self.db.devices.load(tx, ping.device_id, cached=False)
                 out = self._outcome(snap, tx, state, ping, fix, hits, nearest)
                 if not self.db.devices.save(tx, out.state, state.version):
-                    raise StorageError(f"device {ping.device_id!r} changed under a write lock")
+                    raise WriteContention(f"device {ping.device_id!r} changed under a write lock")
             answer = self._record(tx, ping, fix, out, nearest)
             stages.append(clock())
             return answer, out.state.version
@@ -625,7 +633,8 @@ class Engine:
         if c is not None:
             self.db.devices.record_push(tx, ping.device_id, c.campaign.id, c.store.id,
                                         c.geofence_id, fix.ts, local_day(fix.at, c.store.timezone),
-                                        c.distance_m, ping.ping_id)
+                                        c.distance_m, ping.ping_id,
+                                        budgeted=c.campaign.budget_total is not None)
         answer = PingAnswer.of(out.events, out.decision, nearest, out.flags)
         if ping.ping_id is not None:
             self.db.devices.save_reply(tx, ping.device_id, ping.ping_id, answer.body,

@@ -289,3 +289,15 @@ def test_a_newer_postgres_schema_is_refused_and_instances_starting_together_migr
         db.close()
     with pytest.raises(StorageError, match="schema version 99, newer than this geo-engine knows"):
         Database(url)
+
+
+def test_the_migrate_command_makes_the_schema_and_says_its_version(database):
+    import subprocess
+    import sys
+
+    for _ in range(2):  # the second run finds it made
+        r = subprocess.run([sys.executable, "-m", "geo_engine", "migrate", "--db", database],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.strip().endswith(f"schema version {len(MIGRATIONS)}")
+    assert Database(database).sql.schema_version == len(MIGRATIONS)

@@ -2,6 +2,7 @@
 
     python benchmarks/load/bench_load.py                  # 20k stores, 20k phones, 32 connections
     python benchmarks/load/bench_load.py --duration 5     # a quick look
+    python benchmarks/load/bench_load.py --backends sqlite,postgresql --workers 1,2,3
     make bench-load
 
 wrk (Debian's, installed here when missing) runs ``fleet.lua``: each request is one phone's next
@@ -10,6 +11,12 @@ geofences, with 5 campaigns live (enter, dwell, nearby; caps and a budget). The 
 the same connections and duration, then runs against ``bare_app.py``, which only parses the same
 body with the same schema: the baseline, measured in the same run. Everything listens on
 127.0.0.1 only, in a temporary folder.
+
+With ``--backends postgresql`` the same server runs on a throwaway PostgreSQL cluster on
+127.0.0.1 (Debian's, as the tests start it: ``tests/pgcluster.py``), each ``--workers`` count
+being that many instances on one database; the PostgreSQL server's own CPU time during the
+measured run is read from /proc, so a user can size it: milliseconds of database CPU a ping,
+and pings/s a database core would serve.
 
 Printed: one row per target with requests/s, p50 and p99 latency, errors (non-2xx answers and
 socket errors) and the ratios to the bare app.
@@ -78,13 +85,15 @@ def ensure_wrk() -> str:
     return shutil.which("wrk") or "wrk"
 
 
-def build_world(tmp: Path, n_stores: int, n_devices: int) -> tuple[Path, Path, Path]:
+def build_world(tmp: Path, n_stores: int, n_devices: int, url: str | None = None,
+                tokens_from: Path | None = None) -> tuple[Path, Path, Path]:
     """A database of stores with 150 m circle geofences, the campaigns and the phones
     registered (device tokens are on, as for any new database); the stores' CSV and the
-    phones' tokens, a line each."""
+    phones' tokens, a line each. With ``url``, the same world in that PostgreSQL database
+    (the phones' tokens those of ``tokens_from``)."""
     ids, lats, lons = generate.stores(n_stores, "city", seed=31)
     db = tmp / "load.db"
-    engine = Engine(Settings(db=str(db)))
+    engine = Engine(Settings(db=url or str(db)))
     engine.db.places.import_dataset(
         [Store(id=i, lat=float(a), lon=float(o), tags=(TAGS[k % 4],), timezone="UTC")
          for k, (i, a, o) in enumerate(zip(ids, lats, lons, strict=True))],
@@ -93,12 +102,14 @@ def build_world(tmp: Path, n_stores: int, n_devices: int) -> tuple[Path, Path, P
     for c in CAMPAIGNS:
         engine.put_campaign(c["id"], c)
     assert engine.tokens_required
-    tokens = [new_token() for _ in range(n_devices)]
+    tokens = tokens_from.read_text().split() if tokens_from else [new_token() for _ in range(n_devices)]
     with engine.db.atomic() as tx:  # as POST /v1/devices would, in one transaction
         tx.executemany("INSERT INTO device_tokens (device_id, token_hash, created_ts) "
                        "VALUES (?, ?, 0)", [(f"phone-{k}", token_hash(t)) for k, t in enumerate(tokens)])
     engine.db.close()
     stores_csv, tokens_txt = tmp / "stores.csv", tmp / "tokens.txt"
+    if url is not None:
+        return db, stores_csv, tokens_txt
     np.savetxt(stores_csv, np.column_stack([lats, lons]), fmt="%.7f", delimiter=",")
     tokens_txt.write_text("\n".join(tokens) + "\n")
     return db, stores_csv, tokens_txt
@@ -129,8 +140,29 @@ def stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def run_wrk(wrk: str, port: int, stores_csv: Path, tokens_txt: Path, tmp: Path, args, label: str
-            ) -> dict:
+def cluster_cpu_s(cluster) -> float:
+    """CPU seconds the PostgreSQL server has used: the postmaster with the children it reaped,
+    plus its live children (the backends, the writers), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    pm = int((cluster.data / "postmaster.pid").read_text().split()[0])
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid, ppid = int(entry.name), int(fields[1])
+        if pid == pm:
+            total += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+        elif ppid == pm:
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+def run_wrk(wrk: str, port: int, stores_csv: Path, tokens_txt: Path, tmp: Path, args, label: str,
+            cluster=None) -> dict:
     out = tmp / f"{label}.json"
     now = int(time.time())
     env = {**os.environ, "FLEET_STORES": str(stores_csv), "FLEET_DEVICES": str(args.devices),
@@ -143,9 +175,12 @@ def run_wrk(wrk: str, port: int, stores_csv: Path, tokens_txt: Path, tmp: Path, 
     # order pings are cheap, and would flatter the figures)
     subprocess.run([*base[:6], "-d", "3s", *base[6:]], env={**env, "FLEET_T0": str(now - 86400)},
                    check=True, capture_output=True)
+    cpu = cluster_cpu_s(cluster) if cluster is not None else 0.0
     subprocess.run([*base[:6], "-d", f"{args.duration}s", *base[6:]],
                    env={**env, "FLEET_T0": str(now)}, check=True, capture_output=True)
+    cpu = cluster_cpu_s(cluster) - cpu if cluster is not None else None
     result = json.loads(out.read_text())
+    result["db_cpu_s"] = cpu
     result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
     result["errors"] = sum(result[k] for k in ("connect", "read", "write", "status", "timeout"))
     return result
@@ -156,6 +191,8 @@ def _median(results: list[dict]) -> dict:
     out = dict(results[len(results) // 2])
     for key in ("rps", "p50_us", "p99_us"):
         out[key] = float(np.median([r[key] for r in results]))
+    if results[0].get("db_cpu_s") is not None:  # database CPU ms a ping, the median run's
+        out["db_ms"] = float(np.median([1000 * r["db_cpu_s"] / max(r["requests"], 1) for r in results]))
     out["errors"] = sum(r["errors"] for r in results)
     out["each"] = ", ".join(f"{r['rps']:,.0f}" for r in results)
     return out
@@ -190,7 +227,11 @@ def main() -> None:
                     help="run geo-engine serve with each of these --workers counts")
     ap.add_argument("--synchronous", choices=["full", "normal"], default="full",
                     help="geo-engine's GEO_ENGINE_SYNCHRONOUS (what a commit survives)")
+    ap.add_argument("--backends", default="sqlite",
+                    help="sqlite, postgresql or both: each --workers count on each (PostgreSQL: a "
+                         "throwaway cluster here, each worker an instance on one database)")
     args = ap.parse_args()
+    backends = args.backends.split(",")
     wrk = ensure_wrk()
     print(f"# bench_load on {platform.node()} ({os.cpu_count()} cores), Python "
           f"{platform.python_version()}, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
@@ -207,31 +248,48 @@ def main() -> None:
                GEO_ENGINE_SYNCHRONOUS=args.synchronous, GEO_ENGINE_TRUST_CLIENT_CLOCK="true",
                GEO_ENGINE_DEVICE_PINGS_PER_S="0")
     runs: dict[str, list[dict]] = {}
+    cluster = None
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         db, stores_csv, tokens_txt = build_world(tmp, args.stores, args.devices)
-        for k in range(args.rounds):  # in turn, so the machine's drift hits every target alike
-            targets = []
-            for n in (int(w) for w in args.workers.split(",")):
-                fresh = tmp / f"round{k}-{n}.db"  # every run's phones start from the same state
-                shutil.copy(db, fresh)
-                targets.append((f"geo-engine serve --workers {n}",
-                                [sys.executable, "-m", "geo_engine", "serve", "--db", str(fresh),
-                                 "--workers", str(n)]))
-            targets.append(("bare FastAPI app (parse only)", [sys.executable, str(HERE / "bare_app.py")]))
-            for label, cmd in targets:
-                port = free_port()
-                proc = start([*cmd, "--port", str(port)], port, env, tmp / f"{port}.log")
-                try:
-                    result = run_wrk(wrk, port, stores_csv, tokens_txt, tmp, args, str(port))
-                    if label.startswith("geo-engine"):
-                        result["did"] = what_pings_did(port)
-                    runs.setdefault(label, []).append(result)
-                finally:
-                    stop(proc)
+        if "postgresql" in backends:
+            sys.path.insert(0, str(ROOT / "tests"))
+            from pgcluster import Cluster
+
+            cluster = Cluster().start()
+            build_world(tmp, args.stores, args.devices, cluster.new_database("world"), tokens_txt)
+        try:
+            for k in range(args.rounds):  # in turn, so the machine's drift hits every target alike
+                targets = []
+                for backend in backends:
+                    for n in (int(w) for w in args.workers.split(",")):
+                        # every run's phones start from the same state
+                        if backend == "sqlite":
+                            where = str(tmp / f"round{k}-{n}.db")
+                            shutil.copy(db, where)
+                        else:
+                            where = cluster.new_database(f"round{k}_{n}", template="world")
+                        targets.append((f"geo-engine serve --workers {n} ({backend})",
+                                        [sys.executable, "-m", "geo_engine", "serve", "--db", where,
+                                         "--workers", str(n)], backend))
+                targets.append(("bare FastAPI app (parse only)",
+                                [sys.executable, str(HERE / "bare_app.py")], None))
+                for label, cmd, backend in targets:
+                    port = free_port()
+                    proc = start([*cmd, "--port", str(port)], port, env, tmp / f"{port}.log")
+                    try:
+                        result = run_wrk(wrk, port, stores_csv, tokens_txt, tmp, args, str(port),
+                                         cluster if backend == "postgresql" else None)
+                        if label.startswith("geo-engine"):
+                            result["did"] = what_pings_did(port)
+                        runs.setdefault(label, []).append(result)
+                    finally:
+                        stop(proc)
+        finally:
+            if cluster is not None:
+                cluster.stop()
     results = {label: _median(rs) for label, rs in runs.items()}
     bare = results["bare FastAPI app (parse only)"]
-    one = results.get("geo-engine serve --workers 1")
     print()
     print(f"| target | requests/s (median of {args.rounds}) | p50 ms | p99 ms | errors | "
           "requests/s vs bare | p99 vs bare | requests/s of each run |")
@@ -243,8 +301,17 @@ def main() -> None:
     for label, r in results.items():
         if "did" in r:
             print(f"\n# {label}: {r['did']}")
+        backend = label.rsplit("(", 1)[-1].rstrip(")")
+        one = results.get(f"geo-engine serve --workers 1 ({backend})")
         if one is not None and label.startswith("geo-engine") and r is not one:
-            print(f"# {label}: {r['rps'] / one['rps']:.2f}x the requests/s of one worker")
+            print(f"# {label}: {r['rps'] / one['rps']:.2f}x the requests/s of one worker on {backend}")
+        if "db_ms" in r:
+            print(f"# {label}: the database used {r['db_ms']:.3f} ms of CPU a ping: "
+                  f"{1000 / r['db_ms']:,.0f} pings/s a database core")
+    lite = results.get("geo-engine serve --workers 1 (sqlite)")
+    pg = results.get("geo-engine serve --workers 1 (postgresql)")
+    if lite and pg:
+        print(f"# one instance on PostgreSQL: {pg['rps'] / lite['rps']:.2f}x the requests/s of one on SQLite")
 
 
 if __name__ == "__main__":

@@ -20,13 +20,14 @@ concept classes run on.
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from .apikeys import ApiKeys
 from .campaigns import Campaigns
-from .changes import generations
+from .changes import generations, generations_locked
 from .devices import Devices
 from .geocodes import Geocodes
 from .places import Places
@@ -63,6 +64,8 @@ class Database:
         else:
             self.sql = SQLite(path, synchronous)
             self.sql.migrate(MIGRATIONS)
+        self._listening = None
+        self._stop_listening = threading.Event()
         self.places = Places(self.sql)
         self.campaigns = Campaigns(self.sql)
         self.devices = Devices(self.sql)
@@ -82,7 +85,9 @@ class Database:
 
     def generations(self, tx: sqlite3.Connection | None = None) -> dict[str, int]:
         """The change counters (``places``, ``campaigns``, ``keys``), for following other
-        processes; read in ``tx`` when given."""
+        processes; read in ``tx`` when given (on PostgreSQL share-locked until it commits)."""
+        if tx is not None and self.sql.dialect == "postgresql":
+            return generations_locked(tx)
         return generations(self.sql if tx is None else tx)
 
     def data_version(self) -> int:
@@ -92,6 +97,16 @@ class Database:
     def start_checkpointer(self) -> None:
         self.sql.start_checkpointer()
 
+    def follow(self, on_change) -> bool:
+        """Have ``on_change(what)`` called as soon as another instance commits a change of
+        places, campaigns, keys or tokens (PostgreSQL's LISTEN/NOTIFY); False where there is no
+        such signal (SQLite: the counters are polled, :meth:`generations`)."""
+        if self.sql.dialect != "postgresql" or self._listening is not None:
+            return self._listening is not None
+        self._listening = self.sql.listen(on_change, self._stop_listening)
+        return True
+
     def close(self) -> None:
+        self._stop_listening.set()
         self.devices.close()  # quiet pings' positions written before the connection goes
         self.sql.close()

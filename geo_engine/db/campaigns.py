@@ -23,16 +23,24 @@ class Campaigns:
         """Every campaign object as stored, ordered by id."""
         return [json.loads(r[0]) for r in self._db.query("SELECT body FROM campaigns ORDER BY id")]
 
-    def put(self, campaign_id: str, body: dict) -> None:
-        self.put_many([(campaign_id, body)])
+    def put(self, campaign_id: str, body: dict, budgeted: bool = False) -> None:
+        self.put_many([(campaign_id, body)], {campaign_id} if budgeted else frozenset())
 
-    def put_many(self, items: list[tuple[str, dict]]) -> None:
-        """Create or replace campaigns, all in one transaction."""
+    def put_many(self, items: list[tuple[str, dict]], budgeted: set[str] | frozenset = frozenset()
+                 ) -> None:
+        """Create or replace campaigns, all in one transaction. Each of ``budgeted`` (those
+        with a total budget) gets its spend counted from the push log, in the same transaction:
+        from then on the pings that push it keep the count (:meth:`Devices.record_push`)."""
         with self._db.atomic() as tx:
-            bump(tx, "campaigns")
+            bump(tx, "campaigns")  # first: a ping deciding on the old campaigns is waited for
             tx.executemany("INSERT INTO campaigns (id, body) VALUES (?, ?) ON CONFLICT(id) DO "
                            "UPDATE SET body=excluded.body, updated_at=excluded.updated_at",
                            [(cid, json.dumps(body)) for cid, body in items])
+            for cid in sorted(budgeted):
+                tx.execute("INSERT INTO campaign_spend (campaign_id, pushes) VALUES "
+                           "(?, (SELECT count(*) FROM pushes WHERE campaign_id = ?)) "
+                           "ON CONFLICT (campaign_id) DO UPDATE SET pushes = excluded.pushes",
+                           (cid, cid))
 
     def delete(self, campaign_id: str) -> bool:
         """Delete a campaign; return whether it existed."""

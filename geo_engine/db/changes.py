@@ -7,7 +7,7 @@ with the database's and rebuilds what changed. SQL only.
 
 from __future__ import annotations
 
-__all__ = ["bump", "generations"]
+__all__ = ["bump", "generations", "generations_locked"]
 
 
 def generations(db) -> dict[str, int]:
@@ -18,5 +18,16 @@ def generations(db) -> dict[str, int]:
 
 
 def bump(tx, what: str) -> None:
-    """Count a change of ``what`` (inside the transaction that makes it)."""
+    """Count a change of ``what`` (inside the transaction that makes it); on PostgreSQL also
+    announce it to every instance listening (delivered when the transaction commits)."""
     tx.execute("UPDATE meta SET value = value + 1 WHERE key = ?", (what,))
+    if getattr(tx, "dialect", "sqlite") == "postgresql":
+        tx.execute("SELECT pg_notify('geo_engine_changes', ?)", (what,))
+
+
+def generations_locked(tx) -> dict[str, int]:
+    """The change counters read in a ping's transaction on PostgreSQL, each row share-locked
+    until it commits: a change to places or campaigns committed by another instance meanwhile
+    waits for this transaction, so no decision is made on what has since changed (SQLite's
+    one writer at a time does the same)."""
+    return dict(tx.execute("SELECT key, value FROM meta ORDER BY key FOR SHARE").fetchall())

@@ -72,10 +72,14 @@ class Devices:
 
     def load(self, tx: sqlite3.Connection, device_id: str, cached: bool = True) -> DeviceState:
         """The device's state (``version`` None when there is no row): this process's copy when
-        it has one and ``cached``, else the row as stored."""
+        it has one and ``cached``, else the row as stored (and, on PostgreSQL, locked)."""
         row = self._rows.get(device_id) if cached else None
         if row is None:
-            row = tx.execute(f"SELECT {COLUMNS} FROM devices WHERE device_id = ?",
+            # on PostgreSQL the row is locked until the transaction ends: no other instance
+            # writes it between this read and this transaction's write (SQLite's one writer
+            # at a time does the same)
+            lock = " FOR UPDATE" if self._db.dialect == "postgresql" else ""
+            row = tx.execute(f"SELECT {COLUMNS} FROM devices WHERE device_id = ?{lock}",
                              (device_id,)).fetchone()
             if row is None:
                 return DeviceState(device_id)
@@ -256,21 +260,36 @@ class Devices:
     @staticmethod
     def record_push(tx: sqlite3.Connection, device_id: str, campaign_id: str, store_id: str,
                     geofence_id: str | None, ts: float, local_day: str, distance_m: float,
-                    ping_id: str | None) -> None:
+                    ping_id: str | None, budgeted: bool = False) -> None:
+        """Log a push; one with a budget also counts in its campaign's spend (whose row the
+        ping's :meth:`spend` read, and on PostgreSQL locked, in the same transaction)."""
         tx.execute("INSERT INTO pushes (device_id, campaign_id, store_id, geofence_id, ts, "
                    "local_day, distance_m, ping_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                    (device_id, campaign_id, store_id, geofence_id, ts, local_day, distance_m,
                     ping_id))
+        if budgeted:
+            tx.execute("INSERT INTO campaign_spend (campaign_id, pushes) VALUES (?, 1) "
+                       "ON CONFLICT (campaign_id) DO UPDATE SET pushes = campaign_spend.pushes + 1",
+                       (campaign_id,))
 
     def spend(self, tx: sqlite3.Connection | None, campaign_ids: list[str]) -> dict[str, int]:
-        """Pushes so far of these campaigns to anyone (their budgets' spend), read inside the
-        ping's transaction (or outside, with ``tx`` None); a campaign with none is absent."""
+        """Pushes so far of these campaigns (those with a budget) to anyone, read inside the
+        ping's transaction (or outside, with ``tx`` None); a campaign with none is absent.
+
+        On PostgreSQL, inside a transaction, the rows are locked (``FOR UPDATE``, in id order)
+        until it commits: another instance deciding on the same budget waits for this one's
+        push to count, so the budget is never overshot. (SQLite's one writer at a time does the
+        same.)"""
         if not campaign_ids:
             return {}
+        ids = sorted(campaign_ids)
         sql = (f"SELECT campaign_id, pushes FROM campaign_spend WHERE campaign_id IN "
-               f"({','.join('?' * len(campaign_ids))})")
-        return dict(tx.execute(sql, campaign_ids).fetchall() if tx is not None
-                    else self._db.query(sql, campaign_ids))
+               f"({','.join('?' * len(ids))}) ORDER BY campaign_id")
+        if tx is None:
+            return dict(self._db.query(sql, ids))
+        if self._db.dialect == "postgresql":
+            sql += " FOR UPDATE"
+        return dict(tx.execute(sql, ids).fetchall())
 
     def all_spend(self) -> dict[str, int]:
         """Pushes so far of every campaign that has any (its budget's spend)."""

@@ -35,7 +35,12 @@ from ..errors import StorageError, WriteContention
 __all__ = ["PostgreSQL", "Tx"]
 
 _MIGRATE_LOCK = 7_460_310_001  # pg_advisory_xact_lock key: one instance migrates at a time
+#: how long a ping's write waits for a row another instance holds before it is run again (the
+#: event loop waits meanwhile); other writes (imports, campaigns) wait up to LOCK_WAIT_MS
 LOCK_TIMEOUT_MS = 200
+LOCK_WAIT_MS = 10_000
+#: the channel every change counter's bump is announced on (:meth:`PostgreSQL.listen`)
+CHANNEL = "geo_engine_changes"
 # errors after which running the same work again can succeed: a deadlock, a serialization
 # failure, a lock not granted within the timeout
 _RETRYABLE = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure,
@@ -62,6 +67,7 @@ class Tx:
     ``execute`` and ``executemany`` (``?`` placeholders) returning a cursor, ``in_transaction``."""
 
     __slots__ = ("conn",)
+    dialect = "postgresql"
 
     def __init__(self, conn: psycopg.Connection):
         self.conn = conn
@@ -108,7 +114,7 @@ class PostgreSQL:
 
         def configure(conn: psycopg.Connection) -> None:
             conn.execute(f"SET synchronous_commit = {commit}")
-            conn.execute(f"SET lock_timeout = {LOCK_TIMEOUT_MS}")
+            conn.execute(f"SET lock_timeout = {LOCK_WAIT_MS}")
             conn.execute("SET TIME ZONE 'UTC'")
         try:
             self._pool = ConnectionPool(url, min_size=1, max_size=pool_size, open=True, timeout=30,
@@ -212,6 +218,7 @@ class PostgreSQL:
         conn = self._pool.getconn()
         try:
             conn.execute("BEGIN")
+            conn.execute(f"SET LOCAL lock_timeout = {LOCK_TIMEOUT_MS}")
         except BaseException:
             self._pool.putconn(conn)
             raise
@@ -238,6 +245,27 @@ class PostgreSQL:
                 conn.execute("ROLLBACK")
         finally:
             self._pool.putconn(conn)
+
+    def listen(self, on_change, stop: threading.Event) -> threading.Thread:
+        """Call ``on_change(what)`` from a thread of its own whenever any instance commits a
+        change counter's bump (``places``, ``campaigns``, ``keys``, ``tokens``), until ``stop``.
+
+        A connection of its own LISTENs; a lost connection is opened again, and ``on_change(None)``
+        says that changes may have been missed meanwhile."""
+        def run() -> None:
+            while not stop.is_set():
+                try:
+                    with psycopg.connect(self.url, autocommit=True) as conn:
+                        conn.execute(f"LISTEN {CHANNEL}")
+                        on_change(None)  # anything committed before the LISTEN
+                        while not stop.is_set():
+                            for note in conn.notifies(timeout=0.5, stop_after=64):
+                                on_change(note.payload)
+                except psycopg.Error:
+                    stop.wait(1.0)
+        thread = threading.Thread(target=run, name="pg-listen", daemon=True)
+        thread.start()
+        return thread
 
     def start_checkpointer(self) -> None:
         """Nothing to do: the server checkpoints its own WAL."""
