@@ -25,7 +25,7 @@ from typing import Any
 from .db.sqlite import Busy
 from .errors import StorageError
 
-__all__ = ["GroupCommit"]
+__all__ = ["GroupCheck", "GroupCommit"]
 
 
 class GroupCommit:
@@ -43,6 +43,9 @@ class GroupCommit:
         self._tx = None
         self._opening: asyncio.Task | None = None
         self._commit_scheduled = False
+        self._open_savepoint = False  # the last write's savepoint, released with the next one's
+        # several statements in one call (PostgreSQL: one round trip); SQLite takes one a call
+        self._one_trip = getattr(sql, "dialect", "sqlite") == "postgresql"
         self._waiting: list[asyncio.Future] = []
         #: groups committed, and writes in them (for tests and benchmarks)
         self.groups = 0
@@ -67,17 +70,27 @@ class GroupCommit:
         if not tx.in_transaction:  # SQLite rolled the group back (a full disk): join nothing
             raise StorageError("the database rolled back the transaction this write was to join "
                                f"(see the error before it); nothing of it was kept ({self._sql.path})")
-        tx.execute("SAVEPOINT ping")
+        # each write in a savepoint of its own; the one before it released in the same round
+        # trip (a server's database is a round trip away), the last one by the COMMIT
+        if self._open_savepoint:
+            if self._one_trip:
+                tx.execute("RELEASE ping; SAVEPOINT ping")
+            else:
+                tx.execute("RELEASE ping")
+                tx.execute("SAVEPOINT ping")
+        else:
+            tx.execute("SAVEPOINT ping")
+        self._open_savepoint = True
         try:
             result = work(tx)
         except BaseException as exc:
             if tx.in_transaction:  # after some errors (a full disk) SQLite has rolled back all
                 tx.execute("ROLLBACK TO ping")
                 tx.execute("RELEASE ping")
+            self._open_savepoint = False
             if isinstance(exc, self._sql.Error):  # full, read-only, contention: said as such
                 raise self._sql.error(exc, "nothing of this write was kept") from None
             raise
-        tx.execute("RELEASE ping")
         committed = loop.create_future()
         self._waiting.append(committed)
         await committed
@@ -102,6 +115,7 @@ class GroupCommit:
     def _commit(self) -> None:
         waiting, self._waiting, self._tx = self._waiting, [], None
         self._commit_scheduled = False
+        self._open_savepoint = False  # the COMMIT releases it
         try:
             self._sql.commit()
         except self._sql.Error as exc:
@@ -116,3 +130,53 @@ class GroupCommit:
         for done in waiting:
             if not done.done():  # a request cancelled meanwhile still had its write committed
                 done.set_result(None)
+
+
+class GroupCheck:
+    """The read twin of :class:`GroupCommit`: the device rows' versions that the quiet pings of
+    one loop turn rely on, checked in one query.
+
+    A quiet ping is decided on this process's copy of its device's state. On SQLite, whether
+    another connection has committed is one shared-memory read; on PostgreSQL another instance
+    may have written the row, and only the database knows. Each quiet ping's check waits for
+    the end of the loop turn, when ``read_versions(device ids)`` answers all of them at once.
+
+    Parameters
+    ----------
+    read_versions : callable
+        device ids -> {device id: stored version}; a device with no row is absent.
+    """
+
+    def __init__(self, read_versions: Callable[[list[str]], dict[str, int]]):
+        self._read = read_versions
+        self._pending: dict[str, list[tuple[int | None, asyncio.Future]]] = {}
+        #: queries run, and checks answered by them (for tests and benchmarks)
+        self.queries = 0
+        self.checks = 0
+
+    async def current(self, device_id: str, version: int | None) -> bool:
+        """Whether the device's stored row is still at ``version`` (answered with the others of
+        this loop turn)."""
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        if not self._pending:
+            loop.call_soon(self._run)
+        self._pending.setdefault(device_id, []).append((version, done))
+        return await done
+
+    def _run(self) -> None:
+        pending, self._pending = self._pending, {}
+        try:
+            stored = self._read(list(pending))
+        except BaseException as exc:  # every waiting ping fails as the query did
+            for waits in pending.values():
+                for _, done in waits:
+                    if not done.done():
+                        done.set_exception(exc)
+            return
+        self.queries += 1
+        for device_id, waits in pending.items():
+            for version, done in waits:
+                self.checks += 1
+                if not done.done():
+                    done.set_result(stored.get(device_id) == version)

@@ -24,10 +24,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 from . import devices
 from .campaigns import Campaign, local_day, parse_campaign, parse_campaigns
-from .commits import GroupCommit
+from .commits import GroupCheck, GroupCommit
 from .config import Settings
 from .db import Database
 from .db.devices import new_version
@@ -64,6 +65,15 @@ __all__ = ["Engine"]
 
 
 _RETRIES = 20  # a ping decided on a snapshot that changed meanwhile is decided again
+
+
+class _Unchecked(NamedTuple):
+    """A quiet ping's answer decided on the copy of its device's state kept here, to stand only
+    if the stored row is still at ``version`` (checked in a batch: :class:`GroupCheck`)."""
+
+    answer: PingAnswer
+    version: int | None
+    moved: tuple
 
 
 class _Stale(Exception):  # noqa: N818 - a signal inside the engine, not an error
@@ -114,6 +124,7 @@ class Engine:
         self._serving = False  # start_serving: build what pings query in every new snapshot
         self._rebuilding = threading.Lock()  # held only to swap a built snapshot in
         self._group: GroupCommit | None = None  # handle_ping_async's group commit (a server's)
+        self._checks: GroupCheck | None = None  # and its quiet pings' checks (PostgreSQL)
         self._quiet_at: int | None = None  # the data version quiet pings last found current
         #: devices' token hashes in memory (SPEC 6.1), for the API's checks
         self.tokens = TokenCache(self.db.tokens, check_s=self.settings.reload_check_s)
@@ -133,6 +144,7 @@ class Engine:
         self.db.follow(self._changed_elsewhere)  # PostgreSQL: told at once, not polled
         self.db.devices.start_flusher()  # quiet pings' positions, written behind (handle_ping)
         n = self.db.devices.warm()
+        self.tokens.warm()  # and their tokens: a first ping of each reads nothing
         gc.collect()
         gc.freeze()
         return n
@@ -446,9 +458,18 @@ class Engine:
         loop's group commit (:mod:`geo_engine.commits`), answered once that has committed."""
         if self._group is None:
             self._group = GroupCommit(self.db.sql)
+            if self.db.followed:  # no shared-memory signal: quiet pings' rows checked per turn
+                self._checks = GroupCheck(self.db.devices.versions)
         contended = False
+        quiet = True
         for _ in range(_RETRIES):
-            answer, write, _ = self._prepare_ping(ping)
+            answer, write, _ = self._prepare_ping(ping, quiet, defer_check=self._checks is not None)
+            if isinstance(answer, _Unchecked):  # decided on the copy kept: is the row still at it?
+                if await self._checks.current(ping.device_id, answer.version):
+                    self.db.devices.keep(ping.device_id, *answer.moved)
+                    return answer.answer
+                quiet = False  # another instance wrote the row: the write path reads it
+                continue
             if write is None:
                 return answer
             try:
@@ -466,7 +487,7 @@ class Engine:
                                   f"instances held its rows, {_RETRIES} tries); try again")
         raise StorageError("places or campaigns kept changing under a ping; try again")
 
-    def _prepare_ping(self, ping: Ping):
+    def _prepare_ping(self, ping: Ping, quiet: bool = True, defer_check: bool = False):
         """Everything a ping needs before its transaction: ``(answer, None, [])`` when it needs
         none (a replay, or a server's quiet ping), else ``(None, write, stages)`` with the
         transaction's work ``write(tx)``, which returns the answer and the device row's version
@@ -489,8 +510,8 @@ class Engine:
         stages: list[float] = [clock() - t0]
         early = None  # (version, outcome) decided on this process's copy, to reuse
         t1 = clock()
-        if self._serving and ping.ping_id is None:
-            answer, early = self._quiet(snap, ping, fix, hits, nearest)
+        if self._serving and ping.ping_id is None and quiet:
+            answer, early = self._quiet(snap, ping, fix, hits, nearest, defer_check)
             if answer is not None:
                 if self.stage_times is not None:
                     self.stage_times.append((stages[0], 0.0, clock() - t1, 0.0, 0.0))
@@ -523,8 +544,8 @@ class Engine:
             return answer, out.state.version
         return None, write, stages
 
-    def _quiet(self, snap: Snapshot, ping: Ping, fix: _Fix, hits: dict, nearest: StoreHit | None
-               ) -> tuple[PingAnswer | None, tuple[int | None, _Outcome] | None]:
+    def _quiet(self, snap: Snapshot, ping: Ping, fix: _Fix, hits: dict, nearest: StoreHit | None,
+               defer_check: bool = False) -> tuple[PingAnswer | None, tuple[int | None, _Outcome] | None]:
         """A server's quiet ping: no event, no offer. Decided on this process's copy of the
         device's state with no write transaction; its new position and time are kept in memory
         and written behind within a second (``Devices.flush``). None when the ping must take the
@@ -548,6 +569,9 @@ class Engine:
             answer = PingAnswer.of(out.events, out.decision, nearest, out.flags)
             after = out.state
             moved = (after.last_ts, after.last_lat, after.last_lon, after.last_accuracy_m)
+        if defer_check:  # PostgreSQL: changes are announced (followed at the ping's start); the
+            # row's version is checked with the other quiet pings of this loop turn
+            return _Unchecked(answer, state.version, moved), None
         # current? Only another connection's commit can have changed the row or the places and
         # campaigns (this one's own changes are in force already): while the data version
         # holds still, nothing is read; once it moves, the counters and the row once each

@@ -71,6 +71,15 @@ class TokenCache:
                 self._hashes[device_id] = found
         return found
 
+    def warm(self, limit: int = CACHE_TOKENS) -> int:
+        """Keep the hashes of the ``limit`` devices registered last (a server's start), so their
+        first pings skip the read; return how many are kept."""
+        with self._lock:
+            self._generation = self._tokens.generation()  # read first: a change meanwhile shows
+            for device_id, hashed in self._tokens.latest(limit):
+                self._hashes.setdefault(device_id, hashed)
+            return len(self._hashes)
+
     def registered(self, device_id: str) -> bool:
         """Whether the device has a token."""
         return self._hash_of(device_id) is not None

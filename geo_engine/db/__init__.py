@@ -106,6 +106,11 @@ class Database:
         self._listening = self.sql.listen(on_change, self._stop_listening)
         return True
 
+    @property
+    def followed(self) -> bool:
+        """Whether other instances' changes come announced (:meth:`follow` is on)."""
+        return self._listening is not None
+
     def close(self) -> None:
         self._stop_listening.set()
         self.devices.close()  # quiet pings' positions written before the connection goes

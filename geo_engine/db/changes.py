@@ -30,4 +30,6 @@ def generations_locked(tx) -> dict[str, int]:
     until it commits: a change to places or campaigns committed by another instance meanwhile
     waits for this transaction, so no decision is made on what has since changed (SQLite's
     one writer at a time does the same)."""
-    return dict(tx.execute("SELECT key, value FROM meta ORDER BY key FOR SHARE").fetchall())
+    if tx.generations is None:  # once a transaction: the locks hold what was read
+        tx.generations = dict(tx.execute("SELECT key, value FROM meta ORDER BY key FOR SHARE").fetchall())
+    return tx.generations

@@ -144,6 +144,16 @@ class Devices:
             self._current.clear()
         return True
 
+    def versions(self, device_ids: list[str]) -> dict[str, int]:
+        """The stored versions of these devices' rows, in one query (a device with no row is
+        absent): the quiet pings of a loop turn checked at once (:class:`~geo_engine.commits.GroupCheck`)."""
+        out: dict[str, int] = {}
+        for k in range(0, len(device_ids), 500):
+            part = device_ids[k:k + 500]
+            out.update(self._db.query(f"SELECT device_id, version FROM devices WHERE device_id IN "
+                                      f"({','.join('?' * len(part))})", part))
+        return out
+
     def committed(self, device_id: str, version: int | None) -> None:
         """The row this connection wrote at ``version`` has committed: it is current until the
         data version moves (no other connection can have written it in between, as this one

@@ -66,14 +66,18 @@ class Tx:
     """A transaction's connection with the verbs the concept modules use on SQLite's:
     ``execute`` and ``executemany`` (``?`` placeholders) returning a cursor, ``in_transaction``."""
 
-    __slots__ = ("conn",)
+    __slots__ = ("conn", "generations")
     dialect = "postgresql"
 
     def __init__(self, conn: psycopg.Connection):
         self.conn = conn
+        #: the change counters as this transaction read them, share-locked: they cannot change
+        #: before it ends, so the pings of a group read them once
+        self.generations: dict[str, int] | None = None
 
     def execute(self, sql: str, args=()) -> psycopg.Cursor:
-        return self.conn.execute(_sql(sql), tuple(args))
+        # with no arguments the text goes as it is (several statements may go in one round trip)
+        return self.conn.execute(_sql(sql), tuple(args)) if args else self.conn.execute(sql)
 
     def executemany(self, sql: str, rows) -> psycopg.Cursor:
         cur = self.conn.cursor()
@@ -217,8 +221,7 @@ class PostgreSQL:
         (for the group commit). PostgreSQL has no database-wide write lock: it never waits."""
         conn = self._pool.getconn()
         try:
-            conn.execute("BEGIN")
-            conn.execute(f"SET LOCAL lock_timeout = {LOCK_TIMEOUT_MS}")
+            conn.execute(f"BEGIN; SET LOCAL lock_timeout = {LOCK_TIMEOUT_MS}")  # one round trip
         except BaseException:
             self._pool.putconn(conn)
             raise

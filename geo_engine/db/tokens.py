@@ -42,6 +42,11 @@ class DeviceTokens:
                              (device_id, token_hash, time.time()))
             return cur.rowcount == 1
 
+    def latest(self, limit: int) -> list[tuple[str, str]]:
+        """(device id, token hash) of the ``limit`` devices registered last."""
+        return self._db.query("SELECT device_id, token_hash FROM device_tokens "
+                              "ORDER BY created_ts DESC LIMIT ?", (limit,))
+
     def generation(self) -> int:
         """The tokens' change counter (a token replaced or a device forgotten)."""
         return self._db.query("SELECT value FROM meta WHERE key = 'tokens'")[0][0]
