@@ -23,9 +23,14 @@ from collections.abc import Callable
 from typing import Any
 
 from .db.sqlite import Busy
-from .errors import StorageError
+from .errors import StorageError, WriteContention
 
-__all__ = ["GroupCheck", "GroupCommit"]
+__all__ = ["GroupCheck", "GroupCommit", "Unwritten"]
+
+
+class Unwritten(Exception):  # noqa: N818 - a signal, not an error
+    """Raised by a group's write that stopped before writing anything (the engine's "places or
+    campaigns changed": follow and decide again): the group goes on without it."""
 
 
 class GroupCommit:
@@ -43,9 +48,9 @@ class GroupCommit:
         self._tx = None
         self._opening: asyncio.Task | None = None
         self._commit_scheduled = False
-        self._open_savepoint = False  # the last write's savepoint, released with the next one's
-        # several statements in one call (PostgreSQL: one round trip); SQLite takes one a call
-        self._one_trip = getattr(sql, "dialect", "sqlite") == "postgresql"
+        # a savepoint a write where it is nearly free (SQLite, in-process); PostgreSQL's cost a
+        # round trip each, and a failed write there takes its group down instead
+        self._savepoints = getattr(sql, "dialect", "sqlite") != "postgresql"
         self._waiting: list[asyncio.Future] = []
         #: groups committed, and writes in them (for tests and benchmarks)
         self.groups = 0
@@ -70,31 +75,53 @@ class GroupCommit:
         if not tx.in_transaction:  # SQLite rolled the group back (a full disk): join nothing
             raise StorageError("the database rolled back the transaction this write was to join "
                                f"(see the error before it); nothing of it was kept ({self._sql.path})")
-        # each write in a savepoint of its own; the one before it released in the same round
-        # trip (a server's database is a round trip away), the last one by the COMMIT
-        if self._open_savepoint:
-            if self._one_trip:
-                tx.execute("RELEASE ping; SAVEPOINT ping")
-            else:
-                tx.execute("RELEASE ping")
-                tx.execute("SAVEPOINT ping")
-        else:
-            tx.execute("SAVEPOINT ping")
-        self._open_savepoint = True
+        result = self._in_savepoint(tx, work) if self._savepoints else self._in_group(tx, work)
+        committed = loop.create_future()
+        self._waiting.append(committed)
+        await committed
+        return result
+
+    def _in_savepoint(self, tx, work: Callable[[Any], Any]) -> Any:
+        """SQLite: each write in a savepoint of its own (in-process, so nearly free): one that
+        fails is rolled back alone."""
+        tx.execute("SAVEPOINT ping")
         try:
             result = work(tx)
         except BaseException as exc:
             if tx.in_transaction:  # after some errors (a full disk) SQLite has rolled back all
                 tx.execute("ROLLBACK TO ping")
                 tx.execute("RELEASE ping")
-            self._open_savepoint = False
-            if isinstance(exc, self._sql.Error):  # full, read-only, contention: said as such
+            if isinstance(exc, self._sql.Error):  # full, read-only: said as such
                 raise self._sql.error(exc, "nothing of this write was kept") from None
             raise
-        committed = loop.create_future()
-        self._waiting.append(committed)
-        await committed
+        tx.execute("RELEASE ping")
         return result
+
+    def _in_group(self, tx, work: Callable[[Any], Any]) -> Any:
+        """PostgreSQL: no savepoint (two round trips a write). A write that fails having written
+        nothing (:class:`Unwritten`, a lost race) leaves the group as it was; any other failure
+        takes the group's transaction down, and every write that had joined it is told to run
+        again (:class:`~geo_engine.errors.WriteContention`): nothing of any of them was kept."""
+        try:
+            return work(tx)
+        except (Unwritten, WriteContention):
+            raise
+        except BaseException as exc:
+            self._abandon()
+            if isinstance(exc, self._sql.Error):  # contention, the server: said as such
+                raise self._sql.error(exc, "nothing of this write was kept") from None
+            raise
+
+    def _abandon(self) -> None:
+        """Roll the open group back; its writes so far are run again by their callers."""
+        waiting, self._waiting, self._tx = self._waiting, [], None
+        with contextlib.suppress(self._sql.Error):
+            self._sql.rollback()
+        again = WriteContention("another write of the same transaction failed, and nothing of "
+                                "this one was kept; run it again")
+        for done in waiting:
+            if not done.done():
+                done.set_exception(again)
 
     async def _open(self) -> None:
         """Begin the group's transaction without blocking the loop: while another process (or
@@ -113,9 +140,10 @@ class GroupCommit:
             self._opening = None
 
     def _commit(self) -> None:
-        waiting, self._waiting, self._tx = self._waiting, [], None
+        waiting, self._waiting, tx, self._tx = self._waiting, [], self._tx, None
         self._commit_scheduled = False
-        self._open_savepoint = False  # the COMMIT releases it
+        if tx is None:  # abandoned meanwhile (its writes are being run again)
+            return
         try:
             self._sql.commit()
         except self._sql.Error as exc:

@@ -28,7 +28,7 @@ from typing import NamedTuple
 
 from . import devices
 from .campaigns import Campaign, local_day, parse_campaign, parse_campaigns
-from .commits import GroupCheck, GroupCommit
+from .commits import GroupCheck, GroupCommit, Unwritten
 from .config import Settings
 from .db import Database
 from .db.devices import new_version
@@ -76,7 +76,7 @@ class _Unchecked(NamedTuple):
     moved: tuple
 
 
-class _Stale(Exception):  # noqa: N818 - a signal inside the engine, not an error
+class _Stale(Unwritten):  # noqa: N818 - a signal inside the engine, not an error
     """The places or campaigns changed after the snapshot a ping was decided on."""
 
     def __init__(self, seen: dict[str, int]):

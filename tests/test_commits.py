@@ -17,12 +17,16 @@ from .test_pings import SF, T0, at, campaign, engine  # noqa: F401 - engine is a
 
 
 def _rows(path):
-    with sqlite3.connect(path) as conn:
-        return [r[0] for r in conn.execute("SELECT k FROM t ORDER BY k")]
+    """The rows of t as another connection sees them: what is committed."""
+    other = Database(path)
+    try:
+        return [r[0] for r in other.sql.query("SELECT k FROM t ORDER BY k")]
+    finally:
+        other.close()
 
 
-def test_writes_of_one_turn_share_one_commit_and_answer_after_it(db_path):
-    db = Database(db_path)
+def test_writes_of_one_turn_share_one_commit_and_answer_after_it(database):
+    db = Database(database)
     with db.atomic() as tx:
         tx.execute("CREATE TABLE t (k INTEGER PRIMARY KEY)")
     group = GroupCommit(db.sql)
@@ -31,7 +35,7 @@ def test_writes_of_one_turn_share_one_commit_and_answer_after_it(db_path):
     def insert(k):
         def work(tx):
             tx.execute("INSERT INTO t (k) VALUES (?)", (k,))
-            seen_before_commit.append(_rows(db_path))  # another connection: nothing committed yet
+            seen_before_commit.append(_rows(database))  # another connection: nothing committed yet
             return k
         return work
 
@@ -39,8 +43,45 @@ def test_writes_of_one_turn_share_one_commit_and_answer_after_it(db_path):
         return await asyncio.gather(*(group.write(insert(k)) for k in range(20)))
     assert asyncio.run(main()) == list(range(20))
     assert all(seen == [] for seen in seen_before_commit)
-    assert _rows(db_path) == list(range(20))
+    assert _rows(database) == list(range(20))
     assert (group.groups, group.writes) == (1, 20)
+
+
+def test_on_postgresql_a_failed_write_takes_its_group_down_and_the_others_run_again(pg_cluster):
+    """No savepoint a write on PostgreSQL (a round trip each): a write that fails in the
+    database aborts the group's transaction; the writes that had joined it are told to run
+    again (nothing of them kept), the failing one gets its error, the next one a new group; a
+    write that stops before writing (Unwritten) leaves its group as it was."""
+    from geo_engine.commits import Unwritten
+    from geo_engine.errors import WriteContention
+
+    url = pg_cluster.new_database("group_down")
+    db = Database(url)
+    with db.atomic() as tx:
+        tx.execute("CREATE TABLE t (k INTEGER PRIMARY KEY)")
+    group = GroupCommit(db.sql)
+
+    def insert(k, fail=None):
+        def work(tx):
+            if fail == "before":
+                raise Unwritten()
+            tx.execute("INSERT INTO t (k) VALUES (?)", (k,))
+            if fail == "sql":
+                tx.execute("SELECT no_such_column FROM t")
+            return k
+        return work
+
+    async def main():
+        return await asyncio.gather(
+            group.write(insert(1)), group.write(insert(2, "before")), group.write(insert(3)),
+            group.write(insert(4, "sql")), group.write(insert(5)), return_exceptions=True)
+    got = asyncio.run(main())
+    assert isinstance(got[0], WriteContention) and isinstance(got[2], WriteContention)
+    assert isinstance(got[1], Unwritten)
+    assert isinstance(got[3], StorageError) and "no_such_column" in str(got[3])
+    assert got[4] == 5
+    assert _rows(url) == [5]  # 1 and 3 were rolled back with the group, to be run again
+    db.close()
 
 
 def test_a_failing_write_is_rolled_back_alone(db_path):
