@@ -11,21 +11,27 @@ and a failed commit fails every answer of its group. One commit, and with
 ``synchronous=full`` one sync, then serves many pings; while it syncs, the next pings gather in
 the sockets and form the next group (PostgreSQL's group commit does the same across backends).
 
+On a database a network round trip away (PostgreSQL), :class:`ThreadedGroupCommit` does the
+same from a thread of its own, so that the loop is never held by a round trip; and
+:class:`GroupCheck` checks the quiet pings' device rows of a loop turn in one query.
+
 It knows transactions and futures only: what a ping writes is the engine's. Only the event
-loop's thread may use it.
+loop's thread may use a :class:`GroupCommit`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import queue
+import threading
 from collections.abc import Callable
 from typing import Any
 
 from .db.sqlite import Busy
 from .errors import StorageError, WriteContention
 
-__all__ = ["GroupCheck", "GroupCommit", "Unwritten"]
+__all__ = ["GroupCheck", "GroupCommit", "ThreadedGroupCommit", "Unwritten"]
 
 
 class Unwritten(Exception):  # noqa: N818 - a signal, not an error
@@ -48,9 +54,6 @@ class GroupCommit:
         self._tx = None
         self._opening: asyncio.Task | None = None
         self._commit_scheduled = False
-        # a savepoint a write where it is nearly free (SQLite, in-process); PostgreSQL's cost a
-        # round trip each, and a failed write there takes its group down instead
-        self._savepoints = getattr(sql, "dialect", "sqlite") != "postgresql"
         self._waiting: list[asyncio.Future] = []
         #: groups committed, and writes in them (for tests and benchmarks)
         self.groups = 0
@@ -75,15 +78,15 @@ class GroupCommit:
         if not tx.in_transaction:  # SQLite rolled the group back (a full disk): join nothing
             raise StorageError("the database rolled back the transaction this write was to join "
                                f"(see the error before it); nothing of it was kept ({self._sql.path})")
-        result = self._in_savepoint(tx, work) if self._savepoints else self._in_group(tx, work)
+        result = self._in_savepoint(tx, work)
         committed = loop.create_future()
         self._waiting.append(committed)
         await committed
         return result
 
     def _in_savepoint(self, tx, work: Callable[[Any], Any]) -> Any:
-        """SQLite: each write in a savepoint of its own (in-process, so nearly free): one that
-        fails is rolled back alone."""
+        """Each write in a savepoint of its own (in-process, so nearly free): one that fails is
+        rolled back alone."""
         tx.execute("SAVEPOINT ping")
         try:
             result = work(tx)
@@ -96,32 +99,6 @@ class GroupCommit:
             raise
         tx.execute("RELEASE ping")
         return result
-
-    def _in_group(self, tx, work: Callable[[Any], Any]) -> Any:
-        """PostgreSQL: no savepoint (two round trips a write). A write that fails having written
-        nothing (:class:`Unwritten`, a lost race) leaves the group as it was; any other failure
-        takes the group's transaction down, and every write that had joined it is told to run
-        again (:class:`~geo_engine.errors.WriteContention`): nothing of any of them was kept."""
-        try:
-            return work(tx)
-        except (Unwritten, WriteContention):
-            raise
-        except BaseException as exc:
-            self._abandon()
-            if isinstance(exc, self._sql.Error):  # contention, the server: said as such
-                raise self._sql.error(exc, "nothing of this write was kept") from None
-            raise
-
-    def _abandon(self) -> None:
-        """Roll the open group back; its writes so far are run again by their callers."""
-        waiting, self._waiting, self._tx = self._waiting, [], None
-        with contextlib.suppress(self._sql.Error):
-            self._sql.rollback()
-        again = WriteContention("another write of the same transaction failed, and nothing of "
-                                "this one was kept; run it again")
-        for done in waiting:
-            if not done.done():
-                done.set_exception(again)
 
     async def _open(self) -> None:
         """Begin the group's transaction without blocking the loop: while another process (or
@@ -158,6 +135,123 @@ class GroupCommit:
         for done in waiting:
             if not done.done():  # a request cancelled meanwhile still had its write committed
                 done.set_result(None)
+
+
+#: writer threads, each with a connection and a group transaction of its own: while one waits on
+#: the server (a round trip, a commit's flush), another runs the next writes
+WRITERS = 3
+
+
+class ThreadedGroupCommit:
+    """Group commit for a database a network round trip away (PostgreSQL): the writes run on threads of
+    their own (:data:`WRITERS`), so the event loop goes on parsing requests and answering quiet
+    pings while a write waits on the server.
+
+    Each thread takes the writes queued, in arrival order, one by one into its own transaction and
+    commits when the queue is empty: whatever arrives while a commit is on its way to disk forms the
+    next group, on whichever thread is free. Each answer waits for its group's commit. There is no
+    savepoint a write (two round trips each): a write that fails having written nothing
+    (:class:`Unwritten`, a lost race) leaves the group as it was; any other failure rolls the group
+    back, and every write that had joined it is told to run again
+    (:class:`~geo_engine.errors.WriteContention`).
+
+    Parameters
+    ----------
+    sql : PostgreSQL
+        The database (``begin``, ``commit``, ``rollback`` on the calling thread's connection).
+    """
+
+    def __init__(self, sql, writers: int = WRITERS):
+        self._sql = sql
+        self._writers = writers
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        #: groups committed, and writes in them (for tests and benchmarks)
+        self.groups = 0
+        self.writes = 0
+
+    async def write(self, work: Callable[[Any], Any]) -> Any:
+        """Run ``work(tx)`` on the writer thread, in the open group's transaction; return its
+        result once the group has committed (or raise what it raised)."""
+        loop = asyncio.get_running_loop()
+        ran, committed = loop.create_future(), loop.create_future()
+        with self._lock:
+            while len(self._threads) < self._writers:
+                thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
+                thread.start()
+                self._threads.append(thread)
+        self._queue.put((work, loop, ran, committed))
+        result = await ran  # raises what the work raised
+        await committed
+        return result
+
+    @staticmethod
+    def _settle(loop, future: asyncio.Future, result=None, error: BaseException | None = None) -> None:
+        def settle() -> None:
+            if future.done():  # the request went away meanwhile
+                return
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)
+        loop.call_soon_threadsafe(settle)
+
+    def _run(self) -> None:
+        """The writer thread: one group after another, for the life of the process."""
+        while True:
+            item = self._queue.get()  # waits for the first write of a group
+            tx, joined = None, []
+            while item is not None:
+                work, loop, ran, committed = item
+                if tx is None:
+                    try:
+                        tx = self._sql.begin()
+                    except self._sql.Error as exc:
+                        self._settle(loop, ran, error=self._sql.error(exc, "nothing of this write was kept"))
+                        item = self._next()
+                        continue
+                try:
+                    result = work(tx)
+                except (Unwritten, WriteContention) as exc:  # nothing written: the group goes on
+                    self._settle(loop, ran, error=exc)
+                except BaseException as exc:  # the transaction is down: its writes run again
+                    with contextlib.suppress(self._sql.Error):
+                        self._sql.rollback()
+                    tx = None
+                    again = WriteContention("another write of the same transaction failed, and "
+                                            "nothing of this one was kept; run it again")
+                    for lp, done in joined:
+                        self._settle(lp, done, error=again)
+                    joined = []
+                    error = self._sql.error(exc, "nothing of this write was kept") \
+                        if isinstance(exc, self._sql.Error) else exc
+                    self._settle(loop, ran, error=error)
+                else:
+                    joined.append((loop, committed))
+                    self._settle(loop, ran, result)
+                item = self._next()
+            if tx is None:
+                continue
+            try:
+                self._sql.commit()
+            except self._sql.Error as exc:
+                error = self._sql.error(exc, f"the database refused to commit, and nothing of this "
+                                        f"group of {len(joined)} writes was kept")
+                for lp, done in joined:
+                    self._settle(lp, done, error=error)
+                continue
+            self.groups += 1
+            self.writes += len(joined)
+            for lp, done in joined:
+                self._settle(lp, done)
+
+    def _next(self):
+        """The next write queued, or None when there is none: the group commits."""
+        try:
+            return self._queue.get_nowait()
+        except queue.Empty:
+            return None
 
 
 class GroupCheck:

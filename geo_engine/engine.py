@@ -28,7 +28,7 @@ from typing import NamedTuple
 
 from . import devices
 from .campaigns import Campaign, local_day, parse_campaign, parse_campaigns
-from .commits import GroupCheck, GroupCommit, Unwritten
+from .commits import GroupCheck, GroupCommit, ThreadedGroupCommit, Unwritten
 from .config import Settings
 from .db import Database
 from .db.devices import new_version
@@ -123,7 +123,7 @@ class Engine:
         self.db = database or Database(self.settings.database, self.settings.synchronous)
         self._serving = False  # start_serving: build what pings query in every new snapshot
         self._rebuilding = threading.Lock()  # held only to swap a built snapshot in
-        self._group: GroupCommit | None = None  # handle_ping_async's group commit (a server's)
+        self._group: GroupCommit | ThreadedGroupCommit | None = None  # a server's group commit
         self._checks: GroupCheck | None = None  # and its quiet pings' checks (PostgreSQL)
         self._quiet_at: int | None = None  # the data version quiet pings last found current
         #: devices' token hashes in memory (SPEC 6.1), for the API's checks
@@ -457,7 +457,9 @@ class Engine:
         """:meth:`handle_ping` for a server's event loop: the same answer, the write in the
         loop's group commit (:mod:`geo_engine.commits`), answered once that has committed."""
         if self._group is None:
-            self._group = GroupCommit(self.db.sql)
+            # a server a round trip away: its writes on a thread of their own, the loop free
+            self._group = ThreadedGroupCommit(self.db.sql) if self.db.sql.dialect == "postgresql" \
+                else GroupCommit(self.db.sql)
             if self.db.followed:  # no shared-memory signal: quiet pings' rows checked per turn
                 self._checks = GroupCheck(self.db.devices.versions)
         contended = False

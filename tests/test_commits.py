@@ -48,21 +48,28 @@ def test_writes_of_one_turn_share_one_commit_and_answer_after_it(database):
 
 
 def test_on_postgresql_a_failed_write_takes_its_group_down_and_the_others_run_again(pg_cluster):
-    """No savepoint a write on PostgreSQL (a round trip each): a write that fails in the
-    database aborts the group's transaction; the writes that had joined it are told to run
-    again (nothing of them kept), the failing one gets its error, the next one a new group; a
-    write that stops before writing (Unwritten) leaves its group as it was."""
-    from geo_engine.commits import Unwritten
+    """PostgreSQL's writes run on a thread of their own, one group after another, with no
+    savepoint a write (a round trip each): a write that fails in the database rolls its group
+    back; the writes that had joined it are told to run again (nothing of them kept), the
+    failing one gets its error, the next ones a new group; a write that stops before writing
+    (Unwritten) leaves its group as it was; the answers wait for their group's commit."""
+    import threading
+
+    from geo_engine.commits import ThreadedGroupCommit, Unwritten
     from geo_engine.errors import WriteContention
 
     url = pg_cluster.new_database("group_down")
     db = Database(url)
     with db.atomic() as tx:
         tx.execute("CREATE TABLE t (k INTEGER PRIMARY KEY)")
-    group = GroupCommit(db.sql)
+    group = ThreadedGroupCommit(db.sql, writers=1)  # one thread: the five writes one group
+    gate = threading.Event()
+    threads = set()
 
     def insert(k, fail=None):
         def work(tx):
+            threads.add(threading.current_thread().name)
+            gate.wait(10)  # the five writes are queued before the first runs: one group
             if fail == "before":
                 raise Unwritten()
             tx.execute("INSERT INTO t (k) VALUES (?)", (k,))
@@ -72,15 +79,19 @@ def test_on_postgresql_a_failed_write_takes_its_group_down_and_the_others_run_ag
         return work
 
     async def main():
-        return await asyncio.gather(
-            group.write(insert(1)), group.write(insert(2, "before")), group.write(insert(3)),
-            group.write(insert(4, "sql")), group.write(insert(5)), return_exceptions=True)
+        writes = [asyncio.ensure_future(group.write(w)) for w in (
+            insert(1), insert(2, "before"), insert(3), insert(4, "sql"), insert(5))]
+        await asyncio.sleep(0.2)
+        gate.set()
+        return await asyncio.gather(*writes, return_exceptions=True)
     got = asyncio.run(main())
+    assert threads == {"group-commit"}  # not the event loop's thread
     assert isinstance(got[0], WriteContention) and isinstance(got[2], WriteContention)
     assert isinstance(got[1], Unwritten)
     assert isinstance(got[3], StorageError) and "no_such_column" in str(got[3])
     assert got[4] == 5
     assert _rows(url) == [5]  # 1 and 3 were rolled back with the group, to be run again
+    assert (group.groups, group.writes) == (1, 1)
     db.close()
 
 

@@ -59,6 +59,7 @@ class Devices:
     def __init__(self, db: SQLite):
         self._db = db
         self._rows: dict[str, tuple] = {}  # device id -> its row as last read or written here
+        self._cache_lock = threading.Lock()
         # devices whose kept row moved on (quiet pings: position and time only) since written
         self._dirty: set[str] = set()
         # (device id, version) pairs read back as stored since the data version last moved:
@@ -211,17 +212,20 @@ class Devices:
 
     def _drop(self, device_id: str) -> None:
         """Forget this process's copy of a row that is being changed outside a ping."""
-        row = self._rows.pop(device_id, None)
+        with self._cache_lock:
+            row = self._rows.pop(device_id, None)
         if row is not None:
             self._current.discard((device_id, row[1]))
 
     def _remember(self, row: tuple) -> None:
-        cache = self._rows
-        cache.pop(row[0], None)  # re-inserted last: the oldest entries go first
-        cache[row[0]] = row
-        if len(cache) > CACHE_ROWS:
-            for device_id in list(itertools.islice(cache, CACHE_ROWS // 10)):
-                del cache[device_id]
+        # under a lock: a server's writer thread and its event loop both keep rows
+        with self._cache_lock:
+            cache = self._rows
+            cache.pop(row[0], None)  # re-inserted last: the oldest entries go first
+            cache[row[0]] = row
+            if len(cache) > CACHE_ROWS:
+                for device_id in list(itertools.islice(cache, CACHE_ROWS // 10)):
+                    del cache[device_id]
 
     def drop_visits_in(self, tx: sqlite3.Connection, geofence_id: str) -> None:
         """Close the visits open in a geofence that is going away, without an exit (it is gone,
