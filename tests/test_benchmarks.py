@@ -31,23 +31,48 @@ def test_bench_index_reports_exact_answers(tmp_path):
 
 
 def test_the_load_benchmark_runs_a_walking_fleet_with_no_errors():
-    """A short run of `make bench-load` (wrk installed from Debian when missing): both targets
-    answer every request, and the fleet's pings do enter geofences and get offers."""
+    """A short run of `make bench-load` (wrk installed from Debian when missing), on SQLite and
+    on a throwaway PostgreSQL: every target answers every request, the fleet's pings do enter
+    geofences and get offers, and the database's CPU a ping is reported."""
     r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "load" / "bench_load.py"),
                         "--stores", "400", "--devices", "100", "--connections", "4",
-                        "--duration", "2", "--rounds", "1", "--workers", "1,2"],
+                        "--duration", "2", "--rounds", "1", "--workers", "1,2",
+                        "--backends", "sqlite,postgresql"],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     rows = {row[0]: row for row in ([c.strip() for c in line.strip("|").split("|")]
                                     for line in r.stdout.splitlines() if line.startswith("| "))}
-    for target in ("geo-engine serve --workers 1", "geo-engine serve --workers 2",
+    for target in ("geo-engine serve --workers 1 (sqlite)", "geo-engine serve --workers 2 (sqlite)",
+                   "geo-engine serve --workers 1 (postgresql)", "geo-engine serve --workers 2 (postgresql)",
                    "bare FastAPI app (parse only)"):
         assert float(rows[target][1].replace(",", "")) > 0 and rows[target][4] == "0", rows[target]
-    did = next(line for line in r.stdout.splitlines()  # one worker: its /metrics saw every ping
-               if line.startswith("# geo-engine serve --workers 1:"))
-    pings, events, offers = (int(w.split()[0].replace(",", "")) for w in
-                             did.split(":", 1)[1].split("(")[0].split(", "))
-    assert pings > 0 and events > 0 and offers > 0, did
+    for backend in ("sqlite", "postgresql"):
+        did = next(line for line in r.stdout.splitlines()  # one worker: its /metrics saw every ping
+                   if line.startswith(f"# geo-engine serve --workers 1 ({backend}):"))
+        pings, events, offers = (int(w.split()[0].replace(",", "")) for w in
+                                 did.split(":", 1)[1].split("(")[0].split(", "))
+        assert pings > 0 and events > 0 and offers > 0, did
+    cpu = next(line for line in r.stdout.splitlines()
+               if line.startswith("# geo-engine serve --workers 1 (postgresql): the database used"))
+    assert float(cpu.split(" used ")[1].split()[0]) > 0, cpu
+
+
+def test_the_postgis_benchmark_compares_answers_and_times(tmp_path):
+    """A short run of bench_postgis (PostGIS installed from Debian when missing): a row for each
+    query, and wherever PostGIS's nearest store differs, the engine's is the nearer one."""
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_postgis.py"), "--stores", "3000",
+                        "--queries", "50", "--customers", "3000", "--no-http"],
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in r.stdout.splitlines()
+            if line.startswith("| 3,000")]
+    assert [row[1].split(",")[0] for row in rows] == ["nearest-1", "within 1 km", "bulk nearest"]
+    for row in rows:
+        assert float(row[2].split()[0]) > 0 and float(row[4].split()[0]) > 0, row
+    near, bulk = rows[0], rows[2]
+    for row in (near, bulk):  # every disagreement is PostGIS's sphere, not the engine
+        assert row[6] == row[7], row
+    assert rows[1][6] == "0", rows[1]  # within 1 km: the same stores
 
 
 def test_the_growth_benchmark_prints_a_row_for_every_size():
