@@ -147,7 +147,7 @@ def one_size(n: int, args, url: str, tmp: Path) -> list[tuple]:
     ids, lats, lons = generate.stores(n, "city", seed=41)
     index_of = {i: k for k, i in enumerate(ids)}
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("DROP TABLE IF EXISTS stores, customers")
+        conn.execute("DROP TABLE IF EXISTS stores, customers, nearest")
         pg_load = load_postgis(conn, ids, lats, lons, "stores")
     t = time.perf_counter()
     db = tmp / f"stores{n}.db"
