@@ -21,7 +21,7 @@ import click
 
 from . import __version__
 from .config import SETTINGS, Settings
-from .db import Database
+from .db import Database, is_postgres_url
 from .engine import Engine
 from .errors import GeoEngineError, InvalidInput, ValidationFailed
 
@@ -210,7 +210,7 @@ def serve(host: str, port: int, db: str | None, demo: bool, workers: int) -> Non
         # database this one opened is the one they open
         where = engine.settings.database
         engine.db.close()
-        if where.startswith(("postgresql://", "postgres://")):
+        if is_postgres_url(where):
             os.environ["GEO_ENGINE_DATABASE_URL"] = where
             path = engine.path
         else:

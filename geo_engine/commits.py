@@ -34,6 +34,12 @@ from .errors import StorageError, WriteContention
 __all__ = ["GroupCheck", "GroupCommit", "ThreadedGroupCommit", "Unwritten"]
 
 
+def _refused(sql, exc: BaseException, writes: int) -> StorageError:
+    """A group's COMMIT refused, as the one sentence its writes' callers get."""
+    return sql.error(exc, f"the database refused to commit, and nothing of this group of {writes} "
+                     "writes was kept")
+
+
 class Unwritten(Exception):  # noqa: N818 - a signal, not an error
     """Raised by a group's write that stopped before writing anything (the engine's "places or
     campaigns changed": follow and decide again): the group goes on without it."""
@@ -117,15 +123,12 @@ class GroupCommit:
             self._opening = None
 
     def _commit(self) -> None:
-        waiting, self._waiting, tx, self._tx = self._waiting, [], self._tx, None
+        waiting, self._waiting, self._tx = self._waiting, [], None
         self._commit_scheduled = False
-        if tx is None:  # abandoned meanwhile (its writes are being run again)
-            return
         try:
             self._sql.commit()
         except self._sql.Error as exc:
-            error = self._sql.error(exc, f"the database refused to commit, and nothing of this "
-                                    f"group of {len(waiting)} writes was kept")
+            error = _refused(self._sql, exc, len(waiting))
             for done in waiting:
                 if not done.done():
                     done.set_exception(error)
@@ -236,8 +239,7 @@ class ThreadedGroupCommit:
             try:
                 self._sql.commit()
             except self._sql.Error as exc:
-                error = self._sql.error(exc, f"the database refused to commit, and nothing of this "
-                                        f"group of {len(joined)} writes was kept")
+                error = _refused(self._sql, exc, len(joined))
                 for lp, done in joined:
                     self._settle(lp, done, error=error)
                 continue

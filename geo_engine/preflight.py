@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .db import is_postgres_url
 from .errors import InvalidInput
 
 __all__ = ["LAT_NAMES", "LON_NAMES", "OUTPUT_FORMATS", "Plan", "check_database", "plan_run"]
@@ -44,7 +45,7 @@ class Plan:
 
 def check_database(path: str | Path) -> None:
     """A scoring run needs a database with stores: one that does not exist is not created."""
-    if str(path) == ":memory:" or str(path).startswith(("postgresql://", "postgres://")):
+    if str(path) == ":memory:" or is_postgres_url(str(path)):
         return  # a server's database: opening it says whether it is there
     if not Path(path).is_file():
         raise InvalidInput(f"no database at {path}: import the stores first (geo-engine import "
