@@ -41,7 +41,6 @@ __all__ = [
     "R_HI",
     "R_LO",
     "check_lat_lon",
-    "chord_for_distance",
     "distance_m",
     "distances_m",
     "chord_inside",
@@ -50,7 +49,6 @@ __all__ = [
     "ecef_one",
     "radii_of_curvature",
     "lonlat_boxes",
-    "min_distance_for_chord",
     "unit_vector",
     "unit_vectors",
 ]
@@ -186,24 +184,6 @@ def unit_vectors(lats, lons) -> np.ndarray:
     lo = np.radians(np.asarray(lons, dtype=float))
     c = np.cos(la)
     return np.column_stack([c * np.cos(lo), c * np.sin(lo), np.sin(la)])
-
-
-def chord_for_distance(distance_m: float | np.ndarray) -> float | np.ndarray:
-    """Return the unit-sphere chord that contains every point within ``distance_m`` geodesic metres.
-
-    Uses ``theta = d / R_LO`` (the ellipsoid is never shorter than ``R_LO`` times the sphere),
-    widened by a hair for rounding, and capped at the diameter.
-    """
-    theta = np.minimum(np.asarray(distance_m, dtype=float) * (1 + _SLACK) / R_LO + 1e-12, np.pi)
-    chord = 2.0 * np.sin(theta / 2.0)
-    return float(chord) if np.ndim(chord) == 0 else chord
-
-
-def min_distance_for_chord(chord: float | np.ndarray) -> float | np.ndarray:
-    """Return a lower bound, in geodesic metres, for points at this unit-sphere chord or farther."""
-    c = np.minimum(np.asarray(chord, dtype=float), 2.0)
-    d = R_LO * 2.0 * np.arcsin(c / 2.0) * (1 - _SLACK) - 1e-6
-    return float(d) if np.ndim(d) == 0 else d
 
 
 def lonlat_boxes(lat: float, lon: float, radius_m: float) -> list[tuple[float, float, float, float]]:
