@@ -163,59 +163,33 @@ class CapGrid:
             return counts, handled, by_point
         if n == 0 or self.radius_m < 0:
             return done(np.ones(n, dtype=bool))
-        h = self.row_h
-        phi0 = np.radians(q_lat)
-        reach_deg = math.degrees(self.theta_out)
-        with np.errstate(invalid="ignore"):
-            wide = np.degrees(np.arcsin(np.minimum(1.0, math.sin(self.theta_out) / np.cos(phi0))))
-        handled = (np.abs(q_lat) + reach_deg < _MAX_LAT) & (q_lon - wide > -180.0) & \
-            (q_lon + wide < 180.0) & np.isfinite(q_lat) & np.isfinite(q_lon)
+        handled = self._handled(q_lat, q_lon)
         qi = np.flatnonzero(handled)
         if len(qi) == 0 or len(self.keys) == 0:
             return done(handled)
         # queries in sort order: the binary searches below then walk the keys in order
         qi = qi[np.argsort(self._keys(q_lat[qi], q_lon[qi]), kind="stable")]
-        phi0, lam = phi0[qi], q_lon[qi] + 180.0
+        qlat, qlon = q_lat[qi], q_lon[qi]
+        phi0, lam = np.radians(qlat), qlon + 180.0
         th_in, th_out = self._local_caps(phi0)
-        qxyz = tuple(np.ascontiguousarray(c) for c in ecef(q_lat[qi], q_lon[qi]).T)
+        qxyz = tuple(np.ascontiguousarray(c) for c in ecef(qlat, qlon).T)
         sub = np.zeros(len(qi), dtype=np.int64)
-        qrow = self._rows(q_lat[qi])
+        qrow = self._rows(qlat)
         phi_star = np.arcsin(np.clip(np.sin(phi0) / np.cos(th_out), -1, 1))  # widest latitude
         keys = self.keys
-        span = self.per_radius + 1
         # half-widths at row edge k (the south edge of row qrow + k), each found once
         edges: dict[tuple[int, bool], np.ndarray] = {}
 
         def width(k: int, inner: bool) -> np.ndarray:
             if (k, inner) not in edges:
-                edges[k, inner] = _half_width(np.radians((qrow + k) * h - 90.0), phi0,
+                edges[k, inner] = _half_width(np.radians((qrow + k) * self.row_h - 90.0), phi0,
                                               th_in if inner else th_out)
             return edges[k, inner]
-        for dy in range(-span, span + 1):
-            row = qrow + dy
-            a = np.radians(row * h - 90.0)  # the row's south and north edges
-            b = np.radians((row + 1) * h - 90.0)
-            # outer cap: the widest longitude half-span over the band (cut to the cap's reach)
-            lo, hi = np.maximum(a, phi0 - th_out), np.minimum(b, phi0 + th_out)
-            meets = np.flatnonzero(lo <= hi)
-            if not len(meets):
+        for dy in range(-self.per_radius - 1, self.per_radius + 2):
+            cut = self._cuts(dy, qrow, phi0, lam, th_in, th_out, phi_star, width)
+            if cut is None:
                 continue
-            lo, hi, a_m, b_m = lo[meets], hi[meets], a[meets], b[meets]
-            # an edge cut to the cap's reach is its tip, where the half-width is 0
-            w_out = np.fmax(np.where(lo == a_m, width(dy, False)[meets], 0.0),
-                            np.where(hi == b_m, width(dy + 1, False)[meets], 0.0))
-            ps = phi_star[meets]
-            at_star = (ps >= lo) & (ps <= hi)
-            star = meets[at_star]
-            w_out[at_star] = np.fmax(w_out[at_star], _half_width(ps[at_star], phi0[star], th_out[star]))
-            w_out = np.degrees(np.nan_to_num(w_out, nan=0.0) + _EPS) + _MARGIN
-            # inner cap: the narrowest half-span over the band (the ends: it has one maximum)
-            w_in = np.degrees(np.fmin(width(dy, True)[meets], width(dy + 1, True)[meets]) - _EPS)
-            p0 = phi0[meets]
-            t_in = th_in[meets]
-            whole_band = (p0 - t_in + _EPS <= a_m) & (b_m <= p0 + t_in - _EPS)
-            w_in = np.where(whole_band & np.isfinite(w_in), w_in - _MARGIN, -1.0)
-            base = row[meets] * _ROW + lam[meets]
+            meets, base, w_out, w_in = cut
             o_lo = np.searchsorted(keys, base - w_out, "left")
             o_hi = np.searchsorted(keys, base + w_out, "right")
             full = np.flatnonzero(w_in > 0)
@@ -231,9 +205,47 @@ class CapGrid:
             starts = np.concatenate([o_lo, i_hi])
             lengths = np.concatenate([i_lo - o_lo, o_hi - i_hi])
             owners = np.concatenate([meets, meets])
-            sub += self._edge(owners, starts, lengths, qxyz, q_lat[qi], q_lon[qi], len(qi), hits)
+            sub += self._edge(owners, starts, lengths, qxyz, qlat, qlon, len(qi), hits)
         counts[qi] = sub
         return done(handled)
+
+    def _handled(self, q_lat: np.ndarray, q_lon: np.ndarray) -> np.ndarray:
+        """The queries this grid answers: finite, and the outer cap clear of 85 degrees and of
+        the antimeridian."""
+        with np.errstate(invalid="ignore"):
+            wide = np.degrees(np.arcsin(np.minimum(1.0, math.sin(self.theta_out) /
+                                                   np.cos(np.radians(q_lat)))))
+        return (np.abs(q_lat) + math.degrees(self.theta_out) < _MAX_LAT) & \
+            (q_lon - wide > -180.0) & (q_lon + wide < 180.0) & np.isfinite(q_lat) & np.isfinite(q_lon)
+
+    def _cuts(self, dy: int, qrow, phi0, lam, th_in, th_out, phi_star, width):
+        """For the row ``dy`` from each query's own (``lam``: its longitude + 180, as in the sort
+        key): which queries' outer caps meet it, the sort key of each one's centre on it, and
+        the half-widths (degrees) of its outer and inner intervals there (the inner one -1 where
+        the row is not wholly inside the inner cap); None when no cap meets the row."""
+        row = qrow + dy
+        a = np.radians(row * self.row_h - 90.0)  # the row's south and north edges
+        b = np.radians((row + 1) * self.row_h - 90.0)
+        # outer cap: the widest longitude half-span over the band (cut to the cap's reach)
+        lo, hi = np.maximum(a, phi0 - th_out), np.minimum(b, phi0 + th_out)
+        meets = np.flatnonzero(lo <= hi)
+        if not len(meets):
+            return None
+        lo, hi, a_m, b_m = lo[meets], hi[meets], a[meets], b[meets]
+        # an edge cut to the cap's reach is its tip, where the half-width is 0
+        w_out = np.fmax(np.where(lo == a_m, width(dy, False)[meets], 0.0),
+                        np.where(hi == b_m, width(dy + 1, False)[meets], 0.0))
+        ps = phi_star[meets]
+        at_star = (ps >= lo) & (ps <= hi)
+        star = meets[at_star]
+        w_out[at_star] = np.fmax(w_out[at_star], _half_width(ps[at_star], phi0[star], th_out[star]))
+        w_out = np.degrees(np.nan_to_num(w_out, nan=0.0) + _EPS) + _MARGIN
+        # inner cap: the narrowest half-span over the band (the ends: it has one maximum)
+        w_in = np.degrees(np.fmin(width(dy, True)[meets], width(dy + 1, True)[meets]) - _EPS)
+        p0, t_in = phi0[meets], th_in[meets]
+        whole_band = (p0 - t_in + _EPS <= a_m) & (b_m <= p0 + t_in - _EPS)
+        w_in = np.where(whole_band & np.isfinite(w_in), w_in - _MARGIN, -1.0)
+        return meets, row[meets] * _ROW + lam[meets], w_out, w_in
 
     def _local_caps(self, phi0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per query (latitude ``phi0``, radians), the inner and outer caps' angles from the radii
