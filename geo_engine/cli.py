@@ -299,8 +299,7 @@ def score(input_path: Path, out: Path, db: str | None, radius_m: float, at, lat_
     with tqdm(total=count_rows(input_path), unit="rows", disable=not sys.stderr.isatty(),
               desc="scoring") as bar:
         run = score_file(
-            engine, input_path, out, radius_m=radius_m,
-            at=at,
+            engine, input_path, out, radius_m=radius_m, at=at,
             lat_col=plan.lat_col or "lat", lon_col=plan.lon_col or "lon", chunk_rows=chunk_rows,
             id_col=plan.id_col, delimiter=plan.delimiter, decimal=plan.decimal, commit=False,
             scheduler=scheduler, postal_codes_file=postal_codes,
@@ -323,6 +322,11 @@ def score(input_path: Path, out: Path, db: str | None, radius_m: float, at, lat_
             partial.unlink(missing_ok=True)
         raise
     run.commit()
+    _say_scored(run, out, report_path, radius_m, geocoder)
+
+
+def _say_scored(run, out: Path, report_path: Path | None, radius_m: float, geocoder: str | None) -> None:
+    """What a finished scoring run prints: rows by status, the report, the top stores."""
     rows, took, statuses = run.rows, run.seconds, run.statuses
     click.echo(f"scored {rows:,} rows in {took:.1f} s ({rows / max(took, 1e-9):,.0f} rows/s) into {out}")
     for k in sorted(statuses):
