@@ -35,7 +35,10 @@ __all__ = ["GroupCheck", "GroupCommit", "ThreadedGroupCommit", "Unwritten"]
 
 
 def _refused(sql, exc: BaseException, writes: int) -> StorageError:
-    """A group's COMMIT refused, as the one sentence its writes' callers get."""
+    """A group's COMMIT refused, as the one sentence its writes' callers get (a
+    :class:`WriteContention`, to run again, when a row changed under the group's lock)."""
+    if isinstance(exc, WriteContention):
+        return WriteContention(f"{exc}; nothing of this group of {writes} writes was kept")
     return sql.error(exc, f"the database refused to commit, and nothing of this group of {writes} "
                      "writes was kept")
 
@@ -65,9 +68,10 @@ class GroupCommit:
         self.groups = 0
         self.writes = 0
 
-    async def write(self, work: Callable[[Any], Any]) -> Any:
+    async def write(self, work: Callable[[Any], Any], key=None) -> Any:
         """Run ``work(tx)`` now, in the group's transaction; return its result once the group
-        has committed (or raise what it raised; a failed commit raises StorageError)."""
+        has committed (or raise what it raised; a failed commit raises StorageError). (``key``
+        is :class:`ThreadedGroupCommit`'s; SQLite's reads cost nothing to batch.)"""
         loop = asyncio.get_running_loop()
         if self._tx is None and self._opening is None:
             # the lock is free (one process, or the others' groups done): no waiting at all
@@ -150,23 +154,30 @@ class ThreadedGroupCommit:
     their own (:data:`WRITERS`), so the event loop goes on parsing requests and answering quiet
     pings while a write waits on the server.
 
-    Each thread takes the writes queued, in arrival order, one by one into its own transaction and
-    commits when the queue is empty: whatever arrives while a commit is on its way to disk forms the
-    next group, on whichever thread is free. Each answer waits for its group's commit. There is no
-    savepoint a write (two round trips each): a write that fails having written nothing
-    (:class:`Unwritten`, a lost race) leaves the group as it was; any other failure rolls the group
-    back, and every write that had joined it is told to run again
-    (:class:`~geo_engine.errors.WriteContention`).
+    Each thread takes every write queued at that moment into one transaction (a group) and
+    commits it; whatever arrives while a commit is on its way to disk forms the next group, on
+    whichever thread is free. Each answer waits for its group's commit. Before the group's writes
+    run, ``prepare(tx, keys)`` may read and lock what they will need in one statement (the
+    engine: the devices' rows), each write having said its key. There is no savepoint a write
+    (two round trips each): a write that fails having written nothing (:class:`Unwritten`, a
+    lost race) leaves the group as it was; any other failure rolls the group back, every write
+    that had joined it is told to run again (:class:`~geo_engine.errors.WriteContention`), and
+    the writes not yet run form a new group.
 
     Parameters
     ----------
     sql : PostgreSQL
         The database (``begin``, ``commit``, ``rollback`` on the calling thread's connection).
+    prepare : callable, optional
+        ``prepare(tx, keys)``: run first in each group's transaction with the keys its writes
+        gave (in arrival order, repeats kept).
     """
 
-    def __init__(self, sql, writers: int = WRITERS):
+    def __init__(self, sql, writers: int = WRITERS,
+                 prepare: Callable[[Any, list], None] | None = None):
         self._sql = sql
         self._writers = writers
+        self._prepare = prepare
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
@@ -174,9 +185,10 @@ class ThreadedGroupCommit:
         self.groups = 0
         self.writes = 0
 
-    async def write(self, work: Callable[[Any], Any]) -> Any:
-        """Run ``work(tx)`` on the writer thread, in the open group's transaction; return its
-        result once the group has committed (or raise what it raised)."""
+    async def write(self, work: Callable[[Any], Any], key=None) -> Any:
+        """Run ``work(tx)`` on a writer thread, in its group's transaction (``key``: what
+        ``prepare`` readies for it); return its result once the group has committed (or raise
+        what it raised)."""
         loop = asyncio.get_running_loop()
         ran, committed = loop.create_future(), loop.create_future()
         with self._lock:
@@ -184,7 +196,7 @@ class ThreadedGroupCommit:
                 thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
                 thread.start()
                 self._threads.append(thread)
-        self._queue.put((work, loop, ran, committed))
+        self._queue.put((work, key, loop, ran, committed))
         result = await ran  # raises what the work raised
         await committed
         return result
@@ -203,57 +215,71 @@ class ThreadedGroupCommit:
     def _run(self) -> None:
         """The writer thread: one group after another, for the life of the process."""
         while True:
-            item = self._queue.get()  # waits for the first write of a group
-            tx, joined = None, []
-            while item is not None:
-                work, loop, ran, committed = item
-                if tx is None:
-                    try:
-                        tx = self._sql.begin()
-                    except self._sql.Error as exc:
-                        self._settle(loop, ran, error=self._sql.error(exc, "nothing of this write was kept"))
-                        item = self._next()
-                        continue
+            items = [self._queue.get()]  # waits for the first write of a group
+            while True:  # and takes every other one queued now
                 try:
-                    result = work(tx)
-                except (Unwritten, WriteContention) as exc:  # nothing written: the group goes on
-                    self._settle(loop, ran, error=exc)
-                except BaseException as exc:  # the transaction is down: its writes run again
-                    with contextlib.suppress(self._sql.Error):
-                        self._sql.rollback()
-                    tx = None
-                    again = WriteContention("another write of the same transaction failed, and "
-                                            "nothing of this one was kept; run it again")
-                    for lp, done in joined:
-                        self._settle(lp, done, error=again)
-                    joined = []
-                    error = self._sql.error(exc, "nothing of this write was kept") \
-                        if isinstance(exc, self._sql.Error) else exc
-                    self._settle(loop, ran, error=error)
-                else:
-                    joined.append((loop, committed))
-                    self._settle(loop, ran, result)
-                item = self._next()
-            if tx is None:
-                continue
-            try:
-                self._sql.commit()
-            except self._sql.Error as exc:
-                error = _refused(self._sql, exc, len(joined))
-                for lp, done in joined:
-                    self._settle(lp, done, error=error)
-                continue
-            self.groups += 1
-            self.writes += len(joined)
-            for lp, done in joined:
-                self._settle(lp, done)
+                    items.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            while items:
+                items = self._group(items)
 
-    def _next(self):
-        """The next write queued, or None when there is none: the group commits."""
+    def _group(self, items: list) -> list:
+        """Run ``items`` in one transaction and commit it; return those not run (a write failed
+        and took the transaction down), for a group of their own."""
         try:
-            return self._queue.get_nowait()
-        except queue.Empty:
-            return None
+            tx = self._sql.begin()
+            try:
+                if self._prepare is not None:
+                    self._prepare(tx, [key for _, key, *_ in items if key is not None])
+            except BaseException:
+                self._sql.rollback()
+                raise
+        except BaseException as exc:
+            error = self._sql.error(exc, "nothing of this write was kept") \
+                if isinstance(exc, self._sql.Error) else exc
+            for _, _, loop, ran, _ in items:
+                self._settle(loop, ran, error=error)
+            return []
+        joined = []
+        for k, (work, _, loop, ran, committed) in enumerate(items):
+            held = tx.held
+            try:
+                result = work(tx)
+            except (Unwritten, WriteContention) as exc:
+                if tx.held == held:  # nothing written: the group goes on
+                    self._settle(loop, ran, error=exc)
+                    continue
+                failed: BaseException = exc
+            except BaseException as exc:
+                failed = exc
+            else:
+                joined.append((loop, committed))
+                self._settle(loop, ran, result)
+                continue
+            # the transaction is down: the writes that joined it run again, the rest regroup
+            with contextlib.suppress(self._sql.Error):
+                self._sql.rollback()
+            again = WriteContention("another write of the same transaction failed, and "
+                                    "nothing of this one was kept; run it again")
+            for lp, done in joined:
+                self._settle(lp, done, error=again)
+            error = self._sql.error(failed, "nothing of this write was kept") \
+                if isinstance(failed, self._sql.Error) else failed
+            self._settle(loop, ran, error=error)
+            return items[k + 1:]
+        try:
+            self._sql.commit()
+        except (self._sql.Error, WriteContention) as exc:
+            error = _refused(self._sql, exc, len(joined))
+            for lp, done in joined:
+                self._settle(lp, done, error=error)
+            return []
+        self.groups += 1
+        self.writes += len(joined)
+        for lp, done in joined:
+            self._settle(lp, done)
+        return []
 
 
 class GroupCheck:

@@ -458,8 +458,9 @@ class Engine:
         loop's group commit (:mod:`geo_engine.commits`), answered once that has committed."""
         if self._group is None:
             # a server a round trip away: its writes on a thread of their own, the loop free
-            self._group = ThreadedGroupCommit(self.db.sql) if self.db.sql.dialect == "postgresql" \
-                else GroupCommit(self.db.sql)
+            # (and each group's device rows read and locked in one query)
+            self._group = ThreadedGroupCommit(self.db.sql, prepare=self.db.devices.lock) \
+                if self.db.sql.dialect == "postgresql" else GroupCommit(self.db.sql)
             if self.db.followed:  # no shared-memory signal: quiet pings' rows checked per turn
                 self._checks = GroupCheck(self.db.devices.versions)
         contended = False
@@ -475,7 +476,7 @@ class Engine:
             if write is None:
                 return answer
             try:
-                answer, written = await self._group.write(write)
+                answer, written = await self._group.write(write, ping.device_id)
             except _Stale as stale:  # places or campaigns changed since the snapshot: follow
                 self._follow(stale.seen)
                 continue

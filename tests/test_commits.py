@@ -95,6 +95,119 @@ def test_on_postgresql_a_failed_write_takes_its_group_down_and_the_others_run_ag
     db.close()
 
 
+def test_on_postgresql_held_writes_go_at_the_next_read_or_the_commit(pg_cluster):
+    """A write given to ``Tx.later`` is not sent when given (a duplicate key fails only at the
+    next statement that reads), a read sees every write held before it, and a held write that
+    must change one row and changes none fails the commit: nothing of the transaction is kept."""
+    import psycopg
+
+    from geo_engine.errors import WriteContention
+
+    url = pg_cluster.new_database("held_writes")
+    db = Database(url)
+    with db.atomic() as tx:
+        tx.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, v INTEGER NOT NULL)")
+        tx.execute("INSERT INTO t (k, v) VALUES (1, 0)")
+    with pytest.raises(psycopg.errors.UniqueViolation), db.atomic() as tx:
+        tx.later("INSERT INTO t (k, v) VALUES (?, ?)", (1, 5))  # a duplicate, not sent yet
+        assert tx.held == 1
+        tx.execute("SELECT 1")  # sent first: the duplicate fails here
+    with db.atomic() as tx:
+        for k in range(2, 40):  # two texts, interleaved
+            tx.later("INSERT INTO t (k, v) VALUES (?, ?)", (k, k))
+            tx.later("UPDATE t SET v = v + 1 WHERE k = ?", (k - 1,), one_row=True)
+        assert tx.held == 76
+        # every insert, then every update (1 to 38 each one up): all seen by the read
+        assert tx.execute("SELECT count(*), sum(v) FROM t").fetchone() == (39, sum(range(2, 40)) + 38)
+        assert tx.held == 0
+    with pytest.raises(WriteContention, match="1 of 2 rows changed"), db.atomic() as tx:
+        tx.later("INSERT INTO t (k, v) VALUES (?, ?)", (100, 0))
+        tx.later("UPDATE t SET v = 0 WHERE k = ? AND v = ?", (1, 1), one_row=True)
+        tx.later("UPDATE t SET v = 0 WHERE k = ? AND v = ?", (2, 99), one_row=True)  # not at 99
+    assert db.sql.query("SELECT count(*), sum(v) FROM t") == [(39, sum(range(2, 40)) + 38)]  # undone
+    db.close()
+
+
+def test_on_postgresql_a_group_reads_and_locks_its_devices_rows_first(pg_cluster):
+    """A server's group on PostgreSQL reads and locks (in one query) the rows of the devices its
+    pings name before any of them runs: a load is that row (even when this process kept an older
+    copy), a save of a stale version is refused with nothing sent, a good one is held for the
+    commit; a write that fails after holding one takes its group down."""
+    import threading
+
+    import psycopg
+
+    from geo_engine.commits import ThreadedGroupCommit, Unwritten
+    from geo_engine.db.devices import new_version
+    from geo_engine.errors import WriteContention
+    from geo_engine.model import DeviceState
+
+    url = pg_cluster.new_database("group_rows")
+    db = Database(url)
+    with db.atomic() as tx:
+        for d in ("a", "b"):
+            assert db.devices.save(tx, DeviceState(d, last_ts=1.0, version=new_version()), None)
+    kept_b = db.devices.kept("b")
+    other = Database(url)  # another instance moves b on
+    with other.atomic() as tx:
+        stored_b = other.devices.load(tx, "b", cached=False)
+        assert other.devices.save(tx, DeviceState("b", last_ts=2.0, version=new_version()),
+                                  stored_b.version)
+    prepared = []
+
+    def prepare(tx, keys):
+        prepared.append(list(keys))
+        db.devices.lock(tx, keys)
+    group = ThreadedGroupCommit(db.sql, writers=1, prepare=prepare)
+    gate = threading.Event()
+    seen = {}
+
+    def ping(device_id, fail=False):
+        def work(tx):
+            gate.wait(10)
+            with psycopg.connect(url, autocommit=True) as conn:  # locked since the group began
+                conn.execute("SET lock_timeout = 50")
+                try:
+                    conn.execute("SELECT 1 FROM devices WHERE device_id = %s FOR UPDATE", (device_id,))
+                    seen[device_id, "locked"] = False
+                except psycopg.errors.LockNotAvailable:
+                    seen[device_id, "locked"] = True
+            state = db.devices.load(tx, device_id)
+            seen[device_id] = state
+            held = tx.held
+            stale = DeviceState(device_id, last_ts=9.0, version=new_version())
+            assert not db.devices.save(tx, stale, 12345)  # not the row's version: refused
+            assert tx.held == held
+            after = DeviceState(device_id, last_ts=(state.last_ts or 0.0) + 10, version=new_version())
+            assert db.devices.save(tx, after, state.version)
+            assert tx.held == held + 1  # held for the commit, not sent
+            if fail:
+                raise Unwritten()  # too late to leave the group as it was
+            return after.version
+        return work
+
+    async def main(*works):
+        futures = [asyncio.ensure_future(group.write(w, key)) for w, key in works]
+        await asyncio.sleep(0.2)
+        gate.set()
+        return await asyncio.gather(*futures, return_exceptions=True)
+    got = asyncio.run(main((ping("a"), "a"), (ping("b"), "b"), (ping("new"), "new")))
+    assert prepared == [["a", "b", "new"]]  # one group, its rows read at once
+    assert all(seen[d, "locked"] for d in ("a", "b"))
+    assert seen["b"].last_ts == 2.0 and kept_b.last_ts == 1.0  # the stored row, not the copy
+    assert seen["new"].version is None
+    assert db.sql.query("SELECT device_id, last_ts, version FROM devices ORDER BY device_id") == [
+        ("a", 11.0, got[0]), ("b", 12.0, got[1]), ("new", 10.0, got[2])]
+    gate.clear()
+    got = asyncio.run(main((ping("a"), "a"), (ping("b", fail=True), "b"), (ping("c"), "c")))
+    assert isinstance(got[0], WriteContention) and isinstance(got[1], Unwritten)
+    assert isinstance(got[2], int)
+    assert db.sql.query("SELECT device_id, last_ts FROM devices ORDER BY device_id") == [
+        ("a", 11.0), ("b", 12.0), ("c", 10.0), ("new", 10.0)]  # a and b as they were
+    other.close()
+    db.close()
+
+
 def test_a_failing_write_is_rolled_back_alone(db_path):
     db = Database(db_path)
     with db.atomic() as tx:

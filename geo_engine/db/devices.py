@@ -44,6 +44,25 @@ def device_from_row(row: tuple) -> DeviceState:
                        row[1], orjson.loads(row[9]))
 
 
+def _held(tx) -> dict | None:
+    """The device rows ``tx`` holds locked (:meth:`Devices.lock`), as they now stand; None when
+    it holds none (SQLite's transactions, PostgreSQL's outside a server's group)."""
+    memo = getattr(tx, "memo", None)
+    return None if memo is None else memo.get("devices")
+
+
+def _write(tx, sql: str, rows: list[tuple]) -> None:
+    """Writes whose result no one reads: on PostgreSQL held for the transaction's next flush
+    (:meth:`~geo_engine.db.postgres.Tx.later`), on SQLite run at once (in-process, nothing to
+    save by batching)."""
+    later = getattr(tx, "later", None)
+    if later is None:
+        tx.executemany(sql, rows)
+        return
+    for row in rows:
+        later(sql, row)
+
+
 def _values(state: DeviceState) -> tuple:
     """A state as the values of its row, ``device_id`` last (the UPDATE's order)."""
     visits = orjson.dumps({fid: [v.store_id, v.entered_ts, int(v.dwell_done)]
@@ -74,6 +93,10 @@ class Devices:
     def load(self, tx: sqlite3.Connection, device_id: str, cached: bool = True) -> DeviceState:
         """The device's state (``version`` None when there is no row): this process's copy when
         it has one and ``cached``, else the row as stored (and, on PostgreSQL, locked)."""
+        held = _held(tx)
+        if held is not None and device_id in held:  # read and locked at the group's start
+            row = held[device_id]
+            return DeviceState(device_id) if row is None else device_from_row(row)
         row = self._rows.get(device_id) if cached else None
         if row is None:
             # on PostgreSQL the row is locked until the transaction ends: no other instance
@@ -85,6 +108,21 @@ class Devices:
             if row is None:
                 return DeviceState(device_id)
         return device_from_row(row)
+
+    def lock(self, tx, device_ids: list[str]) -> None:
+        """Read and lock these devices' rows (``FOR UPDATE``, in id order, so that groups never
+        wait on each other in a circle) in one query at the start of a server's group
+        transaction on PostgreSQL: the group's pings then load and save them with no statement
+        of their own (:meth:`save` holds its write for the commit)."""
+        held = tx.memo.setdefault("devices", {})
+        ids = sorted(set(device_ids).difference(held))
+        for k in range(0, len(ids), 500):
+            part = ids[k:k + 500]
+            found = {row[0]: row for row in tx.execute(
+                f"SELECT {COLUMNS} FROM devices WHERE device_id = ANY(?) ORDER BY device_id "
+                "FOR UPDATE", (part,), fresh_plan=True).fetchall()}
+            for device_id in part:
+                held[device_id] = found.get(device_id)
 
     def warm(self, limit: int = CACHE_ROWS) -> int:
         """Keep the rows of the ``limit`` devices seen last in memory (a server's start), so
@@ -105,16 +143,25 @@ class Devices:
         """
         values = _values(state)
         if expected is None:
-            cur = tx.execute(
-                "INSERT INTO devices (version, last_ts, last_lat, last_lon, last_accuracy_m, "
-                "last_offer_ts, opted_out, visits, history, device_id) VALUES "
-                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(device_id) DO NOTHING", values)
+            sql = ("INSERT INTO devices (version, last_ts, last_lat, last_lon, last_accuracy_m, "
+                   "last_offer_ts, opted_out, visits, history, device_id) VALUES "
+                   "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(device_id) DO NOTHING")
+            args = values
         else:
-            cur = tx.execute(
-                "UPDATE devices SET version = ?, last_ts = ?, last_lat = ?, last_lon = ?, "
-                "last_accuracy_m = ?, last_offer_ts = ?, opted_out = ?, visits = ?, history = ? "
-                "WHERE device_id = ? AND version = ?", (*values, expected))
-        if cur.rowcount != 1:
+            sql = ("UPDATE devices SET version = ?, last_ts = ?, last_lat = ?, last_lon = ?, "
+                   "last_accuracy_m = ?, last_offer_ts = ?, opted_out = ?, visits = ?, history = ? "
+                   "WHERE device_id = ? AND version = ?")
+            args = (*values, expected)
+        held = _held(tx)
+        if held is not None and state.device_id in held:
+            # a row this transaction holds locked: its version is known here, and the write
+            # waits for the commit (a row that changed anyway fails the flush: run again)
+            now = held[state.device_id]
+            if (None if now is None else now[1]) != expected:
+                return False
+            tx.later(sql, args, one_row=True)
+            held[state.device_id] = (state.device_id, *values[:-1])
+        elif tx.execute(sql, args).rowcount != 1:
             return False
         self._dirty.discard(state.device_id)
         self._remember((state.device_id, *values[:-1]))
@@ -180,15 +227,14 @@ class Devices:
             return 0
         dirty, self._dirty = self._dirty, set()
         rows = [r for r in (self._rows.get(d) for d in dirty) if r is not None]
-        written = 0
-        with self._db.atomic() as tx:
-            for row in rows:  # row: COLUMNS order
-                written += tx.execute(
-                    "UPDATE devices SET last_ts = ?, last_lat = ?, last_lon = ?, "
-                    "last_accuracy_m = ? WHERE device_id = ? AND version = ? AND "
-                    "(last_ts IS NULL OR last_ts <= ?)",
-                    (row[2], row[3], row[4], row[5], row[0], row[1], row[2])).rowcount
-        return written
+        if not rows:
+            return 0
+        with self._db.atomic() as tx:  # row: COLUMNS order
+            return tx.executemany(
+                "UPDATE devices SET last_ts = ?, last_lat = ?, last_lon = ?, "
+                "last_accuracy_m = ? WHERE device_id = ? AND version = ? AND "
+                "(last_ts IS NULL OR last_ts <= ?)",
+                [(row[2], row[3], row[4], row[5], row[0], row[1], row[2]) for row in rows]).rowcount
 
     def start_flusher(self, every_s: float = 1.0) -> None:
         """Write quiet pings behind from a thread of its own, every ``every_s`` seconds."""
@@ -265,7 +311,7 @@ class Devices:
                       ping_id: str | None) -> None:
         if not events:
             return
-        tx.executemany(
+        _write(tx,
             "INSERT INTO events (device_id, ts, type, geofence_id, store_id, confidence, "
             "duration_s, ping_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [(device_id, ts, str(e.type), e.geofence_id, e.store_id,
@@ -277,14 +323,13 @@ class Devices:
                     ping_id: str | None, budgeted: bool = False) -> None:
         """Log a push; one with a budget also counts in its campaign's spend (whose row the
         ping's :meth:`spend` read, and on PostgreSQL locked, in the same transaction)."""
-        tx.execute("INSERT INTO pushes (device_id, campaign_id, store_id, geofence_id, ts, "
-                   "local_day, distance_m, ping_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                   (device_id, campaign_id, store_id, geofence_id, ts, local_day, distance_m,
-                    ping_id))
-        if budgeted:
-            tx.execute("INSERT INTO campaign_spend (campaign_id, pushes) VALUES (?, 1) "
-                       "ON CONFLICT (campaign_id) DO UPDATE SET pushes = campaign_spend.pushes + 1",
-                       (campaign_id,))
+        _write(tx, "INSERT INTO pushes (device_id, campaign_id, store_id, geofence_id, ts, "
+               "local_day, distance_m, ping_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+               [(device_id, campaign_id, store_id, geofence_id, ts, local_day, distance_m, ping_id)])
+        if budgeted:  # (a later read of the spend, in this transaction, sends it first)
+            _write(tx, "INSERT INTO campaign_spend (campaign_id, pushes) VALUES (?, 1) "
+                   "ON CONFLICT (campaign_id) DO UPDATE SET pushes = campaign_spend.pushes + 1",
+                   [(campaign_id,)])
 
     def spend(self, tx: sqlite3.Connection | None, campaign_ids: list[str]) -> dict[str, int]:
         """Pushes so far of these campaigns (those with a budget) to anyone, read inside the
@@ -337,5 +382,5 @@ class Devices:
     @staticmethod
     def save_reply(tx: sqlite3.Connection, device_id: str, ping_id: str, body: bytes,
                    request: str) -> None:
-        tx.execute("INSERT INTO replies (device_id, ping_id, body, request) VALUES (?, ?, ?, ?) "
-                   "ON CONFLICT (device_id, ping_id) DO NOTHING", (device_id, ping_id, body, request))
+        _write(tx, "INSERT INTO replies (device_id, ping_id, body, request) VALUES (?, ?, ?, ?) "
+               "ON CONFLICT (device_id, ping_id) DO NOTHING", [(device_id, ping_id, body, request)])
