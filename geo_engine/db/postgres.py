@@ -74,11 +74,13 @@ class Tx:
     is what it would have read had each write gone at once.
     """
 
-    __slots__ = ("conn", "generations", "memo", "_later")
+    __slots__ = ("conn", "generations", "memo", "_later", "_opening")
     dialect = "postgresql"
 
-    def __init__(self, conn: psycopg.Connection):
+    def __init__(self, conn: psycopg.Connection, opening: tuple[str, ...] = ()):
         self.conn = conn
+        # statements that open the transaction, sent with its first (one round trip, not two)
+        self._opening = opening
         #: the change counters as this transaction read them, share-locked: they cannot change
         #: before it ends, so the pings of a group read them once
         self.generations: dict[str, int] | None = None
@@ -93,15 +95,37 @@ class Tx:
         while a growing table was nearly empty, goes on scanning it whole)."""
         if self._later:
             self.flush()
+        if self._opening:
+            with self.conn.pipeline():
+                self._open()
+                return self._execute(sql, args, fresh_plan)
+        return self._execute(sql, args, fresh_plan)
+
+    def _execute(self, sql: str, args, fresh_plan: bool) -> psycopg.Cursor:
         if fresh_plan:
             return self.conn.execute(_sql(sql), tuple(args), prepare=False)
         # with no arguments the text goes as it is (several statements may go in one round trip)
         return self.conn.execute(_sql(sql), tuple(args)) if args else self.conn.execute(sql)
 
+    def _open(self) -> None:
+        for text in self._opening:
+            self.conn.execute(text)
+        self._opening = ()
+
+    @property
+    def opened(self) -> bool:
+        """Whether the transaction has begun on the server (the first statement has gone)."""
+        return not self._opening
+
     def executemany(self, sql: str, rows) -> psycopg.Cursor:
         if self._later:
             self.flush()
         cur = self.conn.cursor()
+        if self._opening:
+            with self.conn.pipeline():
+                self._open()
+                cur.executemany(_sql(sql), list(rows))
+            return cur
         cur.executemany(_sql(sql), list(rows))
         return cur
 
@@ -127,6 +151,7 @@ class Tx:
         sent = []
         with self.conn.pipeline():  # one round trip for them all (an executemany alone is one
             # each, and costs more than a plain execute for a row or two)
+            self._open()
             for sql, (rows, one_row) in later.items():
                 cur = self.conn.cursor()
                 cur.executemany(_sql(sql), rows)
@@ -138,7 +163,8 @@ class Tx:
 
     @property
     def in_transaction(self) -> bool:
-        return self.conn.info.transaction_status != TransactionStatus.IDLE
+        """Whether the transaction is open (or about to be, with its first statement)."""
+        return bool(self._opening) or self.conn.info.transaction_status != TransactionStatus.IDLE
 
 
 class PostgreSQL:
@@ -274,12 +300,8 @@ class PostgreSQL:
         """Open a transaction that this thread holds until :meth:`commit` or :meth:`rollback`
         (for the group commit). PostgreSQL has no database-wide write lock: it never waits."""
         conn = self._pool.getconn()
-        try:
-            conn.execute(f"BEGIN; SET LOCAL lock_timeout = {LOCK_TIMEOUT_MS}")  # one round trip
-        except BaseException:
-            self._pool.putconn(conn)
-            raise
-        self._held.tx = tx = Tx(conn)
+        # sent with the transaction's first statement
+        self._held.tx = tx = Tx(conn, ("BEGIN", f"SET LOCAL lock_timeout = {LOCK_TIMEOUT_MS}"))
         return tx
 
     def commit(self) -> None:
@@ -289,7 +311,8 @@ class PostgreSQL:
         conn = tx.conn
         try:
             tx.flush()
-            conn.execute("COMMIT")
+            if tx.opened:  # (a transaction that sent nothing never began)
+                conn.execute("COMMIT")
         except BaseException:
             if conn.info.transaction_status != TransactionStatus.IDLE:
                 conn.execute("ROLLBACK")
