@@ -8,6 +8,7 @@ It knows shapes of JSON only, never the engine.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Query, Request
@@ -85,7 +86,8 @@ class PingIn(BaseModel):
     accuracy_m: float | None = Field(default=None, ge=0, allow_inf_nan=False,
                                      description="GPS accuracy radius, metres (50 when absent)")
     timestamp: AwareDatetime | None = Field(
-        default=None, description="RFC 3339, 0001-01-02 to 9999-12-29; server time when absent",
+        default=None,
+        description="RFC 3339, 0001-01-02 to 9999-12-29; server time when absent",
         json_schema_extra={"pattern": "^(?!0001-01-01|9999-12-3[01])"})
     ping_id: str | None = Field(default=None, min_length=1, max_length=128,
                                 description="idempotency key: a replay gets the first answer")
@@ -97,6 +99,14 @@ class PingIn(BaseModel):
         # a string or a boolean is a wrong type, not a number to coerce (SPEC 5: a 4xx)
         if isinstance(value, (str, bool)):
             raise ValueError("must be a JSON number")
+        return value
+
+    @field_validator("timestamp", mode="before")
+    @classmethod
+    def _a_time_as_text(cls, value):
+        """RFC 3339 text only: a number is not taken as seconds since 1970."""
+        if value is not None and not isinstance(value, str | datetime):
+            raise ValueError("must be an RFC 3339 time as text, such as 2026-11-22T17:15:00Z")
         return value
 
     @field_validator("ping_id", "segments")

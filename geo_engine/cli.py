@@ -373,8 +373,10 @@ def migrate(db: str | None) -> None:
 
 
 from .cli_catalog import campaigns, stores  # noqa: E402 - they use the helpers above
+from .cli_results import results  # noqa: E402
 
 cli.add_command(campaigns)
+cli.add_command(results)
 cli.add_command(stores)
 
 

@@ -63,6 +63,10 @@ SETTINGS: tuple[Setting, ...] = (
             "one client address (0: no limit)"),
     Setting("far_from_store_m", 500_000.0, "a scored customer farther than this (metres) from "
             "every store is flagged far_from_any_store"),
+    Setting("visit_min_dwell_s", 120.0, "campaign results: seconds inside a store's geofence that make "
+            "a visit"),
+    Setting("results_window_days", 7, "campaign results: days after a push (or holdout) in which a "
+            "visit counts, unless asked otherwise (1 to 30)"),
     Setting("admin_key", "", "the admin API key (instead of one created on first start)"),
     Setting("publishable_key", "", "the publishable API key (instead of one created on first start)"),
 )
@@ -111,6 +115,8 @@ class Settings:
     failed_key_checks_per_min: int = 30
     registrations_per_min: int = 60
     far_from_store_m: float = 500_000.0
+    visit_min_dwell_s: float = 120.0
+    results_window_days: int = 7
     admin_key: str = field(default="", repr=False)
     publishable_key: str = field(default="", repr=False)
 

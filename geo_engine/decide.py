@@ -6,11 +6,18 @@ Pure: the candidates, the device's push history and the campaigns' spend come in
 Every campaign a ping triggers is *considered*; each one not chosen gets exactly one reason in
 ``Decision.rejected`` (SPEC section 6), checked in this order, so the answer explains itself:
 
-``opted_out``, ``suspicious_movement``, ``not_in_audience``, ``holdout``, ``low_confidence``,
+``opted_out``, ``suspicious_movement``, ``not_in_audience``, ``low_confidence``,
 ``outside_schedule``, ``store_closed``, ``budget_exhausted``, ``frequency_cap``, ``cooldown``;
 then among the survivors the highest ``priority`` wins (then the nearest store, then the
 campaign id), the rest are ``lower_priority``, and the winner itself is ``device_interval`` when
 the device had any offer within the engine-wide interval.
+
+``holdout`` is decided last, exactly where a push would have been: a winner whose holdout group
+holds the device is turned down with ``holdout`` and listed in ``Decision.held_out`` (the control
+group of the campaign's results: it would have been pushed this, at this moment), and the next
+survivor wins as though that campaign did not exist for the device. A campaign that would not
+have been pushed anyway (a cap, a lower priority, the device interval) says that reason instead,
+and the device is in no campaign's control group for it.
 """
 
 from __future__ import annotations
@@ -72,12 +79,17 @@ def decide(candidates: Iterable[Candidate], *, device_id: str, segments: frozens
         else:
             rejected.append(Rejection(cid, reason))
     survivors.sort(key=lambda c: (-c.campaign.priority, c.distance_m, c.campaign.id))
+    held_out: list[Candidate] = []
+    if per_device and not interval_blocked:  # (blocked: nothing would have been pushed at all)
+        while survivors and survivors[0].campaign.in_holdout(device_id):
+            held_out.append(survivors.pop(0))
+            rejected.append(Rejection(held_out[-1].campaign.id, Reason.HOLDOUT))
     chosen = survivors[0] if survivors else None
     rejected += [Rejection(c.campaign.id, Reason.LOWER_PRIORITY) for c in survivors[1:]]
     if chosen is not None and interval_blocked:
         rejected.append(Rejection(chosen.campaign.id, Reason.DEVICE_INTERVAL))
         chosen = None
-    return Decision(len(best), rejected, chosen)
+    return Decision(len(best), rejected, chosen, tuple(held_out))
 
 
 def _reason(c: Candidate, device_id: str, segments: frozenset[str], at: datetime, ts: float,
@@ -90,8 +102,6 @@ def _reason(c: Candidate, device_id: str, segments: frozenset[str], at: datetime
         return Reason.SUSPICIOUS_MOVEMENT
     if per_device and camp.segments and not camp.segments & segments:
         return Reason.NOT_IN_AUDIENCE
-    if per_device and camp.in_holdout(device_id):
-        return Reason.HOLDOUT
     if c.confidence.rank < camp.min_confidence.rank:
         return Reason.LOW_CONFIDENCE
     if not camp.in_schedule(at, c.store.timezone):

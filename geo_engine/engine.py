@@ -22,11 +22,12 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import NamedTuple
 
 from . import devices
+from .campaign_results import BY, campaign_results
 from .campaigns import Campaign, local_day, parse_campaign, parse_campaigns
 from .commits import GroupCheck, GroupCommit, ThreadedGroupCommit, Unwritten
 from .config import Settings
@@ -143,6 +144,7 @@ class Engine:
         self.db.start_checkpointer()
         self.db.follow(self._changed_elsewhere)  # PostgreSQL: told at once, not polled
         self.db.devices.start_flusher()  # quiet pings' positions, written behind (handle_ping)
+        self.db.tallies.start_flusher()  # the reasons campaigns were turned down, counted behind
         n = self.db.devices.warm()
         self.tokens.warm()  # and their tokens: a first ping of each reads nothing
         gc.collect()
@@ -321,6 +323,28 @@ class Engine:
                 return c
         raise NotFound(f"no campaign {campaign_id!r}")
 
+    def results(self, campaign_id: str, start: datetime | None = None, end: datetime | None = None,
+                window_days: int | None = None, by: str | None = None) -> dict:
+        """A campaign's results (SPEC 9; :mod:`geo_engine.campaign_results`) for the pushes and
+        holdouts in ``[start, end)``: by default the 30 days to now, with the settings' window."""
+        campaign = self.campaign(campaign_id)
+        end = end or datetime.now(UTC)
+        start = start or end - timedelta(days=30)
+        window = self.settings.results_window_days if window_days is None else window_days
+        problems = []
+        if start >= end:
+            problems.append({"field": "from", "message": "the period's start must come before its end"})
+        if not isinstance(window, int) or not 1 <= window <= 30:
+            problems.append({"field": "window_days", "message": "a whole number of days from 1 to 30"})
+        if by is not None and by not in BY:
+            problems.append({"field": "by", "message": f"one of {', '.join(BY)}"})
+        if problems:
+            error = InvalidInput("; ".join(f"{p['field']}: {p['message']}" for p in problems))
+            error.problems = problems
+            raise error
+        return campaign_results(self.db, self.refresh(), campaign, start, end, window,
+                                self.settings.visit_min_dwell_s, by)
+
     def put_campaign(self, campaign_id: str, body: dict) -> Campaign:
         """Validate and store a campaign (create or replace); it applies from the next ping."""
         campaign = parse_campaign(body, campaign_id)
@@ -416,6 +440,27 @@ class Engine:
     # --- the ping ------------------------------------------------------------------------------
 
     def handle_ping(self, ping: Ping) -> PingAnswer:
+        """Return the answer to a ping, after recording its events and any push (and count
+        the reasons its campaigns were turned down: :meth:`_tally`); see :meth:`_handle_ping`."""
+        answer = self._handle_ping(ping)
+        self._tally(ping, answer)
+        return answer
+
+    async def handle_ping_async(self, ping: Ping) -> PingAnswer:
+        """:meth:`handle_ping` for a server's event loop: the same answer, the write in the
+        loop's group commit (:mod:`geo_engine.commits`), answered once that has committed."""
+        answer = await self._handle_ping_async(ping)
+        self._tally(ping, answer)
+        return answer
+
+    def _tally(self, ping: Ping, answer: PingAnswer) -> None:
+        """The day's count of each reason a campaign was turned down (results' "why not
+        sent"), on the UTC day of the ping's time as the engine took it."""
+        if answer.decision.rejected:
+            at, _ = devices.clock(ping.timestamp, datetime.now(UTC), self.settings.trust_client_clock)
+            self.db.tallies.add(at.date().isoformat(), answer.decision.rejected)
+
+    def _handle_ping(self, ping: Ping) -> PingAnswer:
         """Return the answer to a ping, after recording its events and any push.
 
         snapshot lookup -> device state -> rules -> durable record -> answer. Reads and writes
@@ -453,9 +498,7 @@ class Engine:
                                      time.perf_counter() - t4))
         return answer
 
-    async def handle_ping_async(self, ping: Ping) -> PingAnswer:
-        """:meth:`handle_ping` for a server's event loop: the same answer, the write in the
-        loop's group commit (:mod:`geo_engine.commits`), answered once that has committed."""
+    async def _handle_ping_async(self, ping: Ping) -> PingAnswer:
         if self._group is None:
             # a server a round trip away: its writes on a thread of their own, the loop free
             # (and each group's device rows read and locked in one query)
@@ -567,8 +610,8 @@ class Engine:
         else:
             out = self._outcome(snap, None, state, ping, fix, hits, nearest)
             early = (state.version, out)
-            if out.events or out.decision.chosen is not None:
-                return None, early
+            if out.events or out.decision.chosen is not None or out.decision.held_out:
+                return None, early  # something to record: the write path
             answer = PingAnswer.of(out.events, out.decision, nearest, out.flags)
             after = out.state
             moved = (after.last_ts, after.last_lat, after.last_lon, after.last_accuracy_m)
@@ -656,6 +699,8 @@ class Engine:
                 nearest: StoreHit | None) -> PingAnswer:
         """The durable record step: events, the push and the reply, in the ping's transaction."""
         self.db.devices.record_events(tx, ping.device_id, fix.ts, out.events, ping.ping_id)
+        self.db.devices.record_holdouts(tx, ping.device_id, fix.ts, out.decision.held_out,
+                                        ping.ping_id)
         c = out.decision.chosen
         if c is not None:
             self.db.devices.record_push(tx, ping.device_id, c.campaign.id, c.store.id,

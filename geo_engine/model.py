@@ -369,6 +369,9 @@ class Decision:
     considered: int
     rejected: list[Rejection]
     chosen: Candidate | None
+    #: the campaigns that would have been pushed but for the device's place in their holdout
+    #: groups (recorded as ``held_out`` events: the campaigns' control groups)
+    held_out: tuple[Candidate, ...] = ()
 
     def as_dict(self) -> dict:
         return {"considered": self.considered, "rejected": [r.as_dict() for r in self.rejected]}

@@ -101,6 +101,7 @@ def test_a_replayed_ping_is_byte_for_byte(client):
     ({"lat": 0, "lon": 0, "accuracy_m": -3}, "accuracy_m"),
     ({"lat": 0, "lon": 0, "timestamp": "yesterday"}, "timestamp"),
     ({"lat": 0, "lon": 0, "timestamp": "2026-11-22T09:15:00"}, "timestamp"),
+    ({"lat": 0, "lon": 0, "timestamp": 1796000000}, "timestamp"),  # not seconds since 1970
     ({"lat": 0, "lon": 0, "speed": 3}, "speed"),
     ({"lat": 0, "lon": 0, "segments": "vip"}, "segments"),
     ({"lat": 0, "lon": 0, "device_id": ""}, "device_id"),

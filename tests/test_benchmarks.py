@@ -101,3 +101,16 @@ def test_the_scoring_benchmark_runs_each_workload_beside_sjoin_nearest():
         ("dense", "geo-engine score"), ("dense", "geopandas sjoin_nearest, EPSG:32618")]
     assert all(float(row[3]) > 0 for row in rows)
     assert float(rows[1][6]) < 5 and rows[0][7].endswith("x")  # answers compared, ratio given
+
+
+def test_the_results_benchmark_runs_on_a_small_log():
+    """A short run of bench_results: the table has the scan baseline and each period's row,
+    and the periods' groups shrink with the period."""
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_results.py"), "--events", "60000"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in r.stdout.splitlines()
+            if line.startswith("| results")]
+    assert [row[0] for row in rows] == [f"results, {d} days, by store" for d in (30, 7, 1)]
+    exposed = [int(row[2].replace(",", "")) for row in rows]
+    assert exposed[0] >= exposed[1] >= exposed[2] and exposed[0] > 0

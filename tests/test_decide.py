@@ -87,9 +87,34 @@ def test_the_first_reason_in_order_wins():
     assert reason(run(cand(c), opted_out=True, suspicious=True)) is Reason.OPTED_OUT
     assert reason(run(cand(c), suspicious=True)) is Reason.SUSPICIOUS_MOVEMENT
     assert reason(run(cand(c))) is Reason.NOT_IN_AUDIENCE
-    assert reason(run(cand(c), segments=["vip"])) is Reason.HOLDOUT
+    # a holdout is decided where a push would have been: the cap would have stopped this one
+    assert reason(run(cand(c), segments=["vip"])) is Reason.FREQUENCY_CAP
+    assert run(cand(c), segments=["vip"]).held_out == ()
     # scoring a place, not a device: audiences and holdouts do not apply; the cap then does
     assert reason(run(cand(c), per_device=False)) is Reason.FREQUENCY_CAP
+
+
+def test_a_holdout_is_decided_where_a_push_would_have_been():
+    """The winner whose holdout holds the device is turned down with `holdout` and listed in
+    `held_out` (the campaign's control group); the next survivor wins as though that campaign
+    were not there; a held-out campaign that would have lost anyway, or a device within the
+    interval, puts the device in no control group."""
+    held = camp("held", priority=9, holdout_pct=100)
+    other = camp("other", priority=1)
+    d = run(cand(held, distance_m=5.0), cand(other, distance_m=50.0))
+    assert [c.campaign.id for c in d.held_out] == ["held"]
+    assert d.chosen.campaign.id == "other"
+    assert [(r.campaign_id, r.reason) for r in d.rejected] == [("held", Reason.HOLDOUT)]
+    both = run(cand(held), cand(camp("also", priority=5, holdout_pct=100)), cand(other))
+    assert [c.campaign.id for c in both.held_out] == ["held", "also"]  # each would have won in turn
+    assert both.chosen.campaign.id == "other"
+    low = run(cand(camp("low", priority=0, holdout_pct=100)), cand(other))
+    assert low.held_out == () and low.chosen.campaign.id == "other"
+    assert [(r.campaign_id, r.reason) for r in low.rejected] == [("low", Reason.LOWER_PRIORITY)]
+    blocked = run(cand(held), cand(other), interval_blocked=True)
+    assert blocked.held_out == () and blocked.chosen is None
+    assert (blocked.rejected[-1].campaign_id, blocked.rejected[-1].reason) == ("held", Reason.DEVICE_INTERVAL)
+    assert run(cand(held), per_device=False).held_out == ()
 
 
 def test_highest_priority_then_nearest_store_then_id_and_the_rest_lower_priority():

@@ -7,6 +7,8 @@
     ├── places     stores and geofences
     ├── campaigns  campaign objects as sent
     ├── devices    device rows (versioned, cached), events, pushes, spend, replies
+    ├── tallies    why campaigns were turned down, counted by day
+    ├── logs       the event and push logs read for campaign results
     ├── apikeys    API key hashes
     ├── tokens     device token hashes
     └── geocodes   addresses already geocoded
@@ -30,9 +32,11 @@ from .campaigns import Campaigns
 from .changes import generations, generations_locked
 from .devices import Devices
 from .geocodes import Geocodes
+from .logs import Logs
 from .places import Places
 from .schema import MIGRATIONS, PG_MIGRATIONS
 from .sqlite import SQLite
+from .tallies import Tallies
 from .tokens import DeviceTokens
 
 
@@ -69,6 +73,8 @@ class Database:
         self.places = Places(self.sql)
         self.campaigns = Campaigns(self.sql)
         self.devices = Devices(self.sql)
+        self.tallies = Tallies(self.sql)
+        self.logs = Logs(self.sql)
         self.apikeys = ApiKeys(self.sql)
         self.tokens = DeviceTokens(self.sql)
         self.geocodes = Geocodes(self.sql)
@@ -114,4 +120,5 @@ class Database:
     def close(self) -> None:
         self._stop_listening.set()
         self.devices.close()  # quiet pings' positions written before the connection goes
+        self.tallies.close()  # and the counts held
         self.sql.close()

@@ -318,6 +318,20 @@ class Devices:
               str(e.confidence) if e.confidence else None, e.duration_s, ping_id) for e in events])
 
     @staticmethod
+    def record_holdouts(tx: sqlite3.Connection, device_id: str, ts: float, held_out,
+                        ping_id: str | None) -> None:
+        """Log a ``held_out`` event for each campaign a ping would have pushed but for the
+        device's place in its holdout group (``held_out``: the decision's candidates; the
+        geofence is empty for a ``nearby`` campaign)."""
+        if not held_out:
+            return
+        _write(tx,
+               "INSERT INTO events (device_id, ts, type, geofence_id, store_id, campaign_id, "
+               "ping_id) VALUES (?, ?, 'held_out', ?, ?, ?, ?)",
+               [(device_id, ts, c.geofence_id or "", c.store.id, c.campaign.id, ping_id)
+                for c in held_out])
+
+    @staticmethod
     def record_push(tx: sqlite3.Connection, device_id: str, campaign_id: str, store_id: str,
                     geofence_id: str | None, ts: float, local_day: str, distance_m: float,
                     ping_id: str | None, budgeted: bool = False) -> None:

@@ -176,6 +176,24 @@ MIGRATIONS: list[str] = [
     DROP TRIGGER IF EXISTS pushes_spend;
     CREATE INDEX pushes_campaign ON pushes(campaign_id);
     """,
+    # version 9: campaign results. A held_out event (the decision's "would have pushed this, but
+    # the device is in the campaign's control group") names its campaign; visits are read by
+    # store and time, a campaign's pushes and holdouts by campaign and time; the reasons
+    # campaigns were turned down are kept as daily counts, not a row a ping
+    """
+    ALTER TABLE events ADD COLUMN campaign_id TEXT;
+    CREATE INDEX events_store ON events(store_id, ts);
+    CREATE INDEX events_campaign ON events(campaign_id, ts) WHERE campaign_id IS NOT NULL;
+    CREATE INDEX pushes_campaign_ts ON pushes(campaign_id, ts);
+    DROP INDEX pushes_campaign;
+    CREATE TABLE rejections (
+        campaign_id TEXT NOT NULL,
+        day TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        PRIMARY KEY (campaign_id, day, reason)
+    );
+    """,
 ]
 
 
@@ -318,6 +336,20 @@ _PG_STEPS: list[str] = [
     DROP TRIGGER IF EXISTS pushes_spend ON pushes;
     DROP FUNCTION IF EXISTS pushes_spend();
     CREATE INDEX pushes_campaign ON pushes(campaign_id);
+    """,
+    """
+    ALTER TABLE events ADD COLUMN campaign_id TEXT;
+    CREATE INDEX events_store ON events(store_id, ts);
+    CREATE INDEX events_campaign ON events(campaign_id, ts) WHERE campaign_id IS NOT NULL;
+    CREATE INDEX pushes_campaign_ts ON pushes(campaign_id, ts);
+    DROP INDEX pushes_campaign;
+    CREATE TABLE rejections (
+        campaign_id TEXT NOT NULL,
+        day TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        n BIGINT NOT NULL,
+        PRIMARY KEY (campaign_id, day, reason)
+    );
     """,
 ]
 
