@@ -9,15 +9,20 @@ DB ?= geo-engine.db
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# The console's scripts (MapLibre GL, Terra Draw, PMTiles) come from the npm registry now, once,
+# and the engine serves them: the console needs no internet when it runs.
+CONSOLE := api/static/console
+$(STAMP): pyproject.toml $(CONSOLE)/package.json $(CONSOLE)/package-lock.json
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
+	cd $(CONSOLE) && npm ci --no-audit --no-fund --loglevel=error
 	touch $(STAMP)
 
-# Serves the API at http://127.0.0.1:8000 with the demo chain and campaigns in $(DB).
+# Serves the API at http://127.0.0.1:8000 with the demo chain and campaigns in $(DB), and a week
+# of simulated phones for the console (http://127.0.0.1:8000/console) to show results.
 run: install
-	$(BIN)/geo-engine serve --demo --db $(DB)
+	$(BIN)/geo-engine serve --demo --seed-week --db $(DB)
 
 lint: install
 	$(BIN)/ruff check .

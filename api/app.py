@@ -17,12 +17,13 @@ from fastapi_offline import FastAPIOffline
 from geo_engine import Engine, Settings
 from geo_engine.apikeys import KeyCache
 
+from . import console
 from .auth import Auth
 from .errors import ERROR_STATUS, add_error_handlers
 from .limits import Guard, RateLimits
 from .metrics import Metrics, Observe
 from .ping_path import PingPath
-from .routes import campaigns, devices, geofences, operations, pings, stores
+from .routes import campaigns, devices, events, geofences, operations, pings, stores
 from .schemas import known_query_only
 
 __all__ = ["ERROR_STATUS", "create_app", "create_app_from_env"]
@@ -55,6 +56,8 @@ def create_app(engine: Engine) -> FastAPI:
     ping_router = pings.router(engine, auth, metrics)
     app.include_router(ping_router)
     app.include_router(devices.router(engine, auth))
+    app.include_router(events.router(engine, auth))
+    app.include_router(console.router(engine))
     # plain ASGI layers, no task or thread per request; the last added runs first: every
     # request is logged and counted (Observe), then held to its limits before anything is
     # parsed (Guard), then a plainly right ping is answered in front of the routing

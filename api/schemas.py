@@ -58,6 +58,11 @@ def _query_params(dependant) -> list:
     return out
 
 
+#: text a database can hold: no NUL character (the JSON Schema says so; lone surrogates, which
+#: JSON text can carry and no pattern can name, are refused by _checked_text as well)
+NO_NUL = "^[^\\x00]*$"
+
+
 def _checked_text(value):
     """A string (or list of strings) that UTF-8 can carry, else the field's error."""
     if value is not None and bad_text(value) is not None:
@@ -89,9 +94,9 @@ class PingIn(BaseModel):
         default=None,
         description="RFC 3339, 0001-01-02 to 9999-12-29; server time when absent",
         json_schema_extra={"pattern": "^(?!0001-01-01|9999-12-3[01])"})
-    ping_id: str | None = Field(default=None, min_length=1, max_length=128,
+    ping_id: str | None = Field(default=None, min_length=1, max_length=128, pattern=NO_NUL,
                                 description="idempotency key: a replay gets the first answer")
-    segments: list[str] = Field(default_factory=list, max_length=100)
+    segments: list[Annotated[str, Field(pattern=NO_NUL)]] = Field(default_factory=list, max_length=100)
 
     @field_validator("lat", "lon", "accuracy_m", mode="before")
     @classmethod

@@ -184,10 +184,16 @@ DATA = Path(__file__).resolve().parent.parent / "data"
 @click.option("--port", default=8000, show_default=True, type=int)
 @_db_option
 @click.option("--demo", is_flag=True, help="load the demo chain and campaigns into an empty database")
+@click.option("--basemap", metavar="URL|FILE", help="the console's base map: a tile URL template "
+              "(https://.../{z}/{x}/{y}.png) or a local .pmtiles archive of raster tiles [env "
+              "GEO_ENGINE_BASEMAP]")
+@click.option("--seed-week", is_flag=True, help="with --demo, on a database with no events yet: a "
+              "week of simulated phones and a holdout campaign, for the console's results")
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
               help="processes serving on one port and one database")
 @_fails_cleanly
-def serve(host: str, port: int, db: str | None, demo: bool, workers: int) -> None:
+def serve(host: str, port: int, db: str | None, demo: bool, basemap: str | None, seed_week: bool,
+          workers: int) -> None:
     """Run the HTTP API (docs at /docs)."""
     import uvicorn
 
@@ -195,12 +201,31 @@ def serve(host: str, port: int, db: str | None, demo: bool, workers: int) -> Non
 
     from .apikeys import ensure_keys
 
+    if basemap is not None:
+        if not basemap.startswith(("http://", "https://")) and not (
+                basemap.endswith(".pmtiles") and Path(basemap).is_file()):
+            raise click.BadParameter("give a tile URL template (https://.../{z}/{x}/{y}.png) or an "
+                                     "existing .pmtiles file", param_hint="--basemap")
+        os.environ["GEO_ENGINE_BASEMAP"] = basemap  # (and every worker's)
     engine = _engine(db)
     if demo and engine.counts()["stores"] == 0:
         engine.import_files([DATA / "demo_stores.geojson"])
         for c in json.loads((DATA / "demo_campaigns.json").read_text()):
             engine.put_campaign(c["id"], c)
         click.echo(f"loaded the demo chain into {engine.path}", err=True)
+    if demo and seed_week and engine.db.logs.latest_event_id() == 0:
+        from dataclasses import replace
+
+        from .demo import seed_week as seed
+
+        click.echo("simulating a week of phones at the demo chain...", err=True)
+        simulator = Engine(replace(engine.settings, trust_client_clock=True))  # replays the week
+        done = seed(simulator)
+        simulator.db.close()
+        engine.reload()
+        click.echo(f"simulated {done['phones']} phones, {done['pings']:,} pings: {done['pushed']} "
+                   f"pushed the latte-trial offer, {done['held_out']} held out, {done['came_back']} "
+                   "came back (see /console#results)", err=True)
     for kind, key in ensure_keys(engine.db.apikeys, engine.settings).items():
         click.echo(f"created the {kind} key (shown once, keep it): {key}", err=True)
     options = dict(host=host, port=port, access_log=False, log_level="warning",

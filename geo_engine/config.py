@@ -67,6 +67,8 @@ SETTINGS: tuple[Setting, ...] = (
             "a visit"),
     Setting("results_window_days", 7, "campaign results: days after a push (or holdout) in which a "
             "visit counts, unless asked otherwise (1 to 30)"),
+    Setting("basemap", "", "the console's base map: a tile URL template (https://.../{z}/{x}/{y}.png) "
+            "or a local .pmtiles archive of raster tiles; empty: a plain graticule"),
     Setting("admin_key", "", "the admin API key (instead of one created on first start)"),
     Setting("publishable_key", "", "the publishable API key (instead of one created on first start)"),
 )
@@ -117,6 +119,7 @@ class Settings:
     far_from_store_m: float = 500_000.0
     visit_min_dwell_s: float = 120.0
     results_window_days: int = 7
+    basemap: str = ""
     admin_key: str = field(default="", repr=False)
     publishable_key: str = field(default="", repr=False)
 

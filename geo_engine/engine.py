@@ -328,7 +328,7 @@ class Engine:
         """A campaign's results (SPEC 9; :mod:`geo_engine.campaign_results`) for the pushes and
         holdouts in ``[start, end)``: by default the 30 days to now, with the settings' window."""
         campaign = self.campaign(campaign_id)
-        end = end or datetime.now(UTC)
+        end = end or datetime.now(UTC).replace(microsecond=0)
         start = start or end - timedelta(days=30)
         window = self.settings.results_window_days if window_days is None else window_days
         problems = []

@@ -58,3 +58,14 @@ class Logs:
                 f"SELECT device_id, last_ts FROM devices WHERE device_id IN ({','.join('?' * len(part))}) "
                 "AND last_ts IS NOT NULL", part))
         return out
+
+    def latest_event_id(self) -> int:
+        """The id of the newest event (0 when there is none)."""
+        return self._db.query("SELECT coalesce(max(id), 0) FROM events")[0][0]
+
+    def events_after(self, after_id: int, limit: int = 200) -> list[tuple]:
+        """``(id, device_id, ts, type, geofence_id, store_id, campaign_id, duration_s)`` of the
+        events with an id above ``after_id``, oldest first (the live feed)."""
+        return self._db.query("SELECT id, device_id, ts, type, geofence_id, store_id, campaign_id, "
+                              "duration_s FROM events WHERE id > ? ORDER BY id LIMIT ?",
+                              (after_id, limit))

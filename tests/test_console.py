@@ -1,0 +1,235 @@
+"""The console (/console) in a real browser: Playwright driving Debian's chromium against
+``geo-engine serve --demo`` on a loopback port. Nothing may leave 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import httpx
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from .test_serve import free_port, start
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+KEY = "console-admin"
+KEYS = {"GEO_ENGINE_ADMIN_KEY": KEY, "GEO_ENGINE_PUBLISHABLE_KEY": "console-pub"}
+ADMIN = {"Authorization": f"Bearer {KEY}"}
+
+
+@pytest.fixture(scope="module")
+def console(tmp_path_factory):
+    """A served demo, a browser page signed in to its console, and every URL the page asked for."""
+    tmp = tmp_path_factory.mktemp("console")
+    port = free_port()
+    proc = start(tmp / "console.db", port, keys=KEYS, args=("--seed-week",))
+    url = f"http://127.0.0.1:{port}"
+    asked: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--use-gl=angle", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"])
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.on("request", lambda r: asked.append(r.url))
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(f"{url}/console")
+        page.fill("#key", KEY)
+        page.click("#login-form button[type=submit]")
+        page.wait_for_selector("body[data-ready=true]", timeout=30_000)
+        page.wait_for_function("consoleState.map.loaded() && consoleState.map.areTilesLoaded()")
+        yield page, url, asked, errors
+        browser.close()
+    proc.kill()
+    proc.wait()
+
+
+def _fence_ids(url: str) -> set[str]:
+    return {f["properties"]["id"] for f in httpx.get(f"{url}/v1/geofences", headers=ADMIN).json()["features"]}
+
+
+def test_the_console_shows_every_demo_geofence_and_asks_nothing_of_the_internet(console):
+    page, url, asked, errors = console
+    shown = set(page.evaluate(
+        "() => [...new Set(consoleState.map.queryRenderedFeatures({layers: ['fences-fill']})"
+        ".map((f) => f.properties.id))]"))
+    assert shown == _fence_ids(url) and len(shown) == 33  # the demo chain's
+    stores = page.evaluate("() => consoleState.map.queryRenderedFeatures({layers: ['stores']}).length")
+    assert stores >= 30
+    assert asked and all(u.startswith(f"{url}/") or u.startswith(("data:", "blob:")) for u in asked), \
+        [u for u in asked if not u.startswith(url)]
+    assert errors == []
+
+
+def _draw(page, points):
+    box = page.locator("#map canvas").bounding_box()
+    for x, y in points:
+        page.mouse.click(box["x"] + x, box["y"] + y)
+        page.wait_for_timeout(250)  # (not a double click)
+    page.mouse.click(box["x"] + points[0][0], box["y"] + points[0][1])  # back at the start: closed
+    page.wait_for_timeout(300)
+
+
+def test_a_polygon_drawn_and_saved_is_a_geofence_and_an_invalid_one_shows_why(console):
+    page, url, _, _ = console
+    page.goto(f"{url}/console#map")
+    page.wait_for_selector("body[data-ready=true]")
+    page.click("[data-draw=polygon]")
+    _draw(page, [(300, 300), (420, 300), (420, 400), (300, 400)])
+    expect(page.locator("#fence-form")).to_be_visible()
+    page.fill("#fence-id", "g-drawn")
+    page.select_option("#fence-store", index=0)
+    page.click("#fence-form button[type=submit]")
+    page.wait_for_function("document.getElementById('map-status').textContent.includes('Saved') || "
+                           "document.querySelector('#fence-problems li')")
+    assert page.locator("#fence-problems li").all_inner_texts() == []
+    expect(page.locator("#map-status")).to_contain_text("Saved geofence g-drawn")
+    fences = httpx.get(f"{url}/v1/geofences", headers=ADMIN).json()["features"]
+    drawn = next(f for f in fences if f["properties"]["id"] == "g-drawn")
+    assert drawn["geometry"]["type"] == "Polygon" and len(drawn["geometry"]["coordinates"][0]) == 5
+    # a circle a hundred kilometres wide: more than a geofence may be, and the server says so
+    page.evaluate("() => consoleState.map.jumpTo({center: [-122.4, 37.77], zoom: 6})")
+    page.wait_for_timeout(300)
+    page.click("[data-draw=circle]")
+    box = page.locator("#map canvas").bounding_box()
+    page.mouse.click(box["x"] + 400, box["y"] + 400)
+    page.mouse.move(box["x"] + 500, box["y"] + 400, steps=5)
+    page.mouse.move(box["x"] + 600, box["y"] + 400, steps=5)
+    page.mouse.click(box["x"] + 600, box["y"] + 400)
+    page.wait_for_timeout(300)
+    expect(page.locator("#fence-form")).to_be_visible()
+    page.fill("#fence-id", "g-too-big")
+    page.click("#fence-form button[type=submit]")
+    problem = page.locator("#fence-problems li").first
+    expect(problem).to_contain_text("radius_m must be")
+    expect(page.locator(".popup-problem")).to_contain_text("radius_m must be")  # next to the shape
+    assert "g-too-big" not in _fence_ids(url)
+
+
+def test_a_campaign_edited_in_the_form_changes_the_api_answer(console):
+    page, url, _, _ = console
+    page.goto(f"{url}/console#campaigns")
+    page.wait_for_selector("body[data-ready=true]")
+    first = httpx.get(f"{url}/v1/campaigns", headers=ADMIN).json()["campaigns"][0]
+    page.click(f"#campaign-table tr[data-id='{first['id']}'] button")
+    page.fill("#campaign-form input[name=priority]", "7")
+    page.fill("#campaign-form input[name=title]", "Edited in the console")
+    page.click("#campaign-form button[type=submit]")
+    expect(page.locator("#campaign-status")).to_contain_text(f"Saved campaign {first['id']}")
+    now = httpx.get(f"{url}/v1/campaigns/{first['id']}", headers=ADMIN).json()
+    assert now["priority"] == 7 and now["offer"]["title"] == "Edited in the console"
+    # a wrong value shows the server's message next to the field
+    page.click(f"#campaign-table tr[data-id='{first['id']}'] button")
+    page.fill("#campaign-form input[name=holdout_pct]", "150")
+    page.click("#campaign-form button[type=submit]")
+    expect(page.locator("#campaign-problems li").first).to_contain_text("holdout_pct")
+    expect(page.locator("#campaign-form input[name=holdout_pct]")).to_have_class("invalid")
+
+
+def test_the_results_chart_renders(console):
+    page, url, _, _ = console
+    page.goto(f"{url}/console#results")
+    page.wait_for_selector("body[data-ready=true]")
+    page.select_option("#results-campaign", "latte-trial")
+    page.fill("#results-from", "2026-01-01")
+    page.fill("#results-to", "2027-12-31")
+    page.click("#results-form button[type=submit]")
+    chart = page.locator("svg.interval-chart")
+    expect(chart).to_be_visible()
+    expect(chart).to_contain_text("exposed")
+    expect(chart).to_contain_text("control")
+    expect(chart.locator("rect.bar")).to_have_count(2)  # the seeded week: both groups have a rate
+    expect(chart.locator("line.whisker")).to_have_count(2)
+    expect(page.locator("#results-verdict")).to_be_visible()
+    # the same figures as the API's, by store: the offer works at one shop and not the other
+    api = httpx.get(f"{url}/v1/campaigns/latte-trial/results", headers=ADMIN, params={
+        "from": "2026-01-01T00:00:00Z", "to": "2027-12-31T00:00:00Z", "by": "store"}).json()
+    rows = page.locator("#results-by-store tbody tr")
+    expect(rows).to_have_count(len(api["by_store"]))
+    verdicts = {s["store"]: s["lift"]["verdict"] for s in api["by_store"]}
+    assert verdicts == {"fc-union": "lift", "fc-civic": "no_detectable_lift"}
+    for k, s in enumerate(api["by_store"]):
+        expect(rows.nth(k)).to_contain_text(s["lift"]["verdict"].replace("_", " "))
+
+
+def test_the_live_feed_shows_a_ping_s_events(console):
+    page, url, _, _ = console
+    page.goto(f"{url}/console#live")
+    page.wait_for_selector("body[data-ready=true]")
+    expect(page.locator("#live-status")).to_contain_text("Connected")
+    pub = {"Authorization": "Bearer console-pub"}
+    walk = (("2026-11-30T10:00:00Z", (37.80, -122.40)), ("2026-11-30T10:05:00Z", (37.78797, -122.40745)))
+    for t, (lat, lon) in walk:
+        r = httpx.post(f"{url}/v1/pings", headers=pub, json={
+            "device_id": "live-phone", "lat": lat, "lon": lon, "timestamp": t, "accuracy_m": 5})
+        assert r.status_code == 200, r.text
+    row = page.locator("#live-table tbody tr", has_text="live-phone").first
+    expect(row).to_contain_text("enter", timeout=10_000)
+    expect(row).to_contain_text("fc-union")
+
+
+def test_the_base_map_is_a_tile_template_or_a_local_archive_served_here(tmp_path):
+    import subprocess
+    import sys
+
+    port = free_port()
+    proc = start(tmp_path / "b.db", port, keys=KEYS, args=("--basemap", "http://127.0.0.1:9/{z}/{x}/{y}.png"))
+    try:
+        got = httpx.get(f"http://127.0.0.1:{port}/console/config").json()
+        assert got == {"basemap": {"tiles": "http://127.0.0.1:9/{z}/{x}/{y}.png"}}
+        assert httpx.get(f"http://127.0.0.1:{port}/console/basemap.pmtiles").status_code == 404
+    finally:
+        proc.kill()
+        proc.wait()
+    archive = tmp_path / "base.pmtiles"
+    archive.write_bytes(b"PMTiles" + bytes(200))
+    port = free_port()
+    proc = start(tmp_path / "c.db", port, keys=KEYS, args=("--basemap", str(archive)))
+    try:
+        assert httpx.get(f"http://127.0.0.1:{port}/console/config").json() == {
+            "basemap": {"pmtiles": "/console/basemap.pmtiles"}}
+        served = httpx.get(f"http://127.0.0.1:{port}/console/basemap.pmtiles", headers={"Range": "bytes=0-6"})
+        assert served.status_code == 206 and served.content == b"PMTiles"  # ranges, as PMTiles reads
+    finally:
+        proc.kill()
+        proc.wait()
+    bad = subprocess.run([sys.executable, "-m", "geo_engine", "serve", "--db", str(tmp_path / "d.db"),
+                          "--basemap", str(tmp_path / "missing.pmtiles")], capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.startswith("error:") and "--basemap" in bad.stderr
+
+
+def test_the_event_stream_needs_the_admin_key_and_resumes_after_the_last_id(tmp_path):
+    port = free_port()
+    proc = start(tmp_path / "s.db", port, keys=KEYS)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        pub = {"Authorization": "Bearer console-pub"}
+        for t, (lat, lon) in (("2026-11-30T10:00:00Z", (37.80, -122.40)),
+                              ("2026-11-30T10:05:00Z", (37.78797, -122.40745)),
+                              ("2026-11-30T10:20:00Z", (37.80, -122.40))):
+            r = httpx.post(f"{url}/v1/pings", headers=pub, json={
+                "device_id": "s-phone", "lat": lat, "lon": lon, "timestamp": t, "accuracy_m": 5})
+            assert r.status_code == 200
+        assert httpx.get(f"{url}/v1/events/stream", headers=pub).status_code == 403
+        assert httpx.get(f"{url}/v1/events/stream").status_code == 401
+
+        def first_events(headers, n):
+            got = []
+            with httpx.stream("GET", f"{url}/v1/events/stream", headers={**ADMIN, **headers},
+                              timeout=10) as r:
+                assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+                for line in r.iter_lines():
+                    if line.startswith("data:"):
+                        got.append(json.loads(line[5:]))
+                        if len(got) == n:
+                            return got
+            return got
+        both = first_events({}, 2)
+        assert [(e["type"], e["store_id"], e["device_id"]) for e in both] == [
+            ("enter", "fc-union", "s-phone"), ("exit", "fc-union", "s-phone")]
+        assert both[1]["duration_s"] == 900.0 and both[0]["at"] == "2026-11-30T10:05:00Z"
+        resumed = first_events({"Last-Event-ID": str(both[0]["id"])}, 1)
+        assert resumed == [both[1]]
+    finally:
+        proc.kill()
+        proc.wait()
