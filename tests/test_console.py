@@ -233,3 +233,56 @@ def test_the_event_stream_needs_the_admin_key_and_resumes_after_the_last_id(tmp_
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_a_geofence_clicked_shows_its_store_and_campaigns_and_can_be_deleted(console):
+    page, url, _, _ = console
+    page.goto(f"{url}/console#map")
+    page.wait_for_selector("body[data-ready=true]")
+    fence = httpx.get(f"{url}/v1/geofences/fc-union-door", headers=ADMIN).json()
+    lon, lat = fence["geometry"]["coordinates"]
+    page.evaluate(f"() => consoleState.map.jumpTo({{center: [{lon}, {lat}], zoom: 16}})")
+    page.wait_for_function("consoleState.map.loaded()")
+    box = page.locator("#map canvas").bounding_box()
+    x, y = page.evaluate(f"() => {{ const p = consoleState.map.project([{lon}, {lat}]); "
+                         "return [p.x, p.y]; }")
+    page.mouse.click(box["x"] + x + 20, box["y"] + y + 20)  # inside the 80 m circle, off the store's dot
+    panel = page.locator("#selected")
+    expect(panel).to_contain_text("Geofence fc-union-door")
+    expect(panel).to_contain_text("fc-union")
+    expect(panel).to_contain_text("latte-trial")  # a campaign that targets its store
+    # a geofence made through the API goes away through the panel's Delete
+    clon, clat = -122.4300, 37.7600
+    square = [[clon - 0.001, clat - 0.001], [clon + 0.001, clat - 0.001], [clon + 0.001, clat + 0.001],
+              [clon - 0.001, clat + 0.001], [clon - 0.001, clat - 0.001]]
+    feature = {"type": "Feature", "properties": {"id": "g-to-delete", "store_id": "fc-union"},
+               "geometry": {"type": "Polygon", "coordinates": [square]}}
+    r = httpx.post(f"{url}/v1/geofences/import", headers=ADMIN,
+                   json={"type": "FeatureCollection", "features": [feature]})
+    assert r.status_code == 200, r.text
+    page.reload()
+    page.wait_for_selector("body[data-ready=true]")
+    page.evaluate(f"() => consoleState.map.jumpTo({{center: [{clon}, {clat}], zoom: 15}})")
+    page.wait_for_function("consoleState.map.loaded()")
+    x, y = page.evaluate(f"() => {{ const p = consoleState.map.project([{clon}, {clat}]); "
+                         "return [p.x, p.y]; }")
+    page.mouse.click(box["x"] + x, box["y"] + y)
+    expect(panel).to_contain_text("Geofence g-to-delete")
+    page.once("dialog", lambda d: d.accept())
+    panel.get_by_role("button", name="Delete").click()
+    expect(panel).to_contain_text("Deleted g-to-delete")
+    assert httpx.get(f"{url}/v1/geofences/g-to-delete", headers=ADMIN).status_code == 404
+
+
+def test_a_campaign_is_disabled_and_enabled_from_its_row(console):
+    page, url, _, _ = console
+    page.goto(f"{url}/console#campaigns")
+    page.wait_for_selector("body[data-ready=true]")
+    box = page.get_by_label("enable latte-trial")
+    expect(box).to_be_checked()
+    box.uncheck()
+    expect(page.locator("#campaign-status")).to_contain_text("latte-trial disabled")
+    assert httpx.get(f"{url}/v1/campaigns/latte-trial", headers=ADMIN).json()["enabled"] is False
+    page.get_by_label("enable latte-trial").check()
+    expect(page.locator("#campaign-status")).to_contain_text("latte-trial enabled")
+    assert httpx.get(f"{url}/v1/campaigns/latte-trial", headers=ADMIN).json()["enabled"] is True
