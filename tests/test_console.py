@@ -286,3 +286,21 @@ def test_a_campaign_is_disabled_and_enabled_from_its_row(console):
     page.get_by_label("enable latte-trial").check()
     expect(page.locator("#campaign-status")).to_contain_text("latte-trial enabled")
     assert httpx.get(f"{url}/v1/campaigns/latte-trial", headers=ADMIN).json()["enabled"] is True
+
+
+def test_a_new_campaign_is_made_in_the_form(console):
+    page, url, _, _ = console
+    page.goto(f"{url}/console#campaigns")
+    page.wait_for_selector("body[data-ready=true]")
+    page.click("#campaign-new")
+    form = page.locator("#campaign-form")
+    form.locator("input[name=id]").fill("made-here")
+    form.locator("input[name=store_ids]").fill("fc-union, fc-civic")
+    form.locator("input[name=title]").fill("Made in the console")
+    form.locator("input[name=holdout_pct]").fill("10")
+    page.click("#campaign-form button[type=submit]")
+    expect(page.locator("#campaign-status")).to_contain_text("Saved campaign made-here")
+    made = httpx.get(f"{url}/v1/campaigns/made-here", headers=ADMIN).json()
+    assert made["targets"]["store_ids"] == ["fc-union", "fc-civic"] and made["holdout_pct"] == 10
+    assert made["offer"]["title"] == "Made in the console" and made["enabled"] is True
+
