@@ -304,3 +304,39 @@ def test_a_new_campaign_is_made_in_the_form(console):
     assert made["targets"]["store_ids"] == ["fc-union", "fc-civic"] and made["holdout_pct"] == 10
     assert made["offer"]["title"] == "Made in the console" and made["enabled"] is True
 
+
+
+def test_an_existing_geofence_edited_is_saved_under_its_id(console):
+    """Edit the shape puts the geofence into Terra Draw's select mode, its vertices draggable; a
+    vertex moved there (here through Terra Draw's own API: a synthetic mouse drag did not reach
+    it in headless chromium) is saved under the geofence's id, replacing the old shape."""
+    page, url, _, _ = console
+    lon, lat = -122.4500, 37.7450
+    square = [[lon - 0.001, lat - 0.001], [lon + 0.001, lat - 0.001], [lon + 0.001, lat + 0.001],
+              [lon - 0.001, lat + 0.001], [lon - 0.001, lat - 0.001]]
+    feature = {"type": "Feature", "properties": {"id": "g-to-edit", "store_id": "fc-union"},
+               "geometry": {"type": "Polygon", "coordinates": [square]}}
+    assert httpx.post(f"{url}/v1/geofences/import", headers=ADMIN,
+                      json={"type": "FeatureCollection", "features": [feature]}).status_code == 200
+    page.goto(f"{url}/console#map")
+    page.reload()
+    page.wait_for_selector("body[data-ready=true]")
+    page.evaluate(f"() => consoleState.map.jumpTo({{center: [{lon}, {lat}], zoom: 15}})")
+    page.wait_for_function("consoleState.map.loaded()")
+    box = page.locator("#map canvas").bounding_box()
+    x, y = page.evaluate(f"() => {{ const p = consoleState.map.project([{lon}, {lat}]); "
+                         "return [p.x, p.y]; }")
+    page.mouse.click(box["x"] + x, box["y"] + y)
+    page.locator("#selected").get_by_role("button", name="Edit the shape").click()
+    expect(page.locator("#fence-id")).to_have_value("g-to-edit")
+    assert page.evaluate("() => consoleState.draw.getMode()") == "select"
+    moved = [[round(a, 9), round(b, 9)] for a, b in square]  # as Terra Draw holds them
+    moved[2] = [round(lon + 0.002, 9), round(lat + 0.001, 9)]  # the north-east corner, east
+    page.evaluate("(ring) => consoleState.draw.updateFeatureGeometry(consoleState.drawn.id, "
+                  "{type: 'Polygon', coordinates: [ring]})", moved)
+    page.click("#fence-form button[type=submit]")
+    expect(page.locator("#map-status")).to_contain_text("Saved geofence g-to-edit")
+    saved = httpx.get(f"{url}/v1/geofences/g-to-edit", headers=ADMIN).json()
+    ring = saved["geometry"]["coordinates"][0]
+    assert max(p[0] for p in ring) == pytest.approx(lon + 0.002, abs=1e-6) and len(ring) == 5
+    assert saved["properties"]["store_id"] == "fc-union"

@@ -272,11 +272,19 @@ function editFence(fence) {
   state.editing = fence;
   const g = fence.geometry;
   const props = g.type === "Point" ? { mode: "circle", radiusKilometers: fence.properties.radius_m / 1000 } : { mode: "polygon" };
-  const geometry = g.type === "MultiPolygon" ? { type: "Polygon", coordinates: g.coordinates[0] } : shapeOf(fence);
-  const [added] = state.draw.addFeatures([{ type: "Feature", properties: props, geometry }]);
+  const shape = g.type === "MultiPolygon" ? { type: "Polygon", coordinates: g.coordinates[0] } : shapeOf(fence);
+  // Terra Draw takes at most 9 decimals a coordinate (about 0.1 mm)
+  const round = (v) => Math.round(v * 1e9) / 1e9;
+  const geometry = { type: "Polygon", coordinates: shape.coordinates.map((ring) => ring.map((p) => [round(p[0]), round(p[1])])) };
+  const [added] = state.draw.addFeatures([{ type: "Feature", id: state.draw.getFeatureId(), properties: props, geometry }]);
+  if (!added || !added.valid) {
+    document.getElementById("map-status").textContent = `This shape cannot be edited here (${added ? added.reason : "refused"}); draw it again and save it under the id ${fence.properties.id}.`;
+    state.editing = null;
+    return;
+  }
   setMode("select");
-  const id = added && added.id;
-  if (id !== undefined) { try { state.draw.selectFeature(id); } catch (e) { /* older versions */ } finished(id); }
+  try { state.draw.selectFeature(added.id); } catch (e) { /* selected by a click instead */ }
+  finished(added.id);
 }
 
 function drawnFeature() {
