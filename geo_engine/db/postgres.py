@@ -93,40 +93,40 @@ class Tx:
         """Run one statement (the writes :meth:`later` holds first). ``fresh_plan``: planned for
         these arguments every time, never from a prepared statement's generic plan (which, made
         while a growing table was nearly empty, goes on scanning it whole)."""
+        with self._sending():
+            if fresh_plan:
+                return self.conn.execute(_sql(sql), tuple(args), prepare=False)
+            # with no arguments the text goes as it is (several statements in one round trip)
+            return self.conn.execute(_sql(sql), tuple(args)) if args else self.conn.execute(sql)
+
+    @contextmanager
+    def _sending(self) -> Iterator[None]:
+        """Around a statement that reads: the writes held go first, and the statements that open
+        the transaction go in one pipeline with it."""
         if self._later:
             self.flush()
-        if self._opening:
-            with self.conn.pipeline():
-                self._open()
-                return self._execute(sql, args, fresh_plan)
-        return self._execute(sql, args, fresh_plan)
-
-    def _execute(self, sql: str, args, fresh_plan: bool) -> psycopg.Cursor:
-        if fresh_plan:
-            return self.conn.execute(_sql(sql), tuple(args), prepare=False)
-        # with no arguments the text goes as it is (several statements may go in one round trip)
-        return self.conn.execute(_sql(sql), tuple(args)) if args else self.conn.execute(sql)
-
-    def _open(self) -> None:
-        for text in self._opening:
-            self.conn.execute(text)
-        self._opening = ()
+        if not self._opening:
+            yield
+            return
+        with self.conn.pipeline():
+            self._open()
+            yield
 
     @property
     def opened(self) -> bool:
         """Whether the transaction has begun on the server (the first statement has gone)."""
         return not self._opening
 
+    def _open(self) -> None:
+        """Queue the statements that open the transaction (inside a pipeline)."""
+        for text in self._opening:
+            self.conn.execute(text)
+        self._opening = ()
+
     def executemany(self, sql: str, rows) -> psycopg.Cursor:
-        if self._later:
-            self.flush()
         cur = self.conn.cursor()
-        if self._opening:
-            with self.conn.pipeline():
-                self._open()
-                cur.executemany(_sql(sql), list(rows))
-            return cur
-        cur.executemany(_sql(sql), list(rows))
+        with self._sending():
+            cur.executemany(_sql(sql), list(rows))
         return cur
 
     def later(self, sql: str, args, one_row: bool = False) -> None:
@@ -147,6 +147,8 @@ class Tx:
     def flush(self) -> None:
         """Send the writes held by :meth:`later`, one ``executemany`` a text, in the order the
         texts first came."""
+        if not self._later:  # (nothing to send: no round trip)
+            return
         later, self._later = self._later, {}
         sent = []
         with self.conn.pipeline():  # one round trip for them all (an executemany alone is one
