@@ -9,6 +9,22 @@ from __future__ import annotations
 
 __all__ = ["MIGRATIONS", "PG_MIGRATIONS"]
 
+# version 9, the same on both backends but for the counter's integer type
+_RESULTS_STEP = """
+    ALTER TABLE events ADD COLUMN campaign_id TEXT;
+    CREATE INDEX events_store ON events(store_id, ts);
+    CREATE INDEX events_campaign ON events(campaign_id, ts) WHERE campaign_id IS NOT NULL;
+    CREATE INDEX pushes_campaign_ts ON pushes(campaign_id, ts);
+    DROP INDEX pushes_campaign;
+    CREATE TABLE rejections (
+        campaign_id TEXT NOT NULL,
+        day TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        n {count} NOT NULL,
+        PRIMARY KEY (campaign_id, day, reason)
+    );
+    """
+
 MIGRATIONS: list[str] = [
     # version 1: stores and their geofences
     """
@@ -180,20 +196,7 @@ MIGRATIONS: list[str] = [
     # the device is in the campaign's control group") names its campaign; visits are read by
     # store and time, a campaign's pushes and holdouts by campaign and time; the reasons
     # campaigns were turned down are kept as daily counts, not a row a ping
-    """
-    ALTER TABLE events ADD COLUMN campaign_id TEXT;
-    CREATE INDEX events_store ON events(store_id, ts);
-    CREATE INDEX events_campaign ON events(campaign_id, ts) WHERE campaign_id IS NOT NULL;
-    CREATE INDEX pushes_campaign_ts ON pushes(campaign_id, ts);
-    DROP INDEX pushes_campaign;
-    CREATE TABLE rejections (
-        campaign_id TEXT NOT NULL,
-        day TEXT NOT NULL,
-        reason TEXT NOT NULL,
-        n INTEGER NOT NULL,
-        PRIMARY KEY (campaign_id, day, reason)
-    );
-    """,
+    _RESULTS_STEP.format(count="INTEGER"),
 ]
 
 
@@ -337,20 +340,7 @@ _PG_STEPS: list[str] = [
     DROP FUNCTION IF EXISTS pushes_spend();
     CREATE INDEX pushes_campaign ON pushes(campaign_id);
     """,
-    """
-    ALTER TABLE events ADD COLUMN campaign_id TEXT;
-    CREATE INDEX events_store ON events(store_id, ts);
-    CREATE INDEX events_campaign ON events(campaign_id, ts) WHERE campaign_id IS NOT NULL;
-    CREATE INDEX pushes_campaign_ts ON pushes(campaign_id, ts);
-    DROP INDEX pushes_campaign;
-    CREATE TABLE rejections (
-        campaign_id TEXT NOT NULL,
-        day TEXT NOT NULL,
-        reason TEXT NOT NULL,
-        n BIGINT NOT NULL,
-        PRIMARY KEY (campaign_id, day, reason)
-    );
-    """,
+    _RESULTS_STEP.format(count="BIGINT"),
 ]
 
 # every text compares and sorts by code point, as in SQLite and Python, whatever the database's
