@@ -11,7 +11,6 @@ SQL, row shapes and the row cache only: how a ping changes a state is :mod:`geo_
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import random
 import sqlite3
@@ -21,6 +20,7 @@ import orjson
 
 from ..errors import StorageError
 from ..model import DeviceState, Event, Visit
+from .behind import Behind
 from .changes import bump
 from .sqlite import SQLite
 
@@ -85,8 +85,7 @@ class Devices:
         # while no other connection commits, they need no second read
         self._current: set[tuple[str, int | None]] = set()
         self._current_at: int | None = None
-        self._flusher: threading.Thread | None = None
-        self._stop = threading.Event()
+        self._flusher = Behind(self.flush, "quiet-flush", (db.Error, StorageError))
 
     # --- state (inside atomic(): reads and writes of one ping are one transaction) -----------
 
@@ -237,23 +236,13 @@ class Devices:
                 [(row[2], row[3], row[4], row[5], row[0], row[1], row[2]) for row in rows]).rowcount
 
     def start_flusher(self, every_s: float = 1.0) -> None:
-        """Write quiet pings behind from a thread of its own, every ``every_s`` seconds."""
-        if self._flusher is not None:
-            return
-
-        def run() -> None:
-            while not self._stop.wait(every_s):
-                # a failed pass is caught up by the next one, or by the next write of the row
-                with contextlib.suppress(self._db.Error, StorageError):
-                    self.flush()
-        self._flusher = threading.Thread(target=run, name="quiet-flush", daemon=True)
-        self._flusher.start()
+        """Write quiet pings behind from a thread of its own, every ``every_s`` seconds (a
+        failed pass is caught up by the next one, or by the next write of the row)."""
+        self._flusher.start(every_s)
 
     def close(self) -> None:
         """Stop the flusher, writing what it still holds."""
-        self._stop.set()
-        if self._flusher is not None:
-            self._flusher.join()
+        self._flusher.stop()
         self.flush()
 
     def _drop(self, device_id: str) -> None:

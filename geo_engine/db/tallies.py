@@ -17,6 +17,7 @@ import threading
 from collections import Counter
 
 from ..errors import StorageError
+from .behind import Behind
 
 __all__ = ["Tallies"]
 
@@ -28,8 +29,7 @@ class Tallies:
         self._db = db
         self._pending: Counter[tuple[str, str, str]] = Counter()
         self._lock = threading.Lock()
-        self._flusher: threading.Thread | None = None
-        self._stop = threading.Event()
+        self._flusher = Behind(self.flush, "tallies-flush", (db.Error, StorageError))
 
     def add(self, day: str, rejected) -> None:
         """Count each ``(campaign_id, reason)`` of ``rejected`` (a decision's rejections) on
@@ -69,20 +69,10 @@ class Tallies:
 
     def start_flusher(self, every_s: float = 1.0) -> None:
         """Add the counts from a thread of their own, every ``every_s`` seconds."""
-        if self._flusher is not None:
-            return
-
-        def run() -> None:
-            while not self._stop.wait(every_s):
-                with contextlib.suppress(self._db.Error, StorageError):  # the next one catches up
-                    self.flush()
-        self._flusher = threading.Thread(target=run, name="tallies-flush", daemon=True)
-        self._flusher.start()
+        self._flusher.start(every_s)
 
     def close(self) -> None:
         """Stop the flusher, adding what is still held."""
-        self._stop.set()
-        if self._flusher is not None:
-            self._flusher.join()
+        self._flusher.stop()
         with contextlib.suppress(self._db.Error, StorageError):
             self.flush()
