@@ -15,12 +15,34 @@ from datetime import UTC, datetime, timedelta
 
 from .campaigns import Campaign
 from .decide import store_open
+from .errors import InvalidInput
 from .results import Moment, conversions, group_figures, moments, visits
 from .snapshot import Snapshot
 
-__all__ = ["BY", "campaign_results", "targeted_stores"]
+__all__ = ["BY", "campaign_results", "checked_query", "targeted_stores"]
 
 BY = ("store", "day")
+
+
+def checked_query(start: datetime | None, end: datetime | None, window_days: int | None,
+                  by: str | None, default_window: int) -> tuple[datetime, datetime, int]:
+    """The period and window a results query asked for, with the defaults (the 30 days to now,
+    ``default_window``); :class:`InvalidInput` naming every field that is wrong."""
+    end = end or datetime.now(UTC).replace(microsecond=0)
+    start = start or end - timedelta(days=30)
+    window = default_window if window_days is None else window_days
+    problems = []
+    if start >= end:
+        problems.append({"field": "from", "message": "the period's start must come before its end"})
+    if not isinstance(window, int) or not 1 <= window <= 30:
+        problems.append({"field": "window_days", "message": "a whole number of days from 1 to 30"})
+    if by is not None and by not in BY:
+        problems.append({"field": "by", "message": f"one of {', '.join(BY)}"})
+    if problems:
+        error = InvalidInput("; ".join(f"{p['field']}: {p['message']}" for p in problems))
+        error.problems = problems
+        raise error
+    return start, end, window
 
 
 def targeted_stores(snap: Snapshot, campaign: Campaign) -> set[str]:

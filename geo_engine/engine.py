@@ -22,12 +22,12 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import NamedTuple
 
 from . import devices
-from .campaign_results import BY, campaign_results
+from .campaign_results import campaign_results, checked_query
 from .campaigns import Campaign, local_day, parse_campaign, parse_campaigns
 from .commits import GroupCheck, GroupCommit, ThreadedGroupCommit, Unwritten
 from .config import Settings
@@ -328,20 +328,7 @@ class Engine:
         """A campaign's results (SPEC 9; :mod:`geo_engine.campaign_results`) for the pushes and
         holdouts in ``[start, end)``: by default the 30 days to now, with the settings' window."""
         campaign = self.campaign(campaign_id)
-        end = end or datetime.now(UTC).replace(microsecond=0)
-        start = start or end - timedelta(days=30)
-        window = self.settings.results_window_days if window_days is None else window_days
-        problems = []
-        if start >= end:
-            problems.append({"field": "from", "message": "the period's start must come before its end"})
-        if not isinstance(window, int) or not 1 <= window <= 30:
-            problems.append({"field": "window_days", "message": "a whole number of days from 1 to 30"})
-        if by is not None and by not in BY:
-            problems.append({"field": "by", "message": f"one of {', '.join(BY)}"})
-        if problems:
-            error = InvalidInput("; ".join(f"{p['field']}: {p['message']}" for p in problems))
-            error.problems = problems
-            raise error
+        start, end, window = checked_query(start, end, window_days, by, self.settings.results_window_days)
         return campaign_results(self.db, self.refresh(), campaign, start, end, window,
                                 self.settings.visit_min_dwell_s, by)
 
