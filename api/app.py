@@ -34,6 +34,7 @@ def create_app(engine: Engine) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
+        engine.delivery.stop()  # a post under way ends (or times out); the lease is let go
         engine.db.devices.flush()  # quiet pings' last positions, before the process ends
 
     # FastAPIOffline: /docs and /redoc with their scripts served from the package, no CDN

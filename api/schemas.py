@@ -97,8 +97,11 @@ class PingIn(BaseModel):
     ping_id: str | None = Field(default=None, min_length=1, max_length=128, pattern=NO_NUL,
                                 description="idempotency key: a replay gets the first answer")
     segments: list[Annotated[str, Field(pattern=NO_NUL)]] = Field(default_factory=list, max_length=100)
+    eta_s: float | None = Field(default=None, ge=0, allow_inf_nan=False,
+                                description="the app's own estimate of seconds to its trip's store "
+                                            "(else the distance over the trip's mode's speed)")
 
-    @field_validator("lat", "lon", "accuracy_m", mode="before")
+    @field_validator("lat", "lon", "accuracy_m", "eta_s", mode="before")
     @classmethod
     def _a_number(cls, value):
         # a string or a boolean is a wrong type, not a number to coerce (SPEC 5: a 4xx)
@@ -127,7 +130,7 @@ class PingIn(BaseModel):
     def to_ping(self) -> Ping:
         """The library's Ping (which checks the same rules again, for callers outside HTTP)."""
         return Ping(self.device_id, self.lat, self.lon, self.accuracy_m, self.timestamp,
-                    self.ping_id, tuple(self.segments))
+                    self.ping_id, tuple(self.segments), self.eta_s)
 
 
 class DeviceIn(BaseModel):

@@ -69,6 +69,13 @@ SETTINGS: tuple[Setting, ...] = (
             "visit counts, unless asked otherwise (1 to 30)"),
     Setting("basemap", "", "the console's base map: a tile URL template (https://.../{z}/{x}/{y}.png) "
             "or a local .pmtiles archive of raster tiles; empty: a plain graticule"),
+    Setting("trip_expiry_s", 21_600.0, "trips: seconds after a trip starts in which the customer "
+            "must arrive, or it expires"),
+    Setting("webhook_retry_s", 259_200.0, "webhooks: seconds a delivery is tried again before it is "
+            "dead-lettered (72 hours)"),
+    Setting("webhook_backoff_s", 1.0, "webhooks: the first retry's delay in seconds (then doubled "
+            "each time, with jitter, at most an hour)"),
+    Setting("webhook_timeout_s", 10.0, "webhooks: seconds a receiver has to answer a delivery"),
     Setting("admin_key", "", "the admin API key (instead of one created on first start)"),
     Setting("publishable_key", "", "the publishable API key (instead of one created on first start)"),
 )
@@ -120,6 +127,10 @@ class Settings:
     visit_min_dwell_s: float = 120.0
     results_window_days: int = 7
     basemap: str = ""
+    trip_expiry_s: float = 21_600.0
+    webhook_retry_s: float = 259_200.0
+    webhook_backoff_s: float = 1.0
+    webhook_timeout_s: float = 10.0
     admin_key: str = field(default="", repr=False)
     publishable_key: str = field(default="", repr=False)
 

@@ -159,19 +159,24 @@ def add_push(history: Mapping[str, list], campaign_id: str, ts: float, day: str)
     return {**history, campaign_id: [total + 1, ts, days]}
 
 
+KEEP = object()  # next_state's trip: as it was
+
+
 def next_state(state: DeviceState, version: int, *, moved_to: tuple[float, float, float, float]
                | None = None, visits: dict[str, Visit] | None = None,
-               pushed: tuple[str, float, str] | None = None) -> DeviceState:
+               pushed: tuple[str, float, str] | None = None, trip=KEEP) -> DeviceState:
     """The state to write back after a ping, with its new row ``version``.
 
     ``moved_to`` is the fix ``(ts, lat, lon, accuracy_m)`` when it counts (not out of order,
     not suspicious), with the ``visits`` open after it; ``pushed`` is ``(campaign id, ts,
-    store's local day)`` when an offer went out. Without either, only the version changes: the
-    write then proves the state was current.
+    store's local day)`` when an offer went out; ``trip`` the device's trip after the ping
+    (None: it ended). Without any, only the version changes: the write then proves the state
+    was current.
     """
     after = DeviceState(state.device_id, state.last_ts, state.last_lat, state.last_lon,
                         state.last_accuracy_m, state.last_offer_ts, state.opted_out,
-                        state.visits, version, state.history)
+                        state.visits, version, state.history,
+                        state.trip if trip is KEEP else trip)
     if moved_to is not None:
         after.last_ts, after.last_lat, after.last_lon, after.last_accuracy_m = moved_to
         after.visits = visits if visits is not None else state.visits

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import NamedTuple
 
-from . import devices
+from . import devices, trips
 from .campaign_results import campaign_results, checked_query
 from .campaigns import Campaign, local_day, parse_campaign, parse_campaigns
 from .commits import GroupCheck, GroupCommit, ThreadedGroupCommit, Unwritten
@@ -34,8 +34,9 @@ from .config import Settings
 from .db import Database
 from .db.devices import new_version
 from .decide import decide
+from .delivery import Deliverer
 from .errors import Conflict, InvalidInput, NotFound, StorageError, ValidationFailed, WriteContention
-from .geodesy import check_lat_lon
+from .geodesy import check_lat_lon, distance_m
 from .io.places import (
     Dataset,
     FileLimits,
@@ -57,15 +58,19 @@ from .model import (
     PingAnswer,
     Store,
     StoreHit,
+    Trip,
     ping_digest,
 )
 from .snapshot import Places, Snapshot
 from .tokens import TokenCache, new_token, token_hash
+from .trips import TripStep
+from .webhooks import outgoing
 
 __all__ = ["Engine"]
 
 
 _RETRIES = 20  # a ping decided on a snapshot that changed meanwhile is decided again
+_FOLLOWED = ("places", "campaigns", "webhooks")  # the change counters a snapshot is built at
 
 
 class _Unchecked(NamedTuple):
@@ -104,6 +109,7 @@ class _Outcome:
     decision: Decision
     flags: list[str]
     spent: bool = False  # whether a campaign's spend was read (budgets: only in a transaction)
+    trip: tuple[Trip, TripStep] | None = None  # the device's trip before the ping, and after
 
 
 class Engine:
@@ -130,6 +136,11 @@ class Engine:
         #: devices' token hashes in memory (SPEC 6.1), for the API's checks
         self.tokens = TokenCache(self.db.tokens, check_s=self.settings.reload_check_s)
         self._tokens_required: bool | None = None
+        #: the webhook delivery worker (started with the server; one at a time a database works)
+        st = self.settings
+        self.delivery = Deliverer(self.db, lambda: self.refresh().webhooks, st.webhook_retry_s,
+                                  st.webhook_backoff_s, st.webhook_timeout_s)
+        self._outbox_written = False  # a ping put events in the outbox: wake the worker
         self.snapshot: Snapshot
         self.reload()
 
@@ -145,6 +156,7 @@ class Engine:
         self.db.follow(self._changed_elsewhere)  # PostgreSQL: told at once, not polled
         self.db.devices.start_flusher()  # quiet pings' positions, written behind (handle_ping)
         self.db.tallies.start_flusher()  # the reasons campaigns were turned down, counted behind
+        self.delivery.start()  # webhooks: the outbox posted (by whichever process holds the lease)
         n = self.db.devices.warm()
         self.tokens.warm()  # and their tokens: a first ping of each reads nothing
         gc.collect()
@@ -163,13 +175,16 @@ class Engine:
         seen = self.db.generations()  # read first: a change made meanwhile shows next time
         self._checked = time.monotonic()
         places = Places.load(self.db.places)
-        self._swap(Snapshot.build(places, self._read_campaigns(), seen, self._serving))
+        self._swap(Snapshot.build(places, self._read_campaigns(), seen, self._serving,
+                                  self.db.webhooks.all()))
 
     def reload_campaigns(self) -> None:
         """Rebuild the snapshot's campaigns over the same places, then swap it in."""
         current = self.snapshot
-        seen = {**current.generations, "campaigns": self.db.generations()["campaigns"]}
-        self._swap(Snapshot.build(current.places, self._read_campaigns(), seen, self._serving))
+        now = self.db.generations()
+        seen = {**current.generations, "campaigns": now["campaigns"], "webhooks": now["webhooks"]}
+        self._swap(Snapshot.build(current.places, self._read_campaigns(), seen, self._serving,
+                                  self.db.webhooks.all()))
 
     def _swap(self, built: Snapshot) -> None:
         """Put a snapshot in force unless one read later already is (builds run concurrently:
@@ -182,10 +197,11 @@ class Engine:
                 self.snapshot = built
                 return
             have, new = current.generations, built.generations
-            if new["places"] >= have["places"] and new["campaigns"] >= have["campaigns"]:
+            if all(new[k] >= have[k] for k in _FOLLOWED):
                 self.snapshot = built
                 return
-            newer_campaigns = new["campaigns"] > have["campaigns"]
+            newer_campaigns = new["campaigns"] > have["campaigns"] or \
+                new["webhooks"] > have["webhooks"]
         if newer_campaigns:  # newer campaigns over older places: over the places in force
             self.reload_campaigns()
 
@@ -213,7 +229,7 @@ class Engine:
         have = self.snapshot.generations
         if seen["places"] != have["places"]:
             self.reload()
-        elif seen["campaigns"] != have["campaigns"]:
+        elif seen["campaigns"] != have["campaigns"] or seen["webhooks"] != have["webhooks"]:
             self.reload_campaigns()
         else:
             return False
@@ -479,6 +495,7 @@ class Engine:
                                       f"(other instances held its rows, {_RETRIES} tries); try again")
             raise StorageError("places or campaigns kept changing under a ping; try again")
         self.db.devices.committed(ping.device_id, written)
+        self._posted()
         if self.stage_times is not None and len(stages) == 5:  # bench_ping: where time goes
             index_s, early_s, t2, t3, t4 = stages
             self.stage_times.append((index_s, t2 - t1, early_s + t3 - t2, t4 - t3,
@@ -514,6 +531,7 @@ class Engine:
                 contended = True
                 continue
             self.db.devices.committed(ping.device_id, written)
+            self._posted()
             return answer
         if contended:
             raise WriteContention("the database could not take this ping's write now (other "
@@ -555,9 +573,8 @@ class Engine:
             replayed = self._replay(ping, tx)  # a twin of this ping may have committed meanwhile
             if replayed is not None:
                 return replayed, None
-            seen = self.db.generations(tx)  # no decision on places or campaigns since changed
-            if seen["places"] != snap.generations["places"] or \
-                    seen["campaigns"] != snap.generations["campaigns"]:
+            seen = self.db.generations(tx)  # no decision on what has changed since the snapshot
+            if any(seen[k] != snap.generations[k] for k in _FOLLOWED):
                 raise _Stale(seen)
             state = self.db.devices.load(tx, ping.device_id)
             stages.append(clock())
@@ -572,7 +589,7 @@ class Engine:
                 out = self._outcome(snap, tx, state, ping, fix, hits, nearest)
                 if not self.db.devices.save(tx, out.state, state.version):
                     raise WriteContention(f"device {ping.device_id!r} changed under a write lock")
-            answer = self._record(tx, ping, fix, out, nearest)
+            answer = self._record(tx, snap, ping, fix, out, nearest)
             stages.append(clock())
             return answer, out.state.version
         return None, write, stages
@@ -587,7 +604,7 @@ class Engine:
         for the write path to reuse when the row is still at it. A killed server forgets at most
         that second of quiet positions; never an event, a push or a reply."""
         state = self.db.devices.kept(ping.device_id)
-        if state is None:
+        if state is None or state.trip is not None:  # a trip moves with every ping: written
             return None, None
         early = None
         if self._settled(snap, state, ping, fix, hits, nearest):
@@ -678,14 +695,46 @@ class Engine:
         pushed = None if chosen is None else \
             (chosen.campaign.id, fix.ts, local_day(fix.at, chosen.store.timezone))
         moved_to = None if suspicious else (fix.ts, ping.lat, ping.lon, fix.accuracy_m)
+        trip = None if state.trip is None or suspicious else \
+            (state.trip, self._trip_step(places, state.trip, ping, fix, visits))
         after = devices.next_state(state, new_version(), moved_to=moved_to, visits=visits,
-                                   pushed=pushed)
-        return _Outcome(after, [] if suspicious else events, decision, flags, bool(budgeted))
+                                   pushed=pushed, trip=devices.KEEP if trip is None else trip[1].trip)
+        return _Outcome(after, [] if suspicious else events, decision, flags, bool(budgeted), trip)
 
-    def _record(self, tx, ping: Ping, fix: _Fix, out: _Outcome,
+    def _posted(self) -> None:
+        """After a commit: when events went to the outbox, the delivery worker looks now."""
+        if self._outbox_written:
+            self._outbox_written = False
+            self.delivery.wake()
+
+    def _to_outbox(self, tx, snap: Snapshot, events: list) -> None:
+        """Put events in the outbox of each enabled subscription that wants them (in ``tx``),
+        and have this process's delivery worker look once the transaction has committed."""
+        rows = [(w.id, e) for e in events for w in snap.webhooks if w.wants(e.type)]
+        if rows:
+            self.db.webhooks.enqueue(tx, rows)
+            self._outbox_written = True
+
+    def _trip_step(self, places: Places, trip: Trip, ping: Ping, fix: _Fix, visits) -> TripStep:
+        """What this ping does to the device's trip (:func:`geo_engine.trips.step`): the
+        geodesic distance to its store measured here, the rules there."""
+        store = places.find_store(trip.store_id)
+        away = float("inf") if store is None else distance_m(ping.lat, ping.lon, store.lat, store.lon)
+        return trips.step(trip, ts=fix.ts, distance_m=away, visits=visits,
+                          expiry_s=self.settings.trip_expiry_s, client_eta_s=ping.eta_s)
+
+    def _record(self, tx, snap: Snapshot, ping: Ping, fix: _Fix, out: _Outcome,
                 nearest: StoreHit | None) -> PingAnswer:
-        """The durable record step: events, the push and the reply, in the ping's transaction."""
+        """The durable record step: events, the trip, the push, the webhooks' outbox and the
+        reply, in the ping's transaction."""
         self.db.devices.record_events(tx, ping.device_id, fix.ts, out.events, ping.ping_id)
+        trip_view, trip_events = None, ()
+        if out.trip is not None:
+            before, moved = out.trip
+            trip_view, trip_events = moved.as_dict(before), moved.events
+            self.db.trips.moved(tx, before.trip_id, moved.status, fix.ts, moved.distance_m,
+                                moved.eta_s, trip_view["arrived_elsewhere"])
+            self.db.devices.record_trip_events(tx, ping.device_id, fix.ts, trip_events, ping.ping_id)
         self.db.devices.record_holdouts(tx, ping.device_id, fix.ts, out.decision.held_out,
                                         ping.ping_id)
         c = out.decision.chosen
@@ -694,7 +743,10 @@ class Engine:
                                         c.geofence_id, fix.ts, local_day(fix.at, c.store.timezone),
                                         c.distance_m, ping.ping_id,
                                         budgeted=c.campaign.budget_total is not None)
-        answer = PingAnswer.of(out.events, out.decision, nearest, out.flags)
+        if snap.webhooks:
+            self._to_outbox(tx, snap, outgoing(ping.device_id, fix.ts, out.events,
+                                               [(e, trip_view) for e in trip_events], c))
+        answer = PingAnswer.of(out.events, out.decision, nearest, out.flags, trip_view)
         if ping.ping_id is not None:
             self.db.devices.save_reply(tx, ping.device_id, ping.ping_id, answer.body,
                                        ping_digest(ping))

@@ -238,6 +238,7 @@ class Ping:
     timestamp: datetime | None = None
     ping_id: str | None = None
     segments: tuple[str, ...] = field(default=())
+    eta_s: float | None = None  # the phone's own estimate of its trip's arrival (SPEC 11)
 
     def __post_init__(self) -> None:
         d = self.device_id
@@ -250,6 +251,8 @@ class Ping:
             raise InvalidInput(f"ping_id {NOT_TEXT}")
         if not all(is_text(s) for s in self.segments):
             raise InvalidInput(f"segments {NOT_TEXT}")
+        if self.eta_s is not None and not (math.isfinite(self.eta_s) and self.eta_s >= 0):
+            raise InvalidInput(f"eta_s must be a number of seconds >= 0, got {self.eta_s}")
         if self.accuracy_m is not None and not (math.isfinite(self.accuracy_m) and self.accuracy_m >= 0):
             raise InvalidInput(f"accuracy_m must be a number of metres >= 0, got {self.accuracy_m}")
         if self.timestamp is not None:
@@ -269,8 +272,10 @@ def ping_digest(ping: Ping) -> str:
     """A digest of what a ping says (its ``ping_id`` aside): a ``ping_id`` sent again must come
     with the same, or it is another ping under a reused key."""
     at = None if ping.timestamp is None else ping.timestamp.astimezone(UTC).isoformat()
-    said = orjson.dumps([ping.device_id, ping.lat, ping.lon, ping.accuracy_m, at,
-                         list(ping.segments)])
+    said = [ping.device_id, ping.lat, ping.lon, ping.accuracy_m, at, list(ping.segments)]
+    if ping.eta_s is not None:  # (absent: the digest pings had before there were trips)
+        said.append(ping.eta_s)
+    said = orjson.dumps(said)
     return hashlib.sha256(said).hexdigest()[:32]
 
 
@@ -290,6 +295,29 @@ class Visit:
     dwell_done: bool = False
 
 
+@dataclass(frozen=True)
+class Trip:
+    """A device's open trip to a store (SPEC 11) as its device row keeps it: what a ping needs
+    to move it. The whole record (metadata, times, the last distance) is the ``trips`` row."""
+
+    trip_id: str
+    store_id: str
+    mode: str  # car, bike or foot
+    approaching_s: float
+    status: str  # started, approaching or arrived (an ended trip is no longer a device's)
+    created_ts: float
+    arrived_ts: float | None = None
+    elsewhere: str | None = None  # the other store of the chain it arrived at, if any
+
+    def to_json(self) -> list:
+        return [self.trip_id, self.store_id, self.mode, self.approaching_s, self.status,
+                self.created_ts, self.arrived_ts, self.elsewhere]
+
+    @classmethod
+    def from_json(cls, values: list) -> Trip:
+        return cls(*values)
+
+
 @dataclass
 class DeviceState:
     """What the engine remembers of a device (read from and written to the database)."""
@@ -306,6 +334,8 @@ class DeviceState:
     version: int | None = None
     #: campaign id -> [pushes, last push ts, {store's local day: pushes}], for the caps
     history: dict[str, list] = field(default_factory=dict)
+    #: the device's open trip (SPEC 11), or None
+    trip: Trip | None = None
 
 
 @dataclass(frozen=True)
@@ -416,7 +446,7 @@ class PingAnswer:
 
     @classmethod
     def of(cls, events: list[Event], decision: Decision, nearest_store: StoreHit | None,
-           flags: list[str]) -> PingAnswer:
+           flags: list[str], trip: dict | None = None) -> PingAnswer:
         near = nearest_store
         body = orjson.dumps({
             "events": [e.as_dict() for e in events],
@@ -424,6 +454,7 @@ class PingAnswer:
             "decision": decision.as_dict(),
             "nearest_store": None if near is None else near.as_ref(),
             "flags": flags,
+            "trip": trip,
         })
         return cls(tuple(events), decision, near, tuple(flags), body)
 

@@ -24,6 +24,7 @@ from .model import Confidence, FenceHit, Geofence, Location, NearbyFence, Store,
 from .spatial.fences import FenceIndex
 from .spatial.stores import StoreIndex
 from .targeting import Targeting
+from .webhooks import Subscription
 
 __all__ = ["PRELOAD_STORES", "Places", "Snapshot"]
 
@@ -159,6 +160,8 @@ class Snapshot:
     places: Places
     targeting: Targeting
     generations: dict[str, int]
+    #: the enabled webhook subscriptions (a ping's events go to their outbox)
+    webhooks: tuple[Subscription, ...] = ()
 
     @property
     def campaigns(self) -> list[Campaign]:
@@ -167,10 +170,11 @@ class Snapshot:
 
     @classmethod
     def build(cls, places: Places, campaigns: list[Campaign], generations: dict[str, int],
-              serving: bool) -> Snapshot:
+              serving: bool, webhooks: tuple[Subscription, ...] = ()) -> Snapshot:
         """A snapshot of these places and campaigns; ``serving`` builds what pings query now
         (the stores' grid, each nearby campaign's reach), so no ping pays for it."""
-        built = cls(places, Targeting(campaigns, places), dict(generations))
+        built = cls(places, Targeting(campaigns, places), dict(generations),
+                    tuple(w for w in webhooks if w.enabled))
         if serving:
             built.prepare()
         return built

@@ -7,6 +7,8 @@
     ├── places     stores and geofences
     ├── campaigns  campaign objects as sent
     ├── devices    device rows (versioned, cached), events, pushes, spend, replies
+    ├── trips      trips to stores (SPEC 11): their whole records
+    ├── webhooks   subscriptions, the outbox, deliveries, the delivery worker's lease
     ├── tallies    why campaigns were turned down, counted by day
     ├── logs       the event and push logs read for campaign results
     ├── apikeys    API key hashes
@@ -38,6 +40,8 @@ from .schema import MIGRATIONS, PG_MIGRATIONS
 from .sqlite import SQLite
 from .tallies import Tallies
 from .tokens import DeviceTokens
+from .trips import Trips
+from .webhooks import Webhooks
 
 
 def is_postgres_url(text: str) -> bool:
@@ -70,10 +74,13 @@ class Database:
             self.sql.migrate(MIGRATIONS)
         self._listening = None
         self._stop_listening = threading.Event()
+        self.closed = False
         self.places = Places(self.sql)
         self.campaigns = Campaigns(self.sql)
         self.devices = Devices(self.sql)
         self.tallies = Tallies(self.sql)
+        self.trips = Trips(self.sql)
+        self.webhooks = Webhooks(self.sql)
         self.logs = Logs(self.sql)
         self.apikeys = ApiKeys(self.sql)
         self.tokens = DeviceTokens(self.sql)
@@ -118,6 +125,7 @@ class Database:
         return self._listening is not None
 
     def close(self) -> None:
+        self.closed = True  # (threads working on it behind, such as webhook delivery, stop)
         self._stop_listening.set()
         self.devices.close()  # quiet pings' positions written before the connection goes
         self.tallies.close()  # and the counts held

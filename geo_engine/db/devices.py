@@ -19,15 +19,15 @@ import threading
 import orjson
 
 from ..errors import StorageError
-from ..model import DeviceState, Event, Visit
+from ..model import DeviceState, Event, Trip, Visit
 from .behind import Behind
 from .changes import bump
 from .sqlite import SQLite
 
-__all__ = ["Devices", "device_from_row", "new_version"]
+__all__ = ["Devices", "device_from_row", "new_version", "write_later"]
 
 COLUMNS = ("device_id, version, last_ts, last_lat, last_lon, last_accuracy_m, last_offer_ts, "
-           "opted_out, visits, history")
+           "opted_out, visits, history, trip")
 CACHE_ROWS = 500_000  # device rows kept in memory (each a few hundred bytes)
 
 
@@ -40,8 +40,9 @@ def device_from_row(row: tuple) -> DeviceState:
     """A device's state from its row (:data:`COLUMNS` order), as read or written."""
     visits = {fid: Visit(fid, sid, entered, bool(done))
               for fid, (sid, entered, done) in orjson.loads(row[8]).items()}
+    trip = None if row[10] is None else Trip.from_json(orjson.loads(row[10]))
     return DeviceState(row[0], row[2], row[3], row[4], row[5], row[6], bool(row[7]), visits,
-                       row[1], orjson.loads(row[9]))
+                       row[1], orjson.loads(row[9]), trip)
 
 
 def _held(tx) -> dict | None:
@@ -51,7 +52,7 @@ def _held(tx) -> dict | None:
     return None if memo is None else memo.get("devices")
 
 
-def _write(tx, sql: str, rows: list[tuple]) -> None:
+def write_later(tx, sql: str, rows: list[tuple]) -> None:
     """Writes whose result no one reads: on PostgreSQL held for the transaction's next flush
     (:meth:`~geo_engine.db.postgres.Tx.later`), on SQLite run at once (in-process, nothing to
     save by batching)."""
@@ -69,6 +70,7 @@ def _values(state: DeviceState) -> tuple:
                            for fid, v in state.visits.items()}).decode()
     return (state.version, state.last_ts, state.last_lat, state.last_lon, state.last_accuracy_m,
             state.last_offer_ts, int(state.opted_out), visits, orjson.dumps(state.history).decode(),
+            None if state.trip is None else orjson.dumps(state.trip.to_json()).decode(),
             state.device_id)
 
 
@@ -143,13 +145,13 @@ class Devices:
         values = _values(state)
         if expected is None:
             sql = ("INSERT INTO devices (version, last_ts, last_lat, last_lon, last_accuracy_m, "
-                   "last_offer_ts, opted_out, visits, history, device_id) VALUES "
-                   "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(device_id) DO NOTHING")
+                   "last_offer_ts, opted_out, visits, history, trip, device_id) VALUES "
+                   "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(device_id) DO NOTHING")
             args = values
         else:
             sql = ("UPDATE devices SET version = ?, last_ts = ?, last_lat = ?, last_lon = ?, "
-                   "last_accuracy_m = ?, last_offer_ts = ?, opted_out = ?, visits = ?, history = ? "
-                   "WHERE device_id = ? AND version = ?")
+                   "last_accuracy_m = ?, last_offer_ts = ?, opted_out = ?, visits = ?, history = ?, "
+                   "trip = ? WHERE device_id = ? AND version = ?")
             args = (*values, expected)
         held = _held(tx)
         if held is not None and state.device_id in held:
@@ -300,11 +302,23 @@ class Devices:
                       ping_id: str | None) -> None:
         if not events:
             return
-        _write(tx,
+        write_later(tx,
             "INSERT INTO events (device_id, ts, type, geofence_id, store_id, confidence, "
             "duration_s, ping_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [(device_id, ts, str(e.type), e.geofence_id, e.store_id,
               str(e.confidence) if e.confidence else None, e.duration_s, ping_id) for e in events])
+
+    @staticmethod
+    def record_trip_events(tx, device_id: str, ts: float, events, ping_id: str | None) -> None:
+        """Log a trip's changes (:class:`~geo_engine.trips.TripEvent`: ``trip.arrived``, ...)
+        in the event log, naming the trip (the store's board follows them live)."""
+        if not events:
+            return
+        write_later(tx,
+               "INSERT INTO events (device_id, ts, type, geofence_id, store_id, trip_id, ping_id) "
+               "VALUES (?, ?, ?, ?, ?, ?, ?)",
+               [(device_id, ts, e.type, e.geofence_id, e.store_id, e.trip_id, ping_id)
+                for e in events])
 
     @staticmethod
     def record_holdouts(tx: sqlite3.Connection, device_id: str, ts: float, held_out,
@@ -314,7 +328,7 @@ class Devices:
         geofence is empty for a ``nearby`` campaign)."""
         if not held_out:
             return
-        _write(tx,
+        write_later(tx,
                "INSERT INTO events (device_id, ts, type, geofence_id, store_id, campaign_id, "
                "ping_id) VALUES (?, ?, 'held_out', ?, ?, ?, ?)",
                [(device_id, ts, c.geofence_id or "", c.store.id, c.campaign.id, ping_id)
@@ -326,11 +340,11 @@ class Devices:
                     ping_id: str | None, budgeted: bool = False) -> None:
         """Log a push; one with a budget also counts in its campaign's spend (whose row the
         ping's :meth:`spend` read, and on PostgreSQL locked, in the same transaction)."""
-        _write(tx, "INSERT INTO pushes (device_id, campaign_id, store_id, geofence_id, ts, "
+        write_later(tx, "INSERT INTO pushes (device_id, campaign_id, store_id, geofence_id, ts, "
                "local_day, distance_m, ping_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                [(device_id, campaign_id, store_id, geofence_id, ts, local_day, distance_m, ping_id)])
         if budgeted:  # (a later read of the spend, in this transaction, sends it first)
-            _write(tx, "INSERT INTO campaign_spend (campaign_id, pushes) VALUES (?, 1) "
+            write_later(tx, "INSERT INTO campaign_spend (campaign_id, pushes) VALUES (?, 1) "
                    "ON CONFLICT (campaign_id) DO UPDATE SET pushes = campaign_spend.pushes + 1",
                    [(campaign_id,)])
 
@@ -385,5 +399,5 @@ class Devices:
     @staticmethod
     def save_reply(tx: sqlite3.Connection, device_id: str, ping_id: str, body: bytes,
                    request: str) -> None:
-        _write(tx, "INSERT INTO replies (device_id, ping_id, body, request) VALUES (?, ?, ?, ?) "
+        write_later(tx, "INSERT INTO replies (device_id, ping_id, body, request) VALUES (?, ?, ?, ?) "
                "ON CONFLICT (device_id, ping_id) DO NOTHING", [(device_id, ping_id, body, request)])
