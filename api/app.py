@@ -23,7 +23,7 @@ from .errors import ERROR_STATUS, add_error_handlers
 from .limits import Guard, RateLimits
 from .metrics import Metrics, Observe
 from .ping_path import PingPath
-from .routes import campaigns, devices, events, geofences, operations, pings, stores
+from .routes import campaigns, devices, events, geofences, operations, pings, stores, trips, webhooks
 from .schemas import known_query_only
 
 __all__ = ["ERROR_STATUS", "create_app", "create_app_from_env"]
@@ -34,6 +34,7 @@ def create_app(engine: Engine) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
+        engine.trips.stop()
         engine.delivery.stop()  # a post under way ends (or times out); the lease is let go
         engine.db.devices.flush()  # quiet pings' last positions, before the process ends
 
@@ -43,6 +44,7 @@ def create_app(engine: Engine) -> FastAPI:
                   description="Location-triggered store offers: exact WGS84 geofences, nearest "
                               "stores and the offer decision. Keys: `Authorization: Bearer KEY`.")
     metrics = Metrics()
+    metrics.watch_webhooks(engine.webhooks.figures)
     keys = KeyCache(engine.db.apikeys, check_s=engine.settings.reload_check_s)
     rates = RateLimits(engine.settings)
     auth = Auth(keys, engine.tokens, lambda: engine.tokens_required, rates)
@@ -58,6 +60,8 @@ def create_app(engine: Engine) -> FastAPI:
     app.include_router(ping_router)
     app.include_router(devices.router(engine, auth))
     app.include_router(events.router(engine, auth))
+    app.include_router(trips.router(engine, auth))
+    app.include_router(webhooks.router(engine, auth))
     app.include_router(console.router(engine))
     # plain ASGI layers, no task or thread per request; the last added runs first: every
     # request is logged and counted (Observe), then held to its limits before anything is

@@ -14,9 +14,11 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from geo_engine.model import PingAnswer
 
@@ -42,6 +44,11 @@ class Metrics:
         self.offers = Counter("geo_engine_offers_pushed", "offers pushed", ["campaign_id"], registry=r)
         self.rejections = Counter("geo_engine_rejections", "campaigns turned down", ["reason"], registry=r)
 
+    def watch_webhooks(self, figures: Callable[[], dict]) -> None:
+        """Serve the webhook figures (read from the database at each scrape, so every process
+        shows the same): events delivered and dead-lettered, events waiting, and the lag."""
+        self.registry.register(_WebhookFigures(figures))
+
     def count_ping(self, answer: PingAnswer) -> None:
         self.pings.inc()
         for e in answer.events:
@@ -54,6 +61,32 @@ class Metrics:
     def count_request(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).inc()
         self.latency.labels(method, route).observe(seconds)
+
+
+class _WebhookFigures:
+    """A collector of the database's webhook figures (SPEC 12: delivered, failed, lag)."""
+
+    def __init__(self, figures: Callable[[], dict]):
+        self._figures = figures
+
+    def describe(self):
+        return []  # (read only at a scrape, not when registered)
+
+    def collect(self):
+        try:
+            f = self._figures()
+        except Exception:  # noqa: BLE001 - a scrape never fails for it: the figures are left out
+            errors.exception("webhook figures could not be read")
+            return
+        yield CounterMetricFamily("geo_engine_webhook_events_delivered",
+                                  "webhook events acknowledged by their receivers", f["delivered"])
+        yield CounterMetricFamily("geo_engine_webhook_events_failed",
+                                  "webhook events dead-lettered after every retry", f["failed"])
+        yield GaugeMetricFamily("geo_engine_webhook_events_waiting",
+                                "webhook events not yet acknowledged", f["waiting"])
+        yield GaugeMetricFamily("geo_engine_webhook_lag_seconds",
+                                "seconds since the oldest event not yet acknowledged happened",
+                                f["lag_s"])
 
 
 class Observe:

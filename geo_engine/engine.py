@@ -63,7 +63,9 @@ from .model import (
 )
 from .snapshot import Places, Snapshot
 from .tokens import TokenCache, new_token, token_hash
+from .trip_desk import TripDesk
 from .trips import TripStep
+from .webhook_desk import WebhookDesk
 from .webhooks import outgoing
 
 __all__ = ["Engine"]
@@ -141,6 +143,8 @@ class Engine:
         self.delivery = Deliverer(self.db, lambda: self.refresh().webhooks, st.webhook_retry_s,
                                   st.webhook_backoff_s, st.webhook_timeout_s)
         self._outbox_written = False  # a ping put events in the outbox: wake the worker
+        self.trips = TripDesk(self)  # trips started, ended, listed, expired (SPEC 11)
+        self.webhooks = WebhookDesk(self)  # subscriptions, deliveries, replays (SPEC 12)
         self.snapshot: Snapshot
         self.reload()
 
@@ -157,6 +161,7 @@ class Engine:
         self.db.devices.start_flusher()  # quiet pings' positions, written behind (handle_ping)
         self.db.tallies.start_flusher()  # the reasons campaigns were turned down, counted behind
         self.delivery.start()  # webhooks: the outbox posted (by whichever process holds the lease)
+        self.trips.start_sweeper()  # trips that never arrived, expired
         n = self.db.devices.warm()
         self.tokens.warm()  # and their tokens: a first ping of each reads nothing
         gc.collect()
@@ -707,7 +712,7 @@ class Engine:
             self._outbox_written = False
             self.delivery.wake()
 
-    def _to_outbox(self, tx, snap: Snapshot, events: list) -> None:
+    def to_outbox(self, tx, snap: Snapshot, events: list) -> None:
         """Put events in the outbox of each enabled subscription that wants them (in ``tx``),
         and have this process's delivery worker look once the transaction has committed."""
         rows = [(w.id, e) for e in events for w in snap.webhooks if w.wants(e.type)]
@@ -744,7 +749,7 @@ class Engine:
                                         c.distance_m, ping.ping_id,
                                         budgeted=c.campaign.budget_total is not None)
         if snap.webhooks:
-            self._to_outbox(tx, snap, outgoing(ping.device_id, fix.ts, out.events,
+            self.to_outbox(tx, snap, outgoing(ping.device_id, fix.ts, out.events,
                                                [(e, trip_view) for e in trip_events], c))
         answer = PingAnswer.of(out.events, out.decision, nearest, out.flags, trip_view)
         if ping.ping_id is not None:

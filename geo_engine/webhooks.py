@@ -26,7 +26,7 @@ from .model import Candidate, Event
 from .trips import TripEvent
 
 __all__ = ["EVENT_TYPES", "MAX_BATCH", "Outgoing", "Subscription", "backoff_s", "batch_body",
-           "check_subscription", "matches", "new_event_id", "new_secret", "outgoing"]
+           "check_subscription", "iso_time", "matches", "new_event_id", "new_secret", "outgoing"]
 
 #: the event types a subscription may ask for (``trip.*``: every trip event)
 EVENT_TYPES = ("geofence.entered", "geofence.exited", "geofence.dwelled", "offer.pushed",
@@ -112,13 +112,15 @@ def new_event_id() -> str:
     return "evt_" + secrets.token_hex(12)
 
 
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def iso_time(ts: float | None) -> str | None:
+    """Epoch seconds as RFC 3339 UTC text to the millisecond (None stays None)."""
+    return None if ts is None else \
+        datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _event(event_type: str, device_id: str, ts: float, data: dict) -> Outgoing:
     event_id = new_event_id()
-    payload = orjson.dumps({"id": event_id, "type": event_type, "timestamp": _iso(ts),
+    payload = orjson.dumps({"id": event_id, "type": event_type, "timestamp": iso_time(ts),
                             "device_id": device_id, "data": data}).decode()
     return Outgoing(event_id, event_type, device_id, ts, payload)
 
@@ -147,7 +149,7 @@ def batch_body(payloads: Iterable[str], ts: float) -> str:
     """A delivery's body: up to :data:`MAX_BATCH` events, oldest first, as
     ``{"type": "events", "timestamp", "data": {"events": [...]}}`` (the Standard Webhooks
     shape: a type, a time, the data)."""
-    return '{"type":"events","timestamp":"' + _iso(ts) + '","data":{"events":[' + \
+    return '{"type":"events","timestamp":"' + iso_time(ts) + '","data":{"events":[' + \
         ",".join(payloads) + "]}}"
 
 

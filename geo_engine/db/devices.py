@@ -277,6 +277,22 @@ class Devices:
                            (orjson.dumps(visits).decode(), new_version(), device_id))
                 self._drop(device_id)
 
+    def trip_of(self, tx, device_id: str) -> Trip | None:
+        """The device's open trip as its row holds it, the row locked until ``tx`` ends (on
+        PostgreSQL; SQLite's one writer at a time does the same)."""
+        lock = " FOR UPDATE" if self._db.dialect == "postgresql" else ""
+        row = tx.execute(f"SELECT trip FROM devices WHERE device_id = ?{lock}", (device_id,)).fetchone()
+        return None if row is None or row[0] is None else Trip.from_json(orjson.loads(row[0]))
+
+    def set_trip(self, tx, device_id: str, trip: Trip | None) -> None:
+        """Give the device this open trip (None: none), under a new row version: a copy of the
+        row elsewhere is stale and read again by its next ping."""
+        self._drop(device_id)
+        text = None if trip is None else orjson.dumps(trip.to_json()).decode()
+        tx.execute("INSERT INTO devices (device_id, trip, version) VALUES (?, ?, ?) "
+                   "ON CONFLICT(device_id) DO UPDATE SET trip = excluded.trip, "
+                   "version = excluded.version", (device_id, text, new_version()))
+
     def set_consent(self, device_id: str, location_offers: bool) -> None:
         self._drop(device_id)
         with self._db.atomic() as tx:
@@ -290,7 +306,7 @@ class Devices:
         self._drop(device_id)
         with self._db.atomic() as tx:
             n = 0
-            for table in ("devices", "events", "pushes", "replies", "device_tokens"):
+            for table in ("devices", "events", "pushes", "replies", "device_tokens", "trips", "outbox"):
                 n += tx.execute(f"DELETE FROM {table} WHERE device_id = ?", (device_id,)).rowcount
             bump(tx, "tokens")  # its token, if it had one, is gone in every process too
             return n > 0
