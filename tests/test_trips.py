@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import statistics
 import time
 from datetime import UTC, datetime, timedelta
@@ -107,6 +108,7 @@ def server(tmp_path):
         port = free_port()
         procs.append(start(tmp_path / "trips.db", port, env_extra=env_extra))
         return f"http://127.0.0.1:{port}"
+    run.db = tmp_path / "trips.db"
     yield run
     for p in procs:
         p.kill()
@@ -144,7 +146,7 @@ def test_a_car_driven_to_the_store_approaches_once_arrives_and_is_completed_with
     south = GEOD.fwd(FERRY[1], FERRY[0], 180, 3000)
     road = _road(south[1], south[0], FERRY, 200)
     t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=20 * len(road) + 60)
-    statuses, seen_events, answers = [], [], []
+    statuses, answers = [], []
     for k, (lat, lon) in enumerate(road):
         a = _ping(url, "car-1", lat, lon, t0 + timedelta(seconds=20 * k))
         answers.append((lat, lon, t0 + timedelta(seconds=20 * k), a))
@@ -185,7 +187,12 @@ def test_a_car_driven_to_the_store_approaches_once_arrives_and_is_completed_with
     assert httpx.patch(f"{url}/v1/trips/order-1", headers=ADMIN,
                        json={"status": "canceled"}).status_code == 409
 
-    # the kind of each change, in the event log, once each
+    # each change in the event log once, in order, naming the trip
+    with sqlite3.connect(f"file:{server.db}?mode=ro", uri=True) as conn:
+        logged = conn.execute("SELECT type, trip_id, store_id FROM events WHERE device_id = 'car-1' "
+                              "AND type LIKE 'trip.%' ORDER BY id").fetchall()
+    assert logged == [(f"trip.{s}", "order-1", "fc-ferry")
+                      for s in ("started", "approaching", "arrived", "completed")]
     a = _ping(url, "car-1", FERRY[0], FERRY[1], arrived_at + timedelta(seconds=60))
     assert a["trip"] is None  # the device has no open trip now
     figures = httpx.get(f"{url}/v1/stores/fc-ferry/trips", headers=ADMIN).json()["wait_time_s"]
