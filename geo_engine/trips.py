@@ -3,8 +3,9 @@
 A trip goes ``started`` -> ``approaching`` (the estimated arrival within the trip's
 ``approaching_s``) -> ``arrived`` (the device opened a visit at a geofence of the trip's store)
 -> ``completed`` or ``canceled`` (the store says so), or ``expired`` (no arrival within the
-expiry). A visit opened at another store of the chain while on the way flags the trip
-``arrived_elsewhere`` (the trip goes on: the customer may still come). Every change is an event
+expiry). A stop at another store of the chain on the way (a visit there open for
+:data:`ELSEWHERE_AFTER_S`: driving past is no arrival) flags the trip ``arrived_elsewhere`` (the
+trip goes on: the customer may still come). Every change is an event
 ``trip.<status>`` (and ``trip.arrived_elsewhere``).
 
 :func:`step` takes a trip and what one ping says (its time, the distance to the store, the
@@ -21,14 +22,15 @@ from dataclasses import dataclass, replace
 from .errors import Conflict, InvalidInput
 from .model import Trip, Visit
 
-__all__ = ["ACTIVE", "ENDED", "MODES", "SPEEDS_MPS", "TripEvent", "TripStep", "check_new", "end",
-           "eta_s", "step"]
+__all__ = ["ACTIVE", "ELSEWHERE_AFTER_S", "ENDED", "MODES", "SPEEDS_MPS", "TripEvent", "TripStep",
+           "check_new", "end", "eta_s", "step"]
 
 #: a mode's speed for the estimate when the phone sends none: a town's traffic, a city bike,
 #: a walk (metres a second, over the straight geodesic line)
 SPEEDS_MPS = {"car": 8.3, "bike": 4.2, "foot": 1.4}
 MODES = tuple(SPEEDS_MPS)
 ACTIVE = ("started", "approaching", "arrived")
+ELSEWHERE_AFTER_S = 60.0  # in another store's geofence this long: a stop there, not a drive past
 ENDED = ("completed", "canceled", "expired")
 
 
@@ -98,7 +100,8 @@ def step(trip: Trip, *, ts: float, distance_m: float, visits: dict[str, Visit],
         after = replace(trip, status="arrived", arrived_ts=ts)
         return TripStep(after, tuple(events), "arrived", distance_m, 0.0)
     after = trip
-    elsewhere = sorted((v.store_id, fid) for fid, v in visits.items())
+    elsewhere = sorted((v.store_id, fid) for fid, v in visits.items()
+                       if ts - v.entered_ts >= ELSEWHERE_AFTER_S)
     if elsewhere and elsewhere[0][0] != trip.elsewhere:
         store, fid = elsewhere[0]
         events.append(TripEvent("trip.arrived_elsewhere", trip.trip_id, store, fid))

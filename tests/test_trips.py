@@ -49,19 +49,23 @@ def test_the_phones_own_estimate_wins_over_the_distance():
     assert slow.eta_s == 900 and slow.status == "started"
 
 
-def test_arrival_is_a_visit_at_the_trips_store_and_elsewhere_is_flagged_once():
+def test_arrival_is_a_visit_at_the_trips_store_and_a_stop_elsewhere_is_flagged_once():
     t = _trip()
     other = {"g2": Visit("g2", "other", 1005.0)}
-    away = trips.step(t, ts=1010, distance_m=5000, visits=other, expiry_s=3600)
+    passing = trips.step(t, ts=1005 + trips.ELSEWHERE_AFTER_S - 1, distance_m=5000, visits=other,
+                         expiry_s=3600)
+    assert passing.events == () and passing.trip.elsewhere is None  # driving past
+    away = trips.step(t, ts=1005 + trips.ELSEWHERE_AFTER_S, distance_m=5000, visits=other,
+                      expiry_s=3600)
     assert [(e.type, e.store_id, e.geofence_id) for e in away.events] == \
         [("trip.arrived_elsewhere", "other", "g2")]
     assert away.trip.elsewhere == "other" and away.status == "started"
-    again = trips.step(away.trip, ts=1020, distance_m=5000, visits=other, expiry_s=3600)
+    again = trips.step(away.trip, ts=1100, distance_m=5000, visits=other, expiry_s=3600)
     assert again.events == ()
-    here = trips.step(again.trip, ts=1030, distance_m=20, visits={"g1": Visit("g1", "s", 1030.0)},
+    here = trips.step(again.trip, ts=1130, distance_m=20, visits={"g1": Visit("g1", "s", 1130.0)},
                       expiry_s=3600)
     assert [e.type for e in here.events] == ["trip.arrived"]  # no approaching on the way in
-    assert here.trip.status == "arrived" and here.trip.arrived_ts == 1030 and here.eta_s == 0
+    assert here.trip.status == "arrived" and here.trip.arrived_ts == 1130 and here.eta_s == 0
 
 
 def test_a_trip_not_arrived_expires_and_an_arrived_one_does_not():
@@ -212,6 +216,8 @@ def test_a_trip_that_arrives_at_another_store_is_flagged_and_stays_open(server):
     assert a["trip"]["status"] == "started" and a["trip"]["arrived_elsewhere"] is None
     a = _ping(url, "car-2", EMBARCADERO[0], EMBARCADERO[1], t0 + timedelta(minutes=8))
     assert [e["type"] for e in a["events"]] == ["enter"]
+    assert a["trip"]["arrived_elsewhere"] is None  # just come in: it may be passing
+    a = _ping(url, "car-2", EMBARCADERO[0], EMBARCADERO[1], t0 + timedelta(minutes=9))
     assert a["trip"]["arrived_elsewhere"] == "fc-embarcadero"
     assert a["trip"]["status"] in ("started", "approaching")
     trip = httpx.get(f"{url}/v1/trips/wrong-1", headers=ADMIN).json()
