@@ -1,6 +1,7 @@
 """``/console``: the marketer's page, and the scripts it runs, served by the engine itself.
 
-The page (``api/static/console/``: one HTML file, one script, one stylesheet) talks to the same
+The page (``api/static/console/``: an HTML file, its script, the script it shares with the
+store's pickup board at ``/console/stores/{store_id}``, one stylesheet) talks to the same
 HTTP API as everyone else with the admin key the user types once (kept for the browser
 session). Its libraries (MapLibre GL for the map, Terra Draw for drawing, PMTiles for a local
 base map) come from the npm registry at install time (``make install`` runs ``npm ci`` in that
@@ -33,7 +34,8 @@ VENDOR = {
         "terra-draw-maplibre-gl-adapter/dist/terra-draw-maplibre-gl-adapter.umd.js",
     "pmtiles.js": "pmtiles/dist/pmtiles.js",
 }
-OWN = {"console.js": "application/javascript", "console.css": "text/css"}
+OWN = {"console.js": "application/javascript", "console.css": "text/css",
+       "common.js": "application/javascript", "board.js": "application/javascript"}
 _TYPES = {".js": "application/javascript", ".css": "text/css"}
 
 
@@ -43,6 +45,12 @@ def router(engine: Engine) -> APIRouter:
     @r.get("/console")
     def page():
         return FileResponse(HERE / "index.html", media_type="text/html",
+                            headers={"Cache-Control": "no-cache"})
+
+    @r.get("/console/stores/{store_id}")
+    def board(store_id: str):
+        """A store's pickup board (its trips, live), for an associate's tablet."""
+        return FileResponse(HERE / "board.html", media_type="text/html",
                             headers={"Cache-Control": "no-cache"})
 
     @r.get("/console/app/{name}")

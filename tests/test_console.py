@@ -340,3 +340,48 @@ def test_an_existing_geofence_edited_is_saved_under_its_id(console):
     ring = saved["geometry"]["coordinates"][0]
     assert max(p[0] for p in ring) == pytest.approx(lon + 0.002, abs=1e-6) and len(ring) == 5
     assert saved["properties"]["store_id"] == "fc-union"
+
+
+def test_a_stores_pickup_board_follows_a_trip_live_and_hands_it_over(console):
+    page, url, asked, errors = console
+    from datetime import UTC, datetime, timedelta
+    pub = {"Authorization": "Bearer console-pub"}
+    made = httpx.post(f"{url}/v1/trips", headers=ADMIN, json={
+        "trip_id": "board-1", "device_id": "board-phone", "store_id": "fc-ferry", "mode": "car",
+        "approaching_s": 60, "metadata": {"name": "Ada", "order": "1042"}})
+    assert made.status_code == 201, made.text
+    now = datetime.now(UTC)
+    far = httpx.post(f"{url}/v1/pings", headers=pub, json={
+        "device_id": "board-phone", "lat": 37.7685, "lon": -122.3937, "accuracy_m": 10,
+        "timestamp": (now - timedelta(minutes=5)).isoformat()}).json()["trip"]
+    assert far["status"] == "started"
+    page.goto(f"{url}/console/stores/fc-ferry")
+    page.wait_for_selector("body[data-ready=true]")
+    coming = page.locator("#coming [data-trip=board-1]")
+    expect(coming).to_contain_text("Ada (order 1042)")
+    eta = round(far["eta_s"])
+    expect(coming.locator(".eta")).to_have_text(f"arrives in {eta // 60}:{eta % 60:02d}")
+    expect(page.locator("#waiting [data-trip=board-1]")).to_have_count(0)
+
+    # the phone drives into the car park: the board moves the card by itself (no reload)
+    inside = httpx.post(f"{url}/v1/pings", headers=pub, json={
+        "device_id": "board-phone", "lat": 37.79552, "lon": -122.39366, "accuracy_m": 10,
+        "timestamp": now.isoformat()}).json()["trip"]
+    assert inside["status"] == "arrived"
+    waiting = page.locator("#waiting [data-trip=board-1]")
+    expect(waiting).to_be_visible(timeout=10_000)
+    expect(coming).to_have_count(0)
+    first = waiting.locator(".wait").inner_text()
+    page.wait_for_timeout(2100)
+    assert waiting.locator(".wait").inner_text() != first  # the wait counts up
+
+    waiting.get_by_role("button", name="Handed over").click()
+    done = page.locator("#done [data-trip=board-1]")
+    expect(done).to_contain_text("waited")
+    trip = httpx.get(f"{url}/v1/trips/board-1", headers=ADMIN).json()
+    assert trip["status"] == "completed" and trip["wait_time_s"] >= 2
+    w = int(trip["wait_time_s"] + 0.5)  # (as the page rounds: half up)
+    expect(done).to_contain_text(f"waited {w // 60}:{w % 60:02d}")
+    expect(page.locator("#kpi")).to_contain_text("1 handed over")
+    assert all(u.startswith(f"{url}/") or u.startswith(("data:", "blob:")) for u in asked)
+    assert errors == []

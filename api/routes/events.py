@@ -31,8 +31,8 @@ def router(engine: Engine, auth: Auth) -> APIRouter:
     r = APIRouter(tags=["events"], dependencies=[auth.admin], responses=errors(*ALWAYS, 401, 403, 422))
 
     @r.get("/v1/events/stream", response_class=EventSourceResponse, responses={200: {
-        "description": "text/event-stream: an `event: geo` message for each enter, exit, dwell "
-                       "and held_out event, its `id` the event's, its data the event as JSON",
+        "description": "text/event-stream: an `event: geo` message for each enter, exit, dwell, "
+                       "held_out and trip.* event, its `id` the event's, its data the event as JSON",
         "content": {"text/event-stream": {"example": 'id: 42\nevent: geo\ndata: {"id": 42, '
                     '"device_id": "d-123", "type": "enter", "geofence_id": "g1", "store_id": "s1", '
                     '"at": "2026-11-22T09:15:00Z"}\n\n'}}}})
@@ -62,7 +62,7 @@ def router(engine: Engine, auth: Auth) -> APIRouter:
 
 
 def _event(row: tuple) -> dict:
-    event_id, device_id, ts, kind, geofence_id, store_id, campaign_id, duration_s = row
+    event_id, device_id, ts, kind, geofence_id, store_id, campaign_id, duration_s, trip_id = row
     out = {"id": event_id, "device_id": device_id, "type": kind, "geofence_id": geofence_id or None,
            "store_id": store_id,
            "at": datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")}
@@ -70,4 +70,6 @@ def _event(row: tuple) -> dict:
         out["campaign_id"] = campaign_id
     if duration_s is not None:
         out["duration_s"] = duration_s
+    if trip_id is not None:
+        out["trip_id"] = trip_id
     return out

@@ -64,8 +64,8 @@ class Logs:
         return self._db.query("SELECT coalesce(max(id), 0) FROM events")[0][0]
 
     def events_after(self, after_id: int, limit: int = 200) -> list[tuple]:
-        """``(id, device_id, ts, type, geofence_id, store_id, campaign_id, duration_s)`` of the
-        events with an id above ``after_id``, oldest first (the live feed)."""
+        """``(id, device_id, ts, type, geofence_id, store_id, campaign_id, duration_s, trip_id)``
+        of the events with an id above ``after_id``, oldest first (the live feed)."""
         return self._db.query("SELECT id, device_id, ts, type, geofence_id, store_id, campaign_id, "
-                              "duration_s FROM events WHERE id > ? ORDER BY id LIMIT ?",
+                              "duration_s, trip_id FROM events WHERE id > ? ORDER BY id LIMIT ?",
                               (after_id, limit))

@@ -1,40 +1,12 @@
 /* geo-engine console: the map of stores and geofences, drawing, campaigns, results and the
-   live feed, all through the engine's own HTTP API with the admin key typed once (kept in
-   sessionStorage). No framework; the libraries are served by the engine (no internet). */
+   live feed, all through the engine's own HTTP API with the admin key typed once (common.js
+   keeps it, calls the API and follows the live feed). No framework; the libraries are served
+   by the engine (no internet). */
 "use strict";
 
-const state = { key: sessionStorage.getItem("geoEngineKey"), fences: null, stores: [], campaigns: [],
+const state = { fences: null, stores: [], campaigns: [],
                 map: null, draw: null, drawn: null, editing: null, live: null };
 window.consoleState = state; // for the tests and the curious
-
-// --- the API --------------------------------------------------------------------------------
-
-async function api(method, path, body) {
-  const headers = { Authorization: "Bearer " + state.key };
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  const r = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-  const text = await r.text();
-  let data = null;
-  try { data = text ? JSON.parse(text) : null; } catch (e) { data = null; }
-  if (!r.ok) {
-    const err = new Error((data && data.detail) || text || r.statusText);
-    err.status = r.status;
-    err.problems = (data && data.problems) || [];
-    throw err;
-  }
-  return data;
-}
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (k === "class") node.className = v;
-    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
-    else if (v !== undefined && v !== null && v !== false) node.setAttribute(k, v === true ? "" : v);
-  }
-  for (const c of children.flat()) node.append(c instanceof Node ? c : document.createTextNode(String(c)));
-  return node;
-}
 
 function problemText(p) {
   if (typeof p === "string") return p;
@@ -44,25 +16,6 @@ function problemText(p) {
 
 // --- sign in and tabs -----------------------------------------------------------------------
 
-async function signIn() {
-  const dialog = document.getElementById("login");
-  while (true) {
-    if (state.key) {
-      try { await api("GET", "/v1/campaigns"); break; } catch (e) {
-        document.getElementById("login-problem").textContent =
-          e.status === 401 || e.status === 403 ? "That key is not an admin key." : e.message;
-        sessionStorage.removeItem("geoEngineKey");
-        state.key = null;
-      }
-    }
-    dialog.showModal();
-    await new Promise((resolve) => document.getElementById("login-form").addEventListener("submit", resolve, { once: true }));
-    state.key = document.getElementById("key").value.trim();
-    sessionStorage.setItem("geoEngineKey", state.key);
-  }
-  if (dialog.open) dialog.close();
-  document.getElementById("signout").hidden = false;
-}
 
 function showTab() {
   const tab = (location.hash || "#map").slice(1);
@@ -537,54 +490,18 @@ async function startLive() {
   state.live = new AbortController();
   const status = document.getElementById("live-status");
   const body = document.querySelector("#live-table tbody");
-  let last = null;
-  while (true) {
-    try {
-      const headers = { Authorization: "Bearer " + state.key, Accept: "text/event-stream" };
-      if (last) headers["Last-Event-ID"] = last;
-      const r = await fetch("/v1/events/stream", { headers, signal: state.live.signal });
-      if (!r.ok) throw new Error(`the stream answered ${r.status}`);
-      status.textContent = "Connected: new events appear at the top.";
-      const reader = r.body.getReader();
-      const decoder = new TextDecoder();
-      let buffer = "";
-      while (true) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        buffer = (buffer + decoder.decode(value, { stream: true })).replace(/\r\n/g, "\n");
-        let cut;
-        while ((cut = buffer.indexOf("\n\n")) >= 0) {
-          const message = buffer.slice(0, cut);
-          buffer = buffer.slice(cut + 2);
-          let data = null;
-          for (const line of message.split(/\r?\n/)) {
-            if (line.startsWith("id:")) last = line.slice(3).trim();
-            if (line.startsWith("data:")) data = line.slice(5).trim();
-          }
-          if (!data) continue;
-          const e = JSON.parse(data);
-          body.prepend(el("tr", { class: "event-" + e.type }, el("td", {}, e.at), el("td", {}, e.type),
-            el("td", {}, e.device_id), el("td", {}, e.store_id), el("td", {}, e.geofence_id || ""),
-            el("td", {}, e.campaign_id || "")));
-          while (body.rows.length > 200) body.deleteRow(-1);
-        }
-      }
-    } catch (e) {
-      if (state.live.signal.aborted) return;
-      status.textContent = "Disconnected (" + e.message + "); trying again in 3 s.";
-    }
-    await new Promise((resolve) => setTimeout(resolve, 3000));
-  }
+  await followEvents(state.live.signal, (e) => {
+    body.prepend(el("tr", { class: "event-" + e.type }, el("td", {}, e.at), el("td", {}, e.type),
+      el("td", {}, e.device_id), el("td", {}, e.store_id), el("td", {}, e.geofence_id || ""),
+      el("td", {}, e.campaign_id || "")));
+    while (body.rows.length > 200) body.deleteRow(-1);
+  }, (text) => { status.textContent = text; });
 }
 
 // --- start ----------------------------------------------------------------------------------
 
 async function main() {
   await signIn();
-  document.getElementById("signout").addEventListener("click", () => {
-    sessionStorage.removeItem("geoEngineKey");
-    location.reload();
-  });
   window.addEventListener("hashchange", showTab);
   document.getElementById("fence-form").addEventListener("submit", saveFence);
   document.getElementById("campaign-form").addEventListener("submit", saveCampaign);
