@@ -90,7 +90,7 @@ class TripDesk:
             raise InvalidInput("metadata must be a JSON object")
         snap = self._engine.refresh()
         if snap.places.find_store(store_id) is None:
-            raise InvalidInput(f"store_id: no store {store_id!r}")
+            raise NotFound(f"no store {store_id!r}")
         now = time.time()
         trip = Trip(trip_id, store_id, mode, float(approaching_s), "started", now)
         with self._db.atomic() as tx:

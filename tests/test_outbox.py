@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -116,6 +117,49 @@ def test_one_worker_a_database_posts_and_another_takes_over_when_it_stops(engine
                 pass
         again = [e["id"] for _, body in got[3:] for e in json.loads(body)["data"]["events"]]
         assert again == [e["id"] for e in events]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_delivery_never_acknowledged_is_dead_lettered_and_the_next_one_goes(engine):
+    answers = [500]
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            self.rfile.read(int(self.headers["content-length"]))
+            self.send_response(answers[0])
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        engine.webhooks.put("crm", {"url": f"http://127.0.0.1:{server.server_port}/",
+                                    "events": ["geofence.entered"]})
+        for k in range(120):
+            engine.handle_ping(Ping(f"q{k}", *FERRY, 10.0, T0))
+        worker = Deliverer(engine.db, lambda: engine.refresh().webhooks, retry_for_s=0.3,
+                           backoff_base_s=0.05)
+        with httpx.Client(timeout=5) as client:
+            assert worker.pass_once(client)  # tried: 500
+            [first] = engine.webhooks.deliveries("crm")
+            assert (first["status"], first["attempts"], first["last_error"], first["events"]) == \
+                ("pending", 1, "HTTP 500", 100)
+            deadline = time.monotonic() + 10
+            while engine.webhooks.deliveries("crm", status="failed") == [] and time.monotonic() < deadline:
+                worker.pass_once(client)
+                time.sleep(0.02)
+            [dead] = engine.webhooks.deliveries("crm", status="failed")
+            assert dead["attempts"] >= 2 and dead["last_error"] == "HTTP 500"
+            answers[0] = 200  # the receiver mends: the next delivery (the other 20) goes
+            while worker.pass_once(client):
+                pass
+        assert engine.webhooks.figures()["failed"] == 100
+        assert engine.webhooks.figures()["delivered"] == 20
+        assert engine.webhooks.figures()["waiting"] == 0
     finally:
         server.shutdown()
         server.server_close()

@@ -28,12 +28,14 @@ for _c in json.loads((DEMO.parent / "demo_campaigns.json").read_text()):
     _engine.put_campaign(_c["id"], _c)
 # Every check schemathesis has, as configured here. One exception, said where it applies: a body
 # that fits its JSON Schema may still break a rule no JSON Schema can state (an import's polygon
-# that crosses itself or a store id no feature defines, a dwell campaign without dwell_s), so the
-# import and campaign routes may answer such a body with the one error shape's 422, by field.
+# that crosses itself or a store id no feature defines, a dwell campaign without dwell_s, a
+# webhook URL whose host or port is no host or port, a replay whose end comes before its start),
+# so the import, campaign and webhook routes may answer such a body with the one error shape's
+# 422, by field.
 # The live event stream is left out: it never ends (tests/test_console.py reads it over HTTP).
 _OPERATIONS = """
 [[project.operations]]
-include-path-regex = "^/v1/(geofences/import|campaigns/)"
+include-path-regex = "^/v1/(geofences/import|campaigns/|webhooks/)"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "422", "429"]
 
 [[project.operations]]

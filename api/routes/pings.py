@@ -29,7 +29,8 @@ def router(engine: Engine, auth: Auth, metrics: Metrics) -> APIRouter:
                         "geofence_id": "fc-ferry-hall", "distance_m": 4.164},
               "decision": {"considered": 2, "rejected": [{"campaign_id": "coffee-welcome",
                                                           "reason": "lower_priority"}]},
-              "nearest_store": {"store_id": "fc-ferry", "distance_m": 4.164}, "flags": []}
+              "nearest_store": {"store_id": "fc-ferry", "distance_m": 4.164}, "flags": [],
+              "trip": None}
 
     # async: the ping runs on the event loop, with no hop to a thread and back; its records
     # go in the loop's group commit with the pings that arrived with it, and the answer waits

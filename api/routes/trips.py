@@ -29,7 +29,7 @@ TRIP = {"trip_id": "order-1042", "device_id": "d-123", "store_id": "fc-ferry", "
 class TripIn(BaseModel):
     """A trip to start (SPEC 11)."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"examples": [{
         "trip_id": "order-1042", "device_id": "d-123", "store_id": "fc-ferry", "mode": "car",
         "approaching_s": 300, "metadata": {"order": "1042", "name": "Ada"}}]})
 
@@ -45,7 +45,8 @@ class TripIn(BaseModel):
 
 
 class TripPatch(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"status": "completed"}]})
+    model_config = ConfigDict(extra="forbid", strict=True,
+                              json_schema_extra={"examples": [{"status": "completed"}]})
 
     status: Literal["completed", "canceled"]
 
@@ -55,13 +56,13 @@ TripId = Annotated[str, Path(examples=["order-1042"])]
 def router(engine: Engine, auth: Auth) -> APIRouter:
     r = APIRouter(tags=["trips"], responses=errors(*ALWAYS, 401, 422))
 
-    @r.post("/v1/trips", status_code=201, responses={**errors(409), **example(TRIP)})
+    @r.post("/v1/trips", status_code=201, responses={**errors(404, 409), **example(TRIP)})
     def start_trip(body: TripIn, kind: str = auth.either,
                    x_device_token: Annotated[str | None, Header(
                        description="the device's token, when the publishable key is used and "
                                    "tokens are required")] = None) -> dict:
         """Start a trip to a store: its device's pings move it (started, approaching, arrived);
-        one open trip a device at a time."""
+        one open trip a device at a time (a 409), to a store that exists (a 404)."""
         auth.speaks_for(kind, body.device_id, x_device_token)
         auth.ping(kind, body.device_id)
         return engine.trips.start(body.trip_id, body.device_id, body.store_id, body.mode,

@@ -8,7 +8,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Body, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Response
+from pydantic import BaseModel, ConfigDict, Field
 
 from geo_engine import Engine
 
@@ -20,6 +21,21 @@ __all__ = ["router"]
 HOOK = {"id": "crm", "url": "https://crm.example.com/geo-engine", "events": ["geofence.entered", "trip.*"],
         "enabled": True}
 
+class WebhookIn(BaseModel):
+    """A subscription (SPEC 12): where to post, and which events."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"examples": [
+        {k: HOOK[k] for k in ("url", "events", "enabled")}]})
+
+    url: str = Field(min_length=8, max_length=2048, pattern="^https?://[^\\x00]+$",
+                     description="an http:// or https:// URL (private addresses allowed)")
+    events: list[Annotated[str, Field(pattern="^[a-z.*_]+$")]] = Field(
+        default=["*"], min_length=1, max_length=20,
+        description="event types: geofence.entered, geofence.exited, geofence.dwelled, "
+                    "offer.pushed, trip.started, ... trip.expired; or geofence.*, trip.*, *")
+    enabled: bool = True
+
+
 HookId = Annotated[str, Path(examples=["crm"])]
 
 
@@ -30,13 +46,14 @@ def router(engine: Engine, auth: Auth) -> APIRouter:
     def list_webhooks() -> dict:
         return {"webhooks": engine.webhooks.list()}
 
-    @r.put("/v1/webhooks/{webhook_id}", responses=example({**HOOK, "secret": "whsec_..."}))
-    def put_webhook(webhook_id: HookId, response: Response,
-                    body: Annotated[dict, Body(examples=[{k: HOOK[k] for k in ("url", "events", "enabled")}])]
-                    ) -> dict:
+    created = {"description": "created: the signing secret, shown this once",
+               "content": {"application/json": {"example": {**HOOK, "secret": "whsec_..."}}}}
+
+    @r.put("/v1/webhooks/{webhook_id}", responses={**example(HOOK), 201: created})
+    def put_webhook(webhook_id: HookId, response: Response, body: WebhookIn) -> dict:
         """Create (201, with the signing `secret`, shown this once) or change (200) a
         subscription. Any http(s) URL is called, private addresses included."""
-        out, created = engine.webhooks.put(webhook_id, body)
+        out, created = engine.webhooks.put(webhook_id, body.model_dump(exclude_unset=True))
         response.status_code = 201 if created else 200
         return out
 

@@ -18,6 +18,12 @@ being that many instances on one database; the PostgreSQL server's own CPU time 
 measured run is read from /proc, so a user can size it: milliseconds of database CPU a ping,
 and pings/s a database core would serve.
 
+With ``--webhook slow`` each geo-engine target runs with a webhook subscribed to every event,
+posted to a receiver here that takes ``--receiver-ms`` (200) to answer each delivery (``both``:
+each target without and then with it): the pings must not slow down for it (the outbox is
+written in the ping's transaction; the delivery worker is a thread that waits on the receiver,
+not on the pings). The events delivered and left waiting at the end of each run are printed.
+
 Printed: one row per target with requests/s, p50 and p99 latency, errors (non-2xx answers and
 socket errors) and the ratios to the bare app.
 """
@@ -34,8 +40,10 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -198,6 +206,35 @@ def _median(results: list[dict]) -> dict:
     return out
 
 
+def slow_receiver(delay_s: float) -> ThreadingHTTPServer:
+    """A webhook receiver on a free loopback port answering 200 to each post after ``delay_s``."""
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server's name
+            self.rfile.read(int(self.headers["content-length"]))
+            time.sleep(delay_s)
+            self.send_response(200)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def webhook_figures(port: int) -> str:
+    """Events delivered and waiting, from the server's /metrics."""
+    got = {}
+    for line in httpx.get(f"http://127.0.0.1:{port}/metrics").text.splitlines():
+        if line.startswith("geo_engine_webhook"):
+            name, value = line.split()
+            got[name] = float(value)
+    return (f"webhook: {got.get('geo_engine_webhook_events_delivered_total', 0):,.0f} events "
+            f"delivered, {got.get('geo_engine_webhook_events_waiting', 0):,.0f} waiting, lag "
+            f"{got.get('geo_engine_webhook_lag_seconds', 0):,.0f} s at the end")
+
+
 def what_pings_did(port: int) -> str:
     """Events and offers per ping, from the server's /metrics: the fleet must be realistic."""
     totals: dict[str, float] = {}
@@ -230,6 +267,11 @@ def main() -> None:
     ap.add_argument("--backends", default="sqlite",
                     help="sqlite, postgresql or both: each --workers count on each (PostgreSQL: a "
                          "throwaway cluster here, each worker an instance on one database)")
+    ap.add_argument("--webhook", choices=["none", "slow", "both"], default="none",
+                    help="slow: with a webhook subscribed to every event and a slow receiver; "
+                         "both: each geo-engine target without and with one")
+    ap.add_argument("--receiver-ms", type=float, default=200.0,
+                    help="how long the webhook receiver takes to answer a delivery")
     args = ap.parse_args()
     backends = args.backends.split(",")
     wrk = ensure_wrk()
@@ -249,6 +291,7 @@ def main() -> None:
                GEO_ENGINE_DEVICE_PINGS_PER_S="0")
     runs: dict[str, list[dict]] = {}
     cluster = None
+    receiver = slow_receiver(args.receiver_ms / 1000) if args.webhook != "none" else None
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         db, stores_csv, tokens_txt = build_world(tmp, args.stores, args.devices)
@@ -269,19 +312,35 @@ def main() -> None:
                             shutil.copy(db, where)
                         else:
                             where = cluster.new_database(f"round{k}_{n}", template="world")
-                        targets.append((f"geo-engine serve --workers {n} ({backend})",
-                                        [sys.executable, "-m", "geo_engine", "serve", "--db", where,
-                                         "--workers", str(n)], backend))
+                        hooks = {"none": [False], "slow": [True], "both": [False, True]}[args.webhook]
+                        for hooked in hooks:
+                            if hooked:  # a copy of its own: every run's phones start alike
+                                if backend == "sqlite":
+                                    where = str(tmp / f"round{k}-{n}-hooked.db")
+                                    shutil.copy(db, where)
+                                else:
+                                    where = cluster.new_database(f"round{k}_{n}_h", template="world")
+                            suffix = ", slow webhook" if hooked else ""
+                            targets.append((f"geo-engine serve --workers {n} ({backend}{suffix})",
+                                            [sys.executable, "-m", "geo_engine", "serve", "--db",
+                                             where, "--workers", str(n)], backend))
                 targets.append(("bare FastAPI app (parse only)",
                                 [sys.executable, str(HERE / "bare_app.py")], None))
                 for label, cmd, backend in targets:
                     port = free_port()
                     proc = start([*cmd, "--port", str(port)], port, env, tmp / f"{port}.log")
+                    if "slow webhook" in label:
+                        r = httpx.put(f"http://127.0.0.1:{port}/v1/webhooks/bench",
+                                      headers={"Authorization": "Bearer bench-load-admin"},
+                                      json={"url": f"http://127.0.0.1:{receiver.server_port}/in"})
+                        assert r.status_code == 201, r.text
                     try:
                         result = run_wrk(wrk, port, stores_csv, tokens_txt, tmp, args, str(port),
                                          cluster if backend == "postgresql" else None)
                         if label.startswith("geo-engine"):
                             result["did"] = what_pings_did(port)
+                        if "slow webhook" in label:
+                            result["did"] += "; " + webhook_figures(port)
                         runs.setdefault(label, []).append(result)
                     finally:
                         stop(proc)
@@ -302,6 +361,12 @@ def main() -> None:
         if "did" in r:
             print(f"\n# {label}: {r['did']}")
         backend = label.rsplit("(", 1)[-1].rstrip(")")
+        if backend.endswith(", slow webhook"):
+            plain = results.get(label.replace(", slow webhook", ""))
+            if plain is not None:
+                print(f"# {label}: {r['rps'] / plain['rps']:.2f}x the requests/s without the webhook, "
+                      f"p99 {r['p99_us'] / plain['p99_us']:.2f}x")
+            continue
         one = results.get(f"geo-engine serve --workers 1 ({backend})")
         if one is not None and label.startswith("geo-engine") and r is not one:
             print(f"# {label}: {r['rps'] / one['rps']:.2f}x the requests/s of one worker on {backend}")
