@@ -76,6 +76,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("webhook_backoff_s", 1.0, "webhooks: the first retry's delay in seconds (then doubled "
             "each time, with jitter, at most an hour)"),
     Setting("webhook_timeout_s", 10.0, "webhooks: seconds a receiver has to answer a delivery"),
+    Setting("webhook_keep_days", 7.0, "webhooks: days events delivered (or dead-lettered) are kept "
+            "for replays, then forgotten"),
     Setting("admin_key", "", "the admin API key (instead of one created on first start)"),
     Setting("publishable_key", "", "the publishable API key (instead of one created on first start)"),
 )
@@ -131,6 +133,7 @@ class Settings:
     webhook_retry_s: float = 259_200.0
     webhook_backoff_s: float = 1.0
     webhook_timeout_s: float = 10.0
+    webhook_keep_days: float = 7.0
     admin_key: str = field(default="", repr=False)
     publishable_key: str = field(default="", repr=False)
 

@@ -38,8 +38,10 @@ __all__ = ["LEASE_S", "Deliverer"]
 
 log = logging.getLogger("geo_engine.webhooks")
 
-LEASE_S = 10.0  # a worker's hold on the database's deliveries, renewed every pass
+LEASE_S = 10.0  # a worker's hold on the database's deliveries, renewed a third of the way in
+LINGER_S = 0.05  # after a post, the wait for more events to join the next batch
 _LEASE = "webhooks"
+PRUNE_EVERY_S = 3600.0  # how often the worker forgets deliveries older than keep_s
 
 
 class Deliverer:
@@ -60,12 +62,21 @@ class Deliverer:
         A post's time limit.
     every_s : float
         How often it looks for waiting events when nothing woke it.
+    keep_s : float
+        How long events delivered (or dead-lettered) are kept for replays: pruned once an hour.
+    lease_retry_s : float
+        While another process holds the lease, how often this one tries to take it.
     """
 
     def __init__(self, db, subscriptions: Callable[[], Sequence[Subscription]],
                  retry_for_s: float = 259_200.0, backoff_base_s: float = 1.0,
-                 timeout_s: float = 10.0, every_s: float = 1.0):
+                 timeout_s: float = 10.0, every_s: float = 1.0, keep_s: float = 7 * 86_400.0,
+                 lease_retry_s: float = LEASE_S / 3):
         self._db, self._subscriptions = db, subscriptions
+        self.keep_s, self.lease_retry_s = keep_s, lease_retry_s
+        self._pruned_at = float("-inf")
+        self._renew_at = float("-inf")  # when to renew (or try to take) the lease next
+        self._holding = False
         self.retry_for_s, self.backoff_base_s = retry_for_s, backoff_base_s
         self.timeout_s, self.every_s = timeout_s, every_s
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
@@ -91,6 +102,7 @@ class Deliverer:
             self._thread = None
         with contextlib.suppress(Exception):  # else the lease runs out by itself
             self._db.webhooks.release(_LEASE, self.holder)
+        self._holding, self._renew_at = False, float("-inf")
 
     def _run(self) -> None:
         with httpx.Client(timeout=self.timeout_s, follow_redirects=False) as client, \
@@ -103,7 +115,9 @@ class Deliverer:
                     if self._db.closed:
                         return
                     log.exception("webhook delivery pass failed")
-                if not worked:
+                if worked:  # a moment for the next events to gather into one batch
+                    self._stop.wait(LINGER_S)
+                else:
                     self._wake.wait(self.every_s)
                     self._wake.clear()
 
@@ -113,8 +127,17 @@ class Deliverer:
         if not self._subscriptions():
             return False
         now = time.time()
-        if not self._db.webhooks.lease(_LEASE, self.holder, now, LEASE_S):
+        if now >= self._renew_at:  # a write a few seconds, not one a pass
+            if not self._db.webhooks.lease(_LEASE, self.holder, now, LEASE_S):
+                self._renew_at = now + self.lease_retry_s  # another holds it: look again later
+                self._holding = False
+                return False
+            self._holding, self._renew_at = True, now + LEASE_S / 3
+        if not self._holding:
             return False
+        if now - self._pruned_at >= PRUNE_EVERY_S:
+            self._pruned_at = now
+            self._db.webhooks.prune(now - self.keep_s)
         subs = [s for s in self._db.webhooks.all() if s.enabled]  # as they are now
         if pool is None or len(subs) == 1:
             return any([self._deliver(client, s) for s in subs])
@@ -126,6 +149,8 @@ class Deliverer:
         now = time.time()
         open_ = hooks.open_delivery(sub.id)
         if open_ is None:
+            if not hooks.waiting(sub.id):  # (a read: no write transaction for nothing)
+                return False
             open_ = hooks.take_batch(sub.id, MAX_BATCH, "msg_" + secrets.token_hex(12), now)
             if open_ is None:
                 return False

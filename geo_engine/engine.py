@@ -141,7 +141,8 @@ class Engine:
         #: the webhook delivery worker (started with the server; one at a time a database works)
         st = self.settings
         self.delivery = Deliverer(self.db, lambda: self.refresh().webhooks, st.webhook_retry_s,
-                                  st.webhook_backoff_s, st.webhook_timeout_s)
+                                  st.webhook_backoff_s, st.webhook_timeout_s,
+                                  keep_s=st.webhook_keep_days * 86_400.0)
         self._outbox_written = False  # a ping put events in the outbox: wake the worker
         self.trips = TripDesk(self)  # trips started, ended, listed, expired (SPEC 11)
         self.webhooks = WebhookDesk(self)  # subscriptions, deliveries, replays (SPEC 12)

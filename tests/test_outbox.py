@@ -96,7 +96,7 @@ def test_one_worker_a_database_posts_and_another_takes_over_when_it_stops(engine
         for k in range(150):  # more than a batch
             engine.handle_ping(Ping(f"p{k}", *FERRY, 10.0, T0))
         subs = lambda: engine.refresh().webhooks  # noqa: E731
-        first, second = Deliverer(engine.db, subs), Deliverer(engine.db, subs)
+        first, second = Deliverer(engine.db, subs), Deliverer(engine.db, subs, lease_retry_s=0)
         with httpx.Client(timeout=5) as client:
             assert first.pass_once(client)  # it takes the lease and posts a batch
             assert not second.pass_once(client)  # the lease is held: it does nothing
@@ -163,3 +163,19 @@ def test_a_delivery_never_acknowledged_is_dead_lettered_and_the_next_one_goes(en
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_done_deliveries_are_forgotten_after_the_keep_time_and_waiting_ones_never(engine):
+    engine.webhooks.put("crm", {"url": "http://127.0.0.1:9/", "events": ["geofence.entered"]})
+    for k in range(30):
+        engine.handle_ping(Ping(f"r{k}", *FERRY, 10.0, T0))
+    hooks = engine.db.webhooks
+    done = hooks.take_batch("crm", 20, "msg_a", 1000.0)
+    hooks.acknowledged(done[0], 1, 1000.0)
+    waiting = hooks.take_batch("crm", 5, "msg_b", 1000.0)  # open, never acknowledged
+    assert hooks.prune(999.0) == 0  # nothing done before then
+    assert hooks.prune(1001.0) == 20
+    assert engine.webhooks.deliveries("crm") == [d for d in engine.webhooks.deliveries("crm")
+                                                 if d["webhook_message_id"] == "msg_b"]
+    assert len(hooks.payloads(waiting[0])) == 5
+    assert engine.webhooks.figures()["waiting"] == 10  # 5 in the open delivery, 5 not yet taken

@@ -97,6 +97,11 @@ class Webhooks:
                               (webhook_id,))
         return rows[0] if rows else None
 
+    def waiting(self, webhook_id: str) -> bool:
+        """Whether any event waits for the subscription's next delivery."""
+        return bool(self._db.query("SELECT 1 FROM outbox WHERE webhook_id = ? AND delivery_id IS "
+                                   "NULL LIMIT 1", (webhook_id,)))
+
     def take_batch(self, webhook_id: str, limit: int, msg_id: str, now: float) -> tuple | None:
         """Make the subscription's next delivery of up to ``limit`` waiting events (oldest
         first); return it as :meth:`open_delivery` does, or None when none wait."""
@@ -158,6 +163,15 @@ class Webhooks:
         olds = [t for t in (oldest, pending[1]) if t is not None]
         return {"delivered": int(delivered), "failed": int(failed),
                 "waiting": int(waiting) + int(pending[0]), "oldest_ts": min(olds) if olds else None}
+
+    def prune(self, before_ts: float) -> int:
+        """Forget deliveries done (acknowledged or dead) before ``before_ts`` and their events;
+        return how many events went. Waiting events and open deliveries are kept, however old."""
+        with self._db.atomic() as tx:
+            n = tx.execute("DELETE FROM outbox WHERE delivery_id IN (SELECT id FROM deliveries "
+                           "WHERE status <> 'pending' AND done_ts < ?)", (before_ts,)).rowcount
+            tx.execute("DELETE FROM deliveries WHERE status <> 'pending' AND done_ts < ?", (before_ts,))
+        return n
 
     # --- the worker's lease --------------------------------------------------------------------
 
