@@ -32,6 +32,8 @@ from datetime import UTC, datetime
 import httpx
 from standardwebhooks import Webhook
 
+from .db.sqlite import SQLite
+from .db.webhooks import Webhooks
 from .webhooks import MAX_BATCH, Subscription, backoff_s, batch_body
 
 __all__ = ["LEASE_S", "Deliverer"]
@@ -73,6 +75,8 @@ class Deliverer:
                  timeout_s: float = 10.0, every_s: float = 1.0, keep_s: float = 7 * 86_400.0,
                  lease_retry_s: float = LEASE_S / 3):
         self._db, self._subscriptions = db, subscriptions
+        self._hooks = db.webhooks  # (a server's own connection to a SQLite file: start())
+        self._own = None
         self.keep_s, self.lease_retry_s = keep_s, lease_retry_s
         self._pruned_at = float("-inf")
         self._renew_at = float("-inf")  # when to renew (or try to take) the lease next
@@ -85,8 +89,16 @@ class Deliverer:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
+        """Run in a thread of its own; on a SQLite file, with a connection of its own, so the
+        pings' connection is never held by a delivery's reads and writes (its commits need not
+        be synced: a delivery lost in a power cut is only posted again, as at least once
+        allows)."""
         if self._thread is not None:
             return
+        sql = self._db.sql
+        if sql.dialect == "sqlite" and sql.path != ":memory:":
+            self._own = SQLite(sql.path, "normal")
+            self._hooks = Webhooks(self._own)
         self._thread = threading.Thread(target=self._run, name="webhook-delivery", daemon=True)
         self._thread.start()
 
@@ -101,8 +113,11 @@ class Deliverer:
             self._thread.join(timeout=self.timeout_s + 5)
             self._thread = None
         with contextlib.suppress(Exception):  # else the lease runs out by itself
-            self._db.webhooks.release(_LEASE, self.holder)
+            self._hooks.release(_LEASE, self.holder)
         self._holding, self._renew_at = False, float("-inf")
+        if self._own is not None:
+            self._own.close()
+            self._own, self._hooks = None, self._db.webhooks
 
     def _run(self) -> None:
         with httpx.Client(timeout=self.timeout_s, follow_redirects=False) as client, \
@@ -128,7 +143,7 @@ class Deliverer:
             return False
         now = time.time()
         if now >= self._renew_at:  # a write a few seconds, not one a pass
-            if not self._db.webhooks.lease(_LEASE, self.holder, now, LEASE_S):
+            if not self._hooks.lease(_LEASE, self.holder, now, LEASE_S):
                 self._renew_at = now + self.lease_retry_s  # another holds it: look again later
                 self._holding = False
                 return False
@@ -137,15 +152,15 @@ class Deliverer:
             return False
         if now - self._pruned_at >= PRUNE_EVERY_S:
             self._pruned_at = now
-            self._db.webhooks.prune(now - self.keep_s)
-        subs = [s for s in self._db.webhooks.all() if s.enabled]  # as they are now
+            self._hooks.prune(now - self.keep_s)
+        subs = [s for s in self._hooks.all() if s.enabled]  # as they are now
         if pool is None or len(subs) == 1:
             return any([self._deliver(client, s) for s in subs])
         return any(pool.map(lambda s: self._deliver(client, s), subs))
 
     def _deliver(self, client: httpx.Client, sub: Subscription) -> bool:
         """The subscription's next try, if one is due; return whether a post was made."""
-        hooks = self._db.webhooks
+        hooks = self._hooks
         now = time.time()
         open_ = hooks.open_delivery(sub.id)
         if open_ is None:

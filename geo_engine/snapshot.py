@@ -26,7 +26,10 @@ from .spatial.stores import StoreIndex
 from .targeting import Targeting
 from .webhooks import Subscription
 
-__all__ = ["PRELOAD_STORES", "Places", "Snapshot"]
+__all__ = ["FOLLOWED", "PRELOAD_STORES", "Places", "Snapshot"]
+
+#: the change counters a snapshot is built at, and a ping's transaction checks again
+FOLLOWED = ("places", "campaigns", "webhooks")
 
 #: up to this many stores, every store's details are read with the places; past it, on first use
 PRELOAD_STORES = 250_000

@@ -191,5 +191,5 @@ class TripDesk:
         """A trip's change recorded: its event in the log, and in the webhooks' outbox."""
         self._db.devices.record_trip_events(tx, device_id, now, [event], None)
         if snap.webhooks:
-            self._engine.to_outbox(tx, snap, outgoing(device_id, now, trip_events=[
+            self._engine.pings.to_outbox(tx, snap, outgoing(device_id, now, trip_events=[
                 (event, trip_view(record, now))]))
