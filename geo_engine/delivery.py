@@ -98,6 +98,7 @@ class Deliverer:
         sql = self._db.sql
         if sql.dialect == "sqlite" and sql.path != ":memory:":
             self._own = SQLite(sql.path, "normal")
+            self._own.leave_checkpoints()  # to the server's checkpointer, not to its commits
             self._hooks = Webhooks(self._own)
         self._thread = threading.Thread(target=self._run, name="webhook-delivery", daemon=True)
         self._thread.start()

@@ -194,6 +194,16 @@ def test_every_event_arrives_signed_in_order_through_failures_a_dead_receiver_an
             time.sleep(0.2)
         metrics = httpx.get(f"{url}/metrics").text
         deliveries = httpx.get(f"{url}/v1/webhooks/crm/deliveries", headers=ADMIN).json()["deliveries"]
+        # a replay of the first hour of the walks sends those events again, under their ids
+        first_hour = {e["id"] for e in receiver.events() if e["timestamp"] < "2026-11-24T09:00"}
+        before = len(receiver.events())
+        r = httpx.post(f"{url}/v1/webhooks/crm/replay", headers=ADMIN,
+                       params={"from": "2026-11-24T08:00:00Z", "to": "2026-11-24T09:00:00Z"})
+        assert r.status_code == 200 and r.json()["queued"] == len(first_hour) > 0
+        deadline = time.monotonic() + 30
+        while len(receiver.events()) < before + len(first_hour) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert {e["id"] for e in receiver.events()[before:]} == first_hour
     finally:
         proc.kill()
         proc.wait()

@@ -203,6 +203,7 @@ def _median(results: list[dict]) -> dict:
         out["db_ms"] = float(np.median([1000 * r["db_cpu_s"] / max(r["requests"], 1) for r in results]))
     out["errors"] = sum(r["errors"] for r in results)
     out["each"] = ", ".join(f"{r['rps']:,.0f}" for r in results)
+    out["each_p99"] = ", ".join(f"{r['p99_us'] / 1000:.0f}" for r in results)
     return out
 
 
@@ -351,12 +352,12 @@ def main() -> None:
     bare = results["bare FastAPI app (parse only)"]
     print()
     print(f"| target | requests/s (median of {args.rounds}) | p50 ms | p99 ms | errors | "
-          "requests/s vs bare | p99 vs bare | requests/s of each run |")
-    print("|---|---|---|---|---|---|---|---|")
+          "requests/s vs bare | p99 vs bare | requests/s of each run | p99 ms of each run |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for label, r in results.items():
         print(f"| {label} | {r['rps']:,.0f} | {r['p50_us'] / 1000:.1f} | {r['p99_us'] / 1000:.1f} | "
               f"{r['errors']:,} | {r['rps'] / bare['rps']:.2f}x | {r['p99_us'] / bare['p99_us']:.2f}x | "
-              f"{r['each']} |")
+              f"{r['each']} | {r['each_p99']} |")
     for label, r in results.items():
         if "did" in r:
             print(f"\n# {label}: {r['did']}")

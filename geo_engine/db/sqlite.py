@@ -269,6 +269,11 @@ class SQLite:
         self._checkpointer = threading.Thread(target=run, name="wal-checkpoint", daemon=True)
         self._checkpointer.start()
 
+    def leave_checkpoints(self) -> None:
+        """A second connection of a process whose checkpointer runs (:meth:`start_checkpointer`
+        on its first): its commits only append to the WAL, as the first one's do."""
+        self._conn.execute("PRAGMA wal_autocheckpoint=50000")
+
     def close(self) -> None:
         self._stop.set()
         if self._checkpointer is not None:
