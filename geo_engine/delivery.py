@@ -46,6 +46,11 @@ _LEASE = "webhooks"
 PRUNE_EVERY_S = 3600.0  # how often the worker forgets deliveries older than keep_s
 
 
+def _msg_id() -> str:
+    """A delivery's ``webhook-id``: the same on every try of it."""
+    return "msg_" + secrets.token_hex(12)
+
+
 class Deliverer:
     """The delivery worker of one process (working only while it holds the lease).
 
@@ -167,7 +172,7 @@ class Deliverer:
         if open_ is None:
             if not hooks.waiting(sub.id):  # (a read: no write transaction for nothing)
                 return False
-            open_ = hooks.take_batch(sub.id, MAX_BATCH, "msg_" + secrets.token_hex(12), now)
+            open_ = hooks.take_batch(sub.id, MAX_BATCH, _msg_id(), now)
             if open_ is None:
                 return False
         delivery_id, msg_id, attempts, created_ts, next_ts = open_
@@ -188,8 +193,8 @@ class Deliverer:
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         done = time.time()
-        if error is None:
-            hooks.acknowledged(delivery_id, attempts, done)
+        if error is None:  # and the next batch made in the same transaction
+            hooks.acknowledged(delivery_id, attempts, done, (sub.id, MAX_BATCH, _msg_id()))
             return True
         retry = None if done - created_ts >= self.retry_for_s else \
             done + backoff_s(attempts, self.backoff_base_s)

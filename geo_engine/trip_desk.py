@@ -100,7 +100,10 @@ class TripDesk:
                                f"{open_.status}); complete or cancel it first")
             if not self._db.trips.insert(tx, trip_id, device_id, store_id, mode, float(approaching_s),
                                          metadata, now):
-                raise Conflict(f"trip {trip_id!r} exists already")
+                if self._db.trips.get(trip_id, tx) is not None:
+                    raise Conflict(f"trip {trip_id!r} exists already")
+                raise Conflict(f"device {device_id!r} has an open trip already; complete or "
+                               "cancel it first")
             self._db.devices.set_trip(tx, device_id, trip)
             record = self._db.trips.get(trip_id, tx)
             self._changed(tx, snap, device_id, now, TripEvent("trip.started", trip_id, store_id),

@@ -179,3 +179,22 @@ def test_done_deliveries_are_forgotten_after_the_keep_time_and_waiting_ones_neve
                                                  if d["webhook_message_id"] == "msg_b"]
     assert len(hooks.payloads(waiting[0])) == 5
     assert engine.webhooks.figures()["waiting"] == 10  # 5 in the open delivery, 5 not yet taken
+
+
+def test_two_trips_started_at_once_for_one_device_leave_one_open(engine):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from geo_engine.errors import Conflict
+
+    def start(k: int):
+        try:
+            return engine.trips.start(f"race-{k}", "racer", "fc-ferry")["trip_id"]
+        except Conflict:
+            return None
+    with ThreadPoolExecutor(8) as pool:
+        started = [t for t in pool.map(start, range(8)) if t is not None]
+    assert len(started) == 1
+    opened = engine.db.sql.query("SELECT trip_id FROM trips WHERE device_id = 'racer' AND status = 'started'")
+    assert [t for (t,) in opened] == started
+    answer = json.loads(engine.handle_ping(Ping("racer", *AWAY, 10.0, T0)).body)
+    assert answer["trip"]["trip_id"] == started[0]

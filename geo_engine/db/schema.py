@@ -53,6 +53,8 @@ _TRIPS_WEBHOOKS_STEP = """
     );
     CREATE INDEX trips_store ON trips(store_id, created_ts);
     CREATE INDEX trips_device ON trips(device_id);
+    CREATE UNIQUE INDEX trips_one_open ON trips(device_id)
+        WHERE status IN ('started', 'approaching', 'arrived');
     CREATE INDEX trips_open ON trips(created_ts) WHERE status IN ('started', 'approaching');
     CREATE TABLE webhooks (
         id TEXT PRIMARY KEY,

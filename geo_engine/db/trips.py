@@ -35,11 +35,12 @@ class Trips:
     @staticmethod
     def insert(tx, trip_id: str, device_id: str, store_id: str, mode: str, approaching_s: float,
                metadata: dict, ts: float) -> bool:
-        """Add a started trip; False when the id is taken (nothing written)."""
+        """Add a started trip; False when the id is taken or the device has an open trip
+        (nothing written: a device's open trips are unique, whatever two requests race)."""
         return tx.execute(
             "INSERT INTO trips (trip_id, device_id, store_id, mode, approaching_s, metadata, "
             "status, created_ts, updated_ts) VALUES (?, ?, ?, ?, ?, ?, 'started', ?, ?) "
-            "ON CONFLICT (trip_id) DO NOTHING",
+            "ON CONFLICT DO NOTHING",
             (trip_id, device_id, store_id, mode, approaching_s, orjson.dumps(metadata).decode(),
              ts, ts)).rowcount == 1
 

@@ -106,17 +106,21 @@ class Webhooks:
         """Make the subscription's next delivery of up to ``limit`` waiting events (oldest
         first); return it as :meth:`open_delivery` does, or None when none wait."""
         with self._db.atomic() as tx:
-            rows = tx.execute("SELECT id, ts FROM outbox WHERE webhook_id = ? AND delivery_id IS "
-                              "NULL ORDER BY id LIMIT ?", (webhook_id, limit)).fetchall()
-            if not rows:
-                return None
-            oldest = min(ts for _, ts in rows)
-            delivery_id = tx.execute(
-                "INSERT INTO deliveries (webhook_id, msg_id, status, n, oldest_ts, created_ts, "
-                "next_ts) VALUES (?, ?, 'pending', ?, ?, ?, ?) RETURNING id",
-                (webhook_id, msg_id, len(rows), oldest, now, now)).fetchone()[0]
-            tx.executemany("UPDATE outbox SET delivery_id = ? WHERE id = ?",
-                           [(delivery_id, i) for i, _ in rows])
+            return self._take(tx, webhook_id, limit, msg_id, now)
+
+    @staticmethod
+    def _take(tx, webhook_id: str, limit: int, msg_id: str, now: float) -> tuple | None:
+        rows = tx.execute("SELECT id, ts FROM outbox WHERE webhook_id = ? AND delivery_id IS "
+                          "NULL ORDER BY id LIMIT ?", (webhook_id, limit)).fetchall()
+        if not rows:
+            return None
+        delivery_id = tx.execute(
+            "INSERT INTO deliveries (webhook_id, msg_id, status, n, oldest_ts, created_ts, "
+            "next_ts) VALUES (?, ?, 'pending', ?, ?, ?, ?) RETURNING id",
+            (webhook_id, msg_id, len(rows), min(ts for _, ts in rows), now, now)).fetchone()[0]
+        # one statement: the waiting rows up to the batch's last id are the batch's
+        tx.execute("UPDATE outbox SET delivery_id = ? WHERE webhook_id = ? AND delivery_id IS NULL "
+                   "AND id <= ?", (delivery_id, webhook_id, rows[-1][0]))
         return delivery_id, msg_id, 0, now, now
 
     def payloads(self, delivery_id: int) -> list[str]:
@@ -124,10 +128,16 @@ class Webhooks:
         return [p for (p,) in self._db.query(
             "SELECT payload FROM outbox WHERE delivery_id = ? ORDER BY id", (delivery_id,))]
 
-    def acknowledged(self, delivery_id: int, attempts: int, now: float) -> None:
+    def acknowledged(self, delivery_id: int, attempts: int, now: float,
+                     then: tuple[str, int, str] | None = None) -> None:
+        """A delivery was acknowledged (its last error, if a try before failed, is kept); with
+        ``then`` (webhook id, limit, message id) the subscription's next delivery is made in
+        the same transaction (:meth:`take_batch`)."""
         with self._db.atomic() as tx:
-            tx.execute("UPDATE deliveries SET status = 'delivered', attempts = ?, done_ts = ?, "
-                       "last_error = NULL WHERE id = ?", (attempts, now, delivery_id))
+            tx.execute("UPDATE deliveries SET status = 'delivered', attempts = ?, done_ts = ? "
+                       "WHERE id = ?", (attempts, now, delivery_id))
+            if then is not None:
+                self._take(tx, *then, now)
 
     def failed(self, delivery_id: int, attempts: int, error: str, next_ts: float | None,
                now: float) -> None:
