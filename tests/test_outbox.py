@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
@@ -20,6 +18,8 @@ from geo_engine.delivery import Deliverer
 from geo_engine.model import Ping
 
 from .conftest import DEMO
+from .test_serve import free_port
+from .test_webhooks import Receiver
 
 FERRY = (37.79552, -122.39366)
 AWAY = (37.8050, -122.4100)
@@ -79,20 +79,10 @@ def test_a_pings_events_go_to_each_subscription_that_wants_them_in_its_transacti
 
 
 def test_one_worker_a_database_posts_and_another_takes_over_when_it_stops(engine):
-    got: list[tuple[dict, bytes]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802
-            got.append((dict(self.headers), self.rfile.read(int(self.headers["content-length"]))))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = Receiver(free_port(), fail_first=0)
+    server.start()
     try:
-        made, _ = engine.webhooks.put("crm", {"url": f"http://127.0.0.1:{server.server_port}/"})
+        made, _ = engine.webhooks.put("crm", {"url": f"http://127.0.0.1:{server.port}/"})
         for k in range(150):  # more than a batch
             engine.handle_ping(Ping(f"p{k}", *FERRY, 10.0, T0))
         subs = lambda: engine.refresh().webhooks  # noqa: E731
@@ -103,6 +93,7 @@ def test_one_worker_a_database_posts_and_another_takes_over_when_it_stops(engine
             first.stop()  # lets the lease go
             while second.pass_once(client):
                 pass
+        got = [(headers, body) for headers, body, _ in server.got]
         events = [e for _, body in got for e in json.loads(body)["data"]["events"]]
         assert len(got) == 3 and [len(json.loads(b)["data"]["events"]) for _, b in got] == [100, 100, 100]
         assert len({e["id"] for e in events}) == 300  # 150 enters and 150 offers, each once
@@ -115,29 +106,17 @@ def test_one_worker_a_database_posts_and_another_takes_over_when_it_stops(engine
         with httpx.Client(timeout=5) as client:
             while second.pass_once(client):
                 pass
-        again = [e["id"] for _, body in got[3:] for e in json.loads(body)["data"]["events"]]
+        again = [e["id"] for _, body, _ in server.got[3:] for e in json.loads(body)["data"]["events"]]
         assert again == [e["id"] for e in events]
     finally:
-        server.shutdown()
-        server.server_close()
+        server.stop()
 
 
 def test_a_delivery_never_acknowledged_is_dead_lettered_and_the_next_one_goes(engine):
-    answers = [500]
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802
-            self.rfile.read(int(self.headers["content-length"]))
-            self.send_response(answers[0])
-            self.send_header("content-length", "0")
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = Receiver(free_port(), fail_first=10**9)  # 500 until told otherwise
+    server.start()
     try:
-        engine.webhooks.put("crm", {"url": f"http://127.0.0.1:{server.server_port}/",
+        engine.webhooks.put("crm", {"url": f"http://127.0.0.1:{server.port}/",
                                     "events": ["geofence.entered"]})
         for k in range(120):
             engine.handle_ping(Ping(f"q{k}", *FERRY, 10.0, T0))
@@ -154,15 +133,14 @@ def test_a_delivery_never_acknowledged_is_dead_lettered_and_the_next_one_goes(en
                 time.sleep(0.02)
             [dead] = engine.webhooks.deliveries("crm", status="failed")
             assert dead["attempts"] >= 2 and dead["last_error"] == "HTTP 500"
-            answers[0] = 200  # the receiver mends: the next delivery (the other 20) goes
+            server.fail_left = 0  # the receiver mends: the next delivery (the other 20) goes
             while worker.pass_once(client):
                 pass
         assert engine.webhooks.figures()["failed"] == 100
         assert engine.webhooks.figures()["delivered"] == 20
         assert engine.webhooks.figures()["waiting"] == 0
     finally:
-        server.shutdown()
-        server.server_close()
+        server.stop()
 
 
 def test_done_deliveries_are_forgotten_after_the_keep_time_and_waiting_ones_never(engine):

@@ -37,10 +37,27 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
-/* Ask for the admin key until one works (``probe`` is an admin-only GET), in the page's
-   #login dialog; then show its #signout button. */
+/* The sign-in dialog (#login: the key's field #key, the form #login-form, its problem line),
+   made once at the top of the page: its button says what it opens (the body's data-opens). */
+function loginDialog() {
+  let dialog = document.getElementById("login");
+  if (dialog) return dialog;
+  dialog = el("dialog", { id: "login" },
+    el("form", { id: "login-form", method: "dialog" },
+      el("h2", {}, "Admin key"),
+      el("p", {}, "The key is kept for this browser session only."),
+      el("label", { for: "key" }, "Admin API key"),
+      el("input", { id: "key", name: "key", type: "password", autocomplete: "off", required: true }),
+      el("p", { class: "problem", id: "login-problem", role: "alert" }),
+      el("button", { type: "submit" }, "Open " + (document.body.dataset.opens || "the page"))));
+  document.body.prepend(dialog);
+  return dialog;
+}
+
+/* Ask for the admin key until one works (``probe`` is an admin-only GET); then show the page's
+   #signout button. */
 async function signIn(probe = "/v1/campaigns") {
-  const dialog = document.getElementById("login");
+  const dialog = loginDialog();
   while (true) {
     if (auth.key) {
       try { await api("GET", probe); break; } catch (e) {
