@@ -49,8 +49,9 @@ function card(trip, kind) {
         el("button", { type: "submit", onclick: () => end(trip, "completed") }, "Handed over"),
         el("button", { type: "button", onclick: () => end(trip, "canceled") }, "Cancel")));
   } else {
-    item.append(el("div", {}, trip.status === "completed" && trip.wait_time_s !== null ?
-      `waited ${minutes(trip.wait_time_s)}` : "", " ", trip.ended_at ? new Date(trip.ended_at).toLocaleTimeString() : ""));
+    const waited = trip.status === "completed" && trip.wait_time_s !== null ? `waited ${minutes(trip.wait_time_s)}` : "";
+    const ended = trip.ended_at ? new Date(trip.ended_at).toLocaleTimeString() : "";
+    item.append(el("div", {}, [waited, ended && `${trip.status} at ${ended}`].filter(Boolean).join(" · ")));
   }
   return item;
 }
