@@ -28,6 +28,7 @@ from .errors import Conflict, StorageError, WriteContention
 from .geodesy import distance_m
 from .model import NO_DECISION, Decision, DeviceState, Event, Ping, PingAnswer, StoreHit, Trip, ping_digest
 from .snapshot import FOLLOWED, Places, Snapshot
+from .trip_desk import trip_view as full_trip_view
 from .trips import TripStep
 from .webhooks import outgoing
 
@@ -395,8 +396,14 @@ class PingFlow:
                                         c.distance_m, ping.ping_id,
                                         budgeted=c.campaign.budget_total is not None)
         if snap.webhooks:
+            sent = trip_view
+            if trip_events:  # the receiver gets the whole trip: its metadata names the order
+                record = self.db.trips.get(out.trip[0].trip_id, tx)
+                sent = trip_view if record is None else {**full_trip_view(record, fix.ts),
+                                                         "distance_m": trip_view["distance_m"],
+                                                         "eta_s": trip_view["eta_s"]}
             self.to_outbox(tx, snap, outgoing(ping.device_id, fix.ts, out.events,
-                                               [(e, trip_view) for e in trip_events], c))
+                                               [(e, sent) for e in trip_events], c))
         answer = PingAnswer.of(out.events, out.decision, nearest, out.flags, trip_view)
         if ping.ping_id is not None:
             self.db.devices.save_reply(tx, ping.device_id, ping.ping_id, answer.body,

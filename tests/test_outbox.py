@@ -45,7 +45,7 @@ def test_a_pings_events_go_to_each_subscription_that_wants_them_in_its_transacti
     engine.webhooks.put("all", {"url": "http://127.0.0.1:9/all"})
     engine.webhooks.put("trips", {"url": "http://127.0.0.1:9/trips", "events": ["trip.*"]})
     engine.webhooks.put("off", {"url": "http://127.0.0.1:9/off", "enabled": False})
-    engine.trips.start("t1", "d1", "fc-ferry", "foot", 600)
+    engine.trips.start("t1", "d1", "fc-ferry", "foot", 600, {"order": "1042", "name": "Ada"})
 
     async def walk(device: str):
         answers = []
@@ -70,6 +70,11 @@ def test_a_pings_events_go_to_each_subscription_that_wants_them_in_its_transacti
     trip = [t for w, d, t, _ in rows if w == "trips" and d == "d1"]
     assert trip == ["trip.started", "trip.arrived"]
     assert [t for w, d, t, _ in rows if w == "all" and t.startswith("trip.")] == trip
+    arrived = [json.loads(p) for w, d, t, p in rows if w == "trips" and t == "trip.arrived"][0]["data"]
+    assert arrived["metadata"] == {"order": "1042", "name": "Ada"}  # what the store needs
+    assert (arrived["status"], arrived["geofence_id"], arrived["at_store_id"]) == \
+        ("arrived", "fc-ferry-hall", "fc-ferry")
+    assert arrived["arrived_at"] is not None and arrived["device_id"] == "d1"
     assert by_device["d1"][1].body and json.loads(by_device["d1"][1].body)["trip"]["status"] == "arrived"
     done = engine.trips.end("t1", "completed")
     assert done["status"] == "completed" and done["wait_time_s"] is not None
