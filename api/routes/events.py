@@ -1,14 +1,16 @@
 """``/v1/events/stream``: the event log as it grows, as Server-Sent Events (admin).
 
 The console's live feed. Each server process reads the shared event log (every instance's
-events, on SQLite or PostgreSQL) once a second for what came after the last event it sent; a
-client that reconnects with ``Last-Event-ID`` (or ``?after=``) goes on from there. It holds no
+events, on SQLite or PostgreSQL) once a second for what came after the last event it sent, and
+for events that committed after a higher id was sent (:class:`~geo_engine.db.logs.EventFollower`);
+a client that reconnects with ``Last-Event-ID`` (or ``?after=``) goes on from there. It holds no
 SQL: the engine's logs do.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -17,6 +19,7 @@ from fastapi import APIRouter, Header, Query
 from sse_starlette import EventSourceResponse
 
 from geo_engine import Engine
+from geo_engine.db.logs import EventFollower
 
 from ..auth import Auth
 from ..schemas import ALWAYS, errors
@@ -48,13 +51,14 @@ def router(engine: Engine, auth: Auth) -> APIRouter:
             start = max(0, await asyncio.to_thread(engine.db.logs.latest_event_id) - BACKLOG)
 
         async def events():
-            last = start
+            follower = EventFollower(engine.db.logs, start)
+            announced = start  # the SSE id: the highest event id sent (a late event's too)
             while True:
-                rows = await asyncio.to_thread(engine.db.logs.events_after, last)
+                rows = await asyncio.to_thread(follower.read, time.time())
                 for row in rows:
-                    last = row[0]
-                    yield {"id": str(row[0]), "event": "geo", "data": orjson.dumps(_event(row)).decode()}
-                if len(rows) < 200:
+                    announced = max(announced, row[0])
+                    yield {"id": str(announced), "event": "geo", "data": orjson.dumps(_event(row)).decode()}
+                if not follower.full:
                     await asyncio.sleep(POLL_S)
         return EventSourceResponse(events(), ping=15)
 

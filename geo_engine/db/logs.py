@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-__all__ = ["Logs"]
+__all__ = ["EventFollower", "Logs"]
 
 _CHUNK = 500  # ids a statement, within every backend's limit on parameters
+_FEED = "id, device_id, ts, type, geofence_id, store_id, campaign_id, duration_s, trip_id"
 
 
 class Logs:
@@ -66,6 +67,59 @@ class Logs:
     def events_after(self, after_id: int, limit: int = 200) -> list[tuple]:
         """``(id, device_id, ts, type, geofence_id, store_id, campaign_id, duration_s, trip_id)``
         of the events with an id above ``after_id``, oldest first (the live feed)."""
-        return self._db.query("SELECT id, device_id, ts, type, geofence_id, store_id, campaign_id, "
-                              "duration_s, trip_id FROM events WHERE id > ? ORDER BY id LIMIT ?",
+        return self._db.query(f"SELECT {_FEED} FROM events WHERE id > ? ORDER BY id LIMIT ?",
                               (after_id, limit))
+
+    def events_with_ids(self, ids: list[int]) -> list[tuple]:
+        """The events with these ids that exist now (as :meth:`events_after`'s rows), by id."""
+        rows: list[tuple] = []
+        for k in range(0, len(ids), _CHUNK):
+            part = ids[k:k + _CHUNK]
+            rows += self._db.query(f"SELECT {_FEED} FROM events WHERE id IN "
+                                   f"({','.join('?' * len(part))})", part)
+        return sorted(rows)
+
+
+class EventFollower:
+    """The event log read as it grows, for one reader of the live feed, losing no event that
+    commits late.
+
+    Ids are handed out when an event is written, not when its transaction commits: on
+    PostgreSQL, with several instances (or one instance's writer threads), an event can commit
+    after one with a higher id was already read. Each read takes what came after the highest id
+    read so far, and remembers the ids it jumped over; for ``wait_s`` seconds each later read
+    also asks for those, and hands over the ones that have committed since (a rolled-back
+    transaction's ids never come, and are forgotten then). SQLite's one writer commits in id
+    order, so there the jumps are only deleted events.
+    """
+
+    def __init__(self, logs: Logs, after_id: int, wait_s: float = 10.0, limit: int = 200):
+        self._logs, self.last, self.wait_s, self.limit = logs, after_id, wait_s, limit
+        self._missing: dict[int, float] = {}  # an id jumped over -> when it was first missed
+        self._full = False
+
+    def read(self, now: float) -> list[tuple]:
+        """The events committed since the last read (late ones first, then the new, by id)."""
+        late: list[tuple] = []
+        if self._missing:
+            late = self._logs.events_with_ids(sorted(self._missing))
+            for row in late:
+                del self._missing[row[0]]
+            for i in [i for i, t in self._missing.items() if now - t > self.wait_s]:
+                del self._missing[i]
+        rows = self._logs.events_after(self.last, self.limit)
+        expected = self.last + 1
+        for row in rows:
+            for gap in range(expected, row[0]):
+                if len(self._missing) < 10_000:
+                    self._missing[gap] = now
+            expected = row[0] + 1
+        if rows:
+            self.last = rows[-1][0]
+        self._full = len(rows) >= self.limit
+        return late + rows
+
+    @property
+    def full(self) -> bool:
+        """Whether the last read stopped at its limit (more are waiting: read again at once)."""
+        return self._full
