@@ -2,7 +2,7 @@
 
 Validation collects *every* problem in a file (feature index or CSV line, id, what is wrong and
 how to fix it) before raising :class:`~geo_engine.errors.ValidationFailed`, so a marketer fixes
-a file in one pass. See SPEC section 3.1 for the format.
+a file in one pass (each property's rule is :mod:`.properties`'). The format: docs/formats.md.
 
 It reads files into values; it never touches the database or an index.
 """
@@ -15,21 +15,29 @@ import gc
 import io
 import json
 import math
-import zoneinfo
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import orjson
-import pyproj
 
 from ..errors import InvalidGeometry, Problem, ValidationFailed
 from ..model import Geofence, Store
 from ..text import NOT_TEXT, bad_text
+from .properties import (
+    KNOWN_FENCE,
+    KNOWN_STORE,
+    MAX_RADIUS_M,
+    MIN_RADIUS_M,
+    Bad,
+    Reprojector,
+    fence_fields,
+    id_string,
+    store_fields,
+)
 from .shapes import ShapeBatch, check_lonlat
 
 __all__ = [
@@ -47,7 +55,6 @@ __all__ = [
     "store_feature",
 ]
 
-MIN_RADIUS_M, MAX_RADIUS_M = 1.0, 50_000.0
 MAX_FEATURES = 1_000_000  # features in one import (SPEC 5): past it, the import is refused
 MAX_RING_VERTICES = 10_000  # positions in one polygon ring (SPEC 5)
 
@@ -59,12 +66,6 @@ class FileLimits:
 
     max_features: int = MAX_FEATURES
     max_ring_vertices: int = MAX_RING_VERTICES
-
-_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_KNOWN_STORE = {"kind", "id", "name", "tags", "metadata", "timezone", "opening_hours", "address"}
-_KNOWN_FENCE = {"kind", "id", "store_id", "name", "radius_m", "tags", "enabled", "expires_at",
-                "metadata"}
-_LONLAT_CRS = {"EPSG:4326", "OGC:CRS84", "EPSG:4979", "OGC:CRS84H"}
 
 
 @dataclass
@@ -87,184 +88,6 @@ class Dataset:
         self.notices += other.notices
         self.origins.update(other.origins)
 
-
-class _Bad(Exception):
-    """One problem with the feature being read; becomes a Problem with its index and id."""
-
-
-# --- small checkers ----------------------------------------------------------------------------
-
-def _id_string(value: Any, what: str) -> str:
-    if isinstance(value, bool) or value is None:
-        raise _Bad(f"{what} must be a string or a number, got {json.dumps(value)}")
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise _Bad(f"{what} must be a string or a number, got {value}")
-        return str(int(value)) if value.is_integer() else repr(value)
-    if isinstance(value, str):
-        if not value.strip():
-            raise _Bad(f"{what} is empty; give it a non-empty string")
-        return value
-    raise _Bad(f"{what} must be a string or a number, got {type(value).__name__}")
-
-
-def _tags(value: Any) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
-        raise _Bad(f'tags must be a list of strings, like ["coffee", "downtown"]; got '
-                   f"{json.dumps(value)[:60]}")
-    return tuple(value)
-
-
-def _hhmm(value: Any, day: str) -> int:
-    try:
-        hh, mm = value.split(":")
-        minutes = int(hh) * 60 + int(mm)
-        if len(hh) == 2 and len(mm) == 2 and 0 <= int(mm) < 60 and 0 <= minutes <= 24 * 60:
-            return minutes
-    except (AttributeError, ValueError):
-        pass
-    raise _Bad(f'opening_hours.{day}: {json.dumps(value)} is not a time "HH:MM" (00:00 to 24:00)')
-
-
-def _opening_hours(value: Any) -> dict[str, list[list[str]]] | None:
-    if value is None:
-        return None
-    example = 'like {"mon": [["09:00", "21:00"]], "sun": []}'
-    if not isinstance(value, dict):
-        raise _Bad(f"opening_hours must be an object of weekdays, {example}")
-    for day, spans in value.items():
-        if day not in _DAYS:
-            raise _Bad(f"opening_hours has an unknown day {day!r}; use {', '.join(_DAYS)}")
-        if not isinstance(spans, list):
-            raise _Bad(f"opening_hours.{day} must be a list of [open, close] pairs, {example}")
-        for span in spans:
-            if not (isinstance(span, list) and len(span) == 2):
-                raise _Bad(f"opening_hours.{day} must be a list of [open, close] pairs, {example}")
-            if _hhmm(span[0], day) >= _hhmm(span[1], day) and span[1] != "24:00":
-                # a span past midnight is written as two: ["22:00","24:00"] and next day's
-                raise _Bad(f"opening_hours.{day}: {span[0]} to {span[1]} closes before it opens; "
-                           f"split a span past midnight into [\"{span[0]}\", \"24:00\"] and the "
-                           "next day's [\"00:00\", ...]")
-    return {day: [list(s) for s in value[day]] for day in value}
-
-
-def _timezone(value: Any) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise _Bad(f"timezone must be an IANA name like \"America/Los_Angeles\", got "
-                   f"{json.dumps(value)}")
-    try:
-        zoneinfo.ZoneInfo(value)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise _Bad(f"timezone {value!r} is not an IANA time zone name; use one like "
-                   "\"Europe/Paris\", or leave it out to have it derived from the location") from None
-    return value
-
-
-def _expires_at(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        at = datetime.fromisoformat(value)
-    except (TypeError, ValueError):
-        at = None
-    if at is None or at.tzinfo is None:
-        raise _Bad(f"expires_at must be an RFC 3339 time with a zone, like "
-                   f"\"2026-12-24T18:00:00Z\"; got {json.dumps(value)}")
-    return at
-
-
-def _metadata(props: dict[str, Any], known: set[str]) -> dict[str, Any]:
-    meta = {k: v for k, v in props.items() if k not in known}
-    given = props.get("metadata")
-    if given is not None:
-        if not isinstance(given, dict):
-            raise _Bad("metadata must be a JSON object of names to values")
-        meta.update(given)
-    return meta
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-class _Reprojector:
-    """Carries a legacy GeoJSON 2008 ``crs`` member: lon/lat ones pass, others are reprojected."""
-
-    def __init__(self, crs_member: Any):
-        self.transformer = None
-        self.name = None
-        if crs_member is None:
-            return
-        try:
-            name = crs_member["properties"]["name"]
-            crs = pyproj.CRS.from_user_input(name)
-        except (KeyError, TypeError, pyproj.exceptions.CRSError):
-            raise _Bad(f"the \"crs\" member {json.dumps(crs_member)[:80]} names no CRS pyproj "
-                       "knows; remove it (GeoJSON is WGS84 lon/lat) or name one like "
-                       "\"EPSG:3857\"") from None
-        authority = crs.to_authority()
-        code = ":".join(authority) if authority else crs.name
-        if code in _LONLAT_CRS:
-            return
-        self.name = code
-        self.transformer = pyproj.Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
-
-    def __call__(self, arr: np.ndarray) -> np.ndarray:
-        lon, lat = self.transformer.transform(arr[:, 0], arr[:, 1])
-        return np.column_stack([lon, lat])
-
-
-# --- features ----------------------------------------------------------------------------------
-
-def _store_fields(props: dict, geom: dict) -> dict[str, Any]:
-    if geom.get("type") != "Point":
-        raise _Bad(f"a store must be a Point (its location), got a {geom.get('type')}")
-    name = props.get("name") or ""
-    address = props.get("address") or ""
-    if not isinstance(name, str) or not isinstance(address, str):
-        raise _Bad("name and address must be strings")
-    return dict(name=name, tags=_tags(props.get("tags")), timezone=_timezone(props.get("timezone")),
-                opening_hours=_opening_hours(props.get("opening_hours")), address=address,
-                metadata=_metadata(props, _KNOWN_STORE))
-
-
-def _fence_fields(props: dict, geom: dict) -> dict[str, Any]:
-    if "store_id" not in props or props["store_id"] is None:
-        raise _Bad("a geofence needs the store_id of the store it belongs to")
-    enabled = props.get("enabled", True)
-    if not isinstance(enabled, bool):
-        raise _Bad(f"enabled must be true or false, got {json.dumps(enabled)}")
-    name = props.get("name") or ""
-    if not isinstance(name, str):
-        raise _Bad("name must be a string")
-    fields = dict(store_id=_id_string(props["store_id"], "store_id"), name=name,
-                  tags=_tags(props.get("tags")), enabled=enabled,
-                  expires_at=_expires_at(props.get("expires_at")),
-                  metadata=_metadata(props, _KNOWN_FENCE))
-    kind = geom.get("type")
-    radius = props.get("radius_m")
-    if kind == "Point":
-        if radius is None:
-            raise _Bad("a Point geofence needs radius_m, the circle's radius in metres "
-                       f"({MIN_RADIUS_M:g} to {MAX_RADIUS_M:,.0f})")
-        if not _number(radius) or not math.isfinite(radius) or \
-                not MIN_RADIUS_M <= radius <= MAX_RADIUS_M:
-            raise _Bad(f"radius_m must be a number of metres from {MIN_RADIUS_M:g} to "
-                       f"{MAX_RADIUS_M:,.0f}, got {json.dumps(radius)}")
-        fields["radius_m"] = float(radius)
-    elif kind in ("Polygon", "MultiPolygon"):
-        if radius is not None:
-            raise _Bad("radius_m applies only to a Point geofence; remove it from this polygon")
-    else:
-        raise _Bad(f"a geofence must be a Polygon, a MultiPolygon or a Point with radius_m; got a "
-                   f"{kind} (lines and points without radius_m enclose no area)")
-    return fields
 
 
 def _longest_ring(geom: dict) -> int:
@@ -337,8 +160,8 @@ def _parse_geojson(text: str, source: str, limits: FileLimits) -> tuple[Dataset,
                               f"most {limits.max_features:,} go in one import (split it, or raise "
                               "GEO_ENGINE_MAX_FEATURES)")]
     try:
-        project = _Reprojector(doc.get("crs"))
-    except _Bad as exc:
+        project = Reprojector(doc.get("crs"))
+    except Bad as exc:
         return data, [Problem(source, None, None, str(exc))]
     if project.name:
         data.notices.append(f"{source or 'input'}: coordinates reprojected from {project.name} "
@@ -349,33 +172,33 @@ def _parse_geojson(text: str, source: str, limits: FileLimits) -> tuple[Dataset,
         fid = None
         try:
             if not isinstance(feature, dict) or feature.get("type") != "Feature":
-                raise _Bad("not a GeoJSON Feature (needs \"type\": \"Feature\")")
+                raise Bad("not a GeoJSON Feature (needs \"type\": \"Feature\")")
             where = bad_text(feature)
             if where is not None:
-                raise _Bad(f"{where} {NOT_TEXT}")
+                raise Bad(f"{where} {NOT_TEXT}")
             props = feature.get("properties") or {}
             if not isinstance(props, dict):
-                raise _Bad("properties must be a JSON object")
+                raise Bad("properties must be a JSON object")
             raw_id = props.get("id", feature.get("id"))
             if raw_id is None:
-                raise _Bad("has no id: add an \"id\" property (unique across the file)")
-            fid = _id_string(raw_id, "id")
+                raise Bad("has no id: add an \"id\" property (unique across the file)")
+            fid = id_string(raw_id, "id")
             kind = props.get("kind", "geofence")
             geom = feature.get("geometry")
             if kind not in ("store", "geofence"):
-                raise _Bad(f"kind must be \"store\" or \"geofence\", got {json.dumps(kind)}")
+                raise Bad(f"kind must be \"store\" or \"geofence\", got {json.dumps(kind)}")
             if not isinstance(geom, dict) or "type" not in geom:
-                raise _Bad(f"has no geometry (null); draw a {'Point' if kind == 'store' else 'Polygon'}"
-                           " for it")
+                raise Bad(f"has no geometry (null); draw a {'Point' if kind == 'store' else 'Polygon'}"
+                          " for it")
             longest = _longest_ring(geom)
             if longest > limits.max_ring_vertices:
-                raise _Bad(f"a ring of its {geom['type']} has {longest:,} vertices; at most "
-                           f"{limits.max_ring_vertices:,} (simplify it, e.g. in QGIS or "
+                raise Bad(f"a ring of its {geom['type']} has {longest:,} vertices; at most "
+                          f"{limits.max_ring_vertices:,} (simplify it, e.g. in QGIS or "
                            "mapshaper, or raise GEO_ENGINE_MAX_RING_VERTICES)")
-            fields = (_store_fields if kind == "store" else _fence_fields)(props, geom)
+            fields = (store_fields if kind == "store" else fence_fields)(props, geom)
             item = batch.add(geom, point_ok=True, polygon_ok=kind == "geofence")
             pending.append((i, fid, kind, fields, item))
-        except (_Bad, InvalidGeometry) as exc:
+        except (Bad, InvalidGeometry) as exc:
             problems.append(Problem(source, i, fid, str(exc)))
     shapes = batch.build(project if project.transformer is not None else None)
     for i, fid, kind, fields, item in pending:
@@ -417,11 +240,11 @@ def parse_csv(text: str, source: str = "") -> tuple[Dataset, list[Problem]]:
         try:
             sid = (row.get("store_id") or "").strip()
             if not sid:
-                raise _Bad("store_id is empty; every row names its store")
+                raise Bad("store_id is empty; every row names its store")
             try:
                 lat, lon = float(row["lat"]), float(row["lon"])
             except (TypeError, ValueError):
-                raise _Bad(f"lat {row.get('lat')!r} and lon {row.get('lon')!r} must be numbers") from None
+                raise Bad(f"lat {row.get('lat')!r} and lon {row.get('lon')!r} must be numbers") from None
             if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):  # NaN fails too
                 check_lonlat(np.array([[lon, lat]]), "lat/lon")
             tags = tuple(t.strip() for t in (row.get("tags") or "").split("|") if t.strip())
@@ -431,23 +254,23 @@ def parse_csv(text: str, source: str = "") -> tuple[Dataset, list[Problem]]:
                 stores[sid] = known = Store(id=sid, lat=lat, lon=lon, name=name, tags=tags)
                 data.add(known, source, line, "line")
             elif (known.lat, known.lon) != (lat, lon):
-                raise _Bad(f"store {sid!r} is at lat {known.lat}, lon {known.lon} on an earlier "
-                           f"line but at lat {lat}, lon {lon} here; give one store one place")
+                raise Bad(f"store {sid!r} is at lat {known.lat}, lon {known.lon} on an earlier "
+                          f"line but at lat {lat}, lon {lon} here; give one store one place")
             radius_text = (row.get("radius_m") or "").strip()
             if not radius_text:
                 continue
             if rid is None:
-                raise _Bad("id is empty; a row with radius_m makes a geofence and needs its id")
+                raise Bad("id is empty; a row with radius_m makes a geofence and needs its id")
             try:
                 radius = float(radius_text)
             except ValueError:
                 radius = math.nan
             if not MIN_RADIUS_M <= radius <= MAX_RADIUS_M:
-                raise _Bad(f"radius_m must be a number of metres from {MIN_RADIUS_M:g} to "
-                           f"{MAX_RADIUS_M:,.0f}, got {radius_text!r}")
+                raise Bad(f"radius_m must be a number of metres from {MIN_RADIUS_M:g} to "
+                          f"{MAX_RADIUS_M:,.0f}, got {radius_text!r}")
             data.add(Geofence(id=rid, store_id=sid, name=name, lat=lat, lon=lon, radius_m=radius,
                               tags=tags), source, line, "line")
-        except (_Bad, InvalidGeometry) as exc:
+        except (Bad, InvalidGeometry) as exc:
             problems.append(Problem(source, line, rid, str(exc), unit="line"))
     return data, problems
 
@@ -540,7 +363,7 @@ def store_feature(store: Store, flat: bool = False) -> dict:
         props["opening_hours"] = store.opening_hours
     if store.address:
         props["address"] = store.address
-    props = _flat(props, store.metadata, _KNOWN_STORE) if flat else {**props, "metadata": store.metadata}
+    props = _flat(props, store.metadata, KNOWN_STORE) if flat else {**props, "metadata": store.metadata}
     return {"type": "Feature", "id": store.id, "properties": props,
             "geometry": {"type": "Point", "coordinates": [store.lon, store.lat]}}
 
@@ -552,7 +375,7 @@ def export_collection(stores: Iterable[Store], fences: Iterable[Geofence]) -> di
     for fence in fences:
         feature = geofence_feature(fence)
         props = {k: v for k, v in feature["properties"].items() if k != "metadata"}
-        feature["properties"] = _flat(props, fence.metadata, _KNOWN_FENCE)
+        feature["properties"] = _flat(props, fence.metadata, KNOWN_FENCE)
         features.append(feature)
     return {"type": "FeatureCollection", "features": features}
 
