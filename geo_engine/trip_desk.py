@@ -1,6 +1,6 @@
 """Trips as a store sees them (SPEC 11): started, ended, listed, expired, and the wait.
 
-A phone (or its backend) starts a trip; its pings move it (:mod:`geo_engine.engine`, the rules
+A phone (or its backend) starts a trip; its pings move it (:mod:`geo_engine.ping_flow`, the rules
 in :mod:`geo_engine.trips`); the store completes or cancels it; one that never arrives expires,
 at its device's next ping or, with no ping, by :meth:`TripDesk.expire_overdue` (each serving
 process runs it every few seconds; a trip's end is one conditional write, so two processes
@@ -14,12 +14,12 @@ ended lately) and ``wait_time_s`` by store and day (arrived to completed).
 from __future__ import annotations
 
 import statistics
-import threading
 import time
 from datetime import UTC, datetime
 
 from . import trips
-from .errors import Conflict, InvalidInput, NotFound
+from .db.behind import Behind
+from .errors import Conflict, InvalidInput, NotFound, StorageError
 from .model import Ping, Trip
 from .trips import TripEvent
 from .webhooks import iso_time, outgoing
@@ -44,8 +44,8 @@ def trip_view(record: dict, now: float) -> dict:
         "store_id": record["store_id"], "mode": record["mode"], "status": record["status"],
         "approaching_s": record["approaching_s"], "metadata": record["metadata"],
         "distance_m": None if record["distance_m"] is None else round(record["distance_m"], 1),
-        "eta_s": None if record["eta_s"] is None or record["status"] != "started" and
-        record["status"] != "approaching" else round(record["eta_s"], 1),
+        "eta_s": None if record["eta_s"] is None or record["status"] not in trips.ON_THE_WAY
+        else round(record["eta_s"], 1),
         "arrived_elsewhere": record["arrived_elsewhere"],
         "created_at": iso_time(record["created_ts"]), "updated_at": iso_time(record["updated_ts"]),
         "approaching_at": iso_time(record["approaching_ts"]), "arrived_at": iso_time(record["arrived_ts"]),
@@ -76,15 +76,15 @@ class TripDesk:
     def __init__(self, engine):
         self._engine = engine
         self._db = engine.db
-        self._sweeper: threading.Thread | None = None
-        self._stop = threading.Event()
+        self._sweeper = Behind(self.expire_overdue, "trip-expiry",
+                               (StorageError, engine.db.sql.Error))
 
     def start(self, trip_id: str, device_id: str, store_id: str, mode: str = "car",
               approaching_s: float = 300.0, metadata: dict | None = None) -> dict:
         """Start a trip: ``trip.started``; a :class:`Conflict` when the id is taken or the
         device has an open trip already (one trip a device at a time)."""
         Ping(device_id, 0.0, 0.0)  # the same device id rules as a ping
-        trips.check_new(trip_id, store_id, mode, approaching_s)
+        trips.check_new(trip_id, mode, approaching_s)
         metadata = {} if metadata is None else metadata
         if not isinstance(metadata, dict):
             raise InvalidInput("metadata must be a JSON object")
@@ -110,11 +110,6 @@ class TripDesk:
                           record)
         self._engine.delivery.wake()
         return trip_view(record, now)
-
-    def end(self, trip_id: str, status: str) -> dict:
-        """A store completes or cancels a trip (``trip.completed``, ``trip.canceled``); the
-        device's next ping has no trip. :class:`Conflict` for one ended already."""
-        return self._end(trip_id, status)
 
     def get(self, trip_id: str) -> dict:
         record = self._db.trips.get(trip_id)
@@ -144,32 +139,24 @@ class TripDesk:
         n = 0
         for trip_id, _ in self._db.trips.overdue(now - self._engine.settings.trip_expiry_s):
             try:
-                self._end(trip_id, "expired", now)
+                self.end(trip_id, "expired", now)
                 n += 1
             except (Conflict, NotFound):
                 pass  # ended meanwhile (by its ping, a store, or another process)
         return n
 
     def start_sweeper(self, every_s: float | None = None) -> None:
-        """Expire overdue trips from a thread of its own (a server's), every ``every_s``."""
-        every_s = every_s or max(0.5, min(5.0, self._engine.settings.trip_expiry_s / 4))
-        if self._sweeper is not None:
-            return
-
-        def run() -> None:
-            while not self._stop.wait(every_s) and not self._db.closed:
-                try:
-                    self.expire_overdue()
-                except Exception:  # noqa: BLE001 - the next sweep tries again
-                    if self._db.closed:
-                        return
-        self._sweeper = threading.Thread(target=run, name="trip-expiry", daemon=True)
-        self._sweeper.start()
+        """Expire overdue trips from a thread of its own (a server's), every ``every_s``
+        (by default a quarter of the expiry, from 0.5 to 5 s)."""
+        self._sweeper.start(every_s or max(0.5, min(5.0, self._engine.settings.trip_expiry_s / 4)))
 
     def stop(self) -> None:
-        self._stop.set()
+        self._sweeper.stop()
 
-    def _end(self, trip_id: str, status: str, now: float | None = None) -> dict:
+    def end(self, trip_id: str, status: str, now: float | None = None) -> dict:
+        """A store completes or cancels a trip (``trip.completed``, ``trip.canceled``), or the
+        expiry ends it (``expired``, only once it is overdue); the device's next ping has no
+        trip. :class:`Conflict` for one ended already."""
         now = time.time() if now is None else now
         snap = self._engine.refresh()
         with self._db.atomic() as tx:

@@ -22,14 +22,14 @@ from dataclasses import dataclass, replace
 from .errors import Conflict, InvalidInput
 from .model import Trip, Visit
 
-__all__ = ["ACTIVE", "ELSEWHERE_AFTER_S", "ENDED", "MODES", "SPEEDS_MPS", "TripEvent", "TripStep",
+__all__ = ["ELSEWHERE_AFTER_S", "ENDED", "MODES", "ON_THE_WAY", "SPEEDS_MPS", "TripEvent", "TripStep",
            "check_new", "end", "eta_s", "step"]
 
 #: a mode's speed for the estimate when the phone sends none: a town's traffic, a city bike,
 #: a walk (metres a second, over the straight geodesic line)
 SPEEDS_MPS = {"car": 8.3, "bike": 4.2, "foot": 1.4}
 MODES = tuple(SPEEDS_MPS)
-ACTIVE = ("started", "approaching", "arrived")
+ON_THE_WAY = ("started", "approaching")  # (then arrived; a trip ended is no device's)
 ELSEWHERE_AFTER_S = 60.0  # in another store's geofence this long: a stop there, not a drive past
 ENDED = ("completed", "canceled", "expired")
 
@@ -65,7 +65,7 @@ class TripStep:
                 "arrived_elsewhere": (self.trip or trip).elsewhere}
 
 
-def check_new(trip_id: str, store_id: str, mode: str, approaching_s: float) -> None:
+def check_new(trip_id: str, mode: str, approaching_s: float) -> None:
     """Raise :class:`InvalidInput` naming what is wrong with a new trip's fields."""
     if not isinstance(trip_id, str) or not 1 <= len(trip_id) <= 128:
         raise InvalidInput("trip_id must be 1 to 128 characters")

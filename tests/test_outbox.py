@@ -61,7 +61,7 @@ def test_a_pings_events_go_to_each_subscription_that_wants_them_in_its_transacti
     rows = _outbox(engine)
     assert {w for w, *_ in rows} == {"all", "trips"}  # a disabled one gets nothing
     for device, answers in by_device.items():
-        promised = [_TYPES[e.type] for a in answers for e in a.events] + []
+        promised = [_TYPES[e.type] for a in answers for e in a.events]
         got = [t for w, d, t, _ in rows if w == "all" and d == device and t.startswith("geofence.")]
         assert got == promised
         offers = [t for w, d, t, _ in rows if w == "all" and d == device and t == "offer.pushed"]

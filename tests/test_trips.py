@@ -85,9 +85,9 @@ def test_ends_and_new_trips_are_checked():
     with pytest.raises(InvalidInput, match="status must be one of"):
         trips.end("started", "arrived", "t", "s")
     with pytest.raises(InvalidInput, match="mode must be one of"):
-        trips.check_new("t", "s", "boat", 300)
+        trips.check_new("t", "boat", 300)
     with pytest.raises(InvalidInput, match="approaching_s"):
-        trips.check_new("t", "s", "car", float("nan"))
+        trips.check_new("t", "car", float("nan"))
 
 
 def test_wait_figures_by_day():
